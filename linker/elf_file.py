@@ -1,0 +1,190 @@
+"""The output file: its header, program headers, section headers and where things sit in it.
+
+Sections that belong to a segment keep their virtual address for life; when one outgrows the
+file space reserved for its segment, the segment is extended in place if the space after it is
+free, and otherwise its bytes move to free space (virtual addresses stay the same, so nothing
+that refers to them changes). Non-allocated sections (symbol and string tables) and the section
+header table are placed in free space the same way. Everything is written with `pwrite`, so an
+update touches only the bytes that change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from linker import elf
+from linker.atom import align_forward, pad_to_ideal
+
+MAX_PHDRS = 16
+HEADER_RESERVE = elf.EHDR_SIZE + MAX_PHDRS * elf.PHDR_SIZE
+
+
+class LinkError(Exception):
+    """The link cannot be completed (undefined symbols, a full section)."""
+
+
+@dataclass(slots=True)
+class Section:
+    shdr: elf.Shdr
+    phdr: int = -1  # index into ElfFile.phdrs of the segment holding it, -1 if none
+    max_size: int = 0  # the virtual room the section may grow to
+    min_capacity: int = 16  # the smallest capacity an atom gets
+    first: int = 0  # first and last atom in address order
+    last: int = 0
+    free_list: list[int] = field(default_factory=list)
+    file_capacity: int = 0  # bytes reserved in the file for a non-allocated section
+    marker: bool = False  # an empty section at the start of its segment, following it around
+
+
+class ElfFile:
+    def __init__(self, fd: int, page_size: int):
+        self.fd = fd
+        self.page = page_size
+        self.phdrs: list[elf.Phdr] = []
+        self.sections: list[Section] = [Section(elf.Shdr("", elf.SHT_NULL, addralign=0))]
+        self.shoff = 0
+        self.shdr_capacity = 0
+
+    # ---- building the structure ---------------------------------------------------------------
+
+    def add_phdr(self, phdr: elf.Phdr) -> int:
+        if len(self.phdrs) == MAX_PHDRS:
+            raise LinkError("too many program headers")
+        self.phdrs.append(phdr)
+        return len(self.phdrs) - 1
+
+    def add_section(self, section: Section) -> int:
+        self.sections.append(section)
+        return len(self.sections) - 1
+
+    def section_index(self, name: str) -> int:
+        for i, s in enumerate(self.sections):
+            if s.shdr.name == name:
+                return i
+        raise KeyError(name)
+
+    def add_load_segment(self, vaddr: int, flags: int, filesz: int, memsz: int) -> int:
+        size = align_forward(max(filesz, 1), self.page) if filesz else 0
+        offset = self.find_free_space(size, self.page) if size else 0
+        mem = align_forward(max(memsz, size, 1), self.page)
+        return self.add_phdr(elf.Phdr(elf.PT_LOAD, flags, offset, vaddr, size, mem, self.page))
+
+    # ---- free space ---------------------------------------------------------------------------
+
+    def _used_ranges(self):
+        yield 0, HEADER_RESERVE
+        for p in self.phdrs:
+            if p.type == elf.PT_LOAD and p.filesz:
+                yield p.offset, p.offset + p.filesz
+        for s in self.sections:
+            if s.file_capacity:
+                yield s.shdr.offset, s.shdr.offset + s.file_capacity
+        if self.shdr_capacity:
+            yield self.shoff, self.shoff + self.shdr_capacity
+
+    def find_free_space(self, size: int, align: int, ignore: tuple[int, int] | None = None) -> int:
+        start = 0
+        moved = True
+        while moved:
+            moved = False
+            for lo, hi in self._used_ranges():
+                if (lo, hi) == ignore:
+                    continue
+                if start < hi and lo < start + size:
+                    start = align_forward(hi, align)
+                    moved = True
+        return start
+
+    def _is_free(self, lo: int, hi: int, own: tuple[int, int]) -> bool:
+        return all(not (lo < h and l_ < hi) for l_, h in self._used_ranges() if (l_, h) != own)
+
+    # ---- growing sections ---------------------------------------------------------------------
+
+    def grow_section(self, index: int, needed: int) -> None:
+        """Make section `index` at least `needed` bytes long, moving its segment if it must.
+
+        As in the seed, a section in a segment spans the whole segment, slack included.
+        """
+        sec = self.sections[index]
+        if needed > sec.max_size:
+            raise LinkError(f"section {sec.shdr.name} is full: {needed} bytes needed, "
+                            f"{sec.max_size} available")
+        if needed <= sec.shdr.size:
+            return
+        if sec.phdr < 0:
+            sec.shdr.size = needed
+            return
+        phdr = self.phdrs[sec.phdr]
+        new_size = min(align_forward(pad_to_ideal(needed), self.page), sec.max_size)
+        if sec.shdr.type == elf.SHT_NOBITS:
+            phdr.memsz = sec.shdr.size = new_size
+            return
+        own = (phdr.offset, phdr.offset + phdr.filesz)
+        if not self._is_free(phdr.offset, phdr.offset + new_size, own):
+            new_offset = self.find_free_space(new_size, self.page, ignore=own)
+            self.copy(phdr.offset, new_offset, phdr.filesz)
+            phdr.offset = new_offset
+            sec.shdr.offset = new_offset
+        phdr.filesz = phdr.memsz = sec.shdr.size = new_size
+
+    def copy(self, src: int, dst: int, size: int) -> None:
+        chunk = 1 << 20
+        for off in range(0, size, chunk):
+            n = min(chunk, size - off)
+            self.pwrite(os.pread(self.fd, n, src + off), dst + off)
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def pwrite(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    def write_atom(self, section: int, value: int, data: bytes) -> None:
+        shdr = self.sections[section].shdr
+        if shdr.type != elf.SHT_NOBITS and data:
+            self.pwrite(data, shdr.offset + value)
+
+    def write_nonalloc(self, index: int, data: bytes) -> None:
+        """Write the whole contents of a non-allocated section, moving it if it grew."""
+        sec = self.sections[index]
+        if len(data) > sec.file_capacity:
+            own = (sec.shdr.offset, sec.shdr.offset + sec.file_capacity)
+            sec.file_capacity = 0
+            cap = pad_to_ideal(len(data))
+            if own[1] > own[0] and self._is_free(own[0], own[0] + cap, own):
+                offset = own[0]
+            else:
+                offset = self.find_free_space(cap, sec.shdr.addralign)
+            sec.shdr.offset = offset
+            sec.file_capacity = cap
+        sec.shdr.size = len(data)
+        self.pwrite(data, sec.shdr.offset)
+
+    def write_headers(self, file_type: int, machine: int, entry: int) -> None:
+        for s in self.sections:
+            if s.marker:
+                s.shdr.offset = self.phdrs[s.phdr].offset
+        shstrtab = elf.StringTable()
+        for s in self.sections:
+            s.shdr.name_offset = shstrtab.add(s.shdr.name)
+        shstrndx = self.section_index(".shstrtab")
+        self.write_nonalloc(shstrndx, bytes(shstrtab.data))
+        table = b"".join(s.shdr.pack() for s in self.sections)
+        if len(table) > self.shdr_capacity:
+            self.shdr_capacity = 0
+            cap = pad_to_ideal(len(table))
+            self.shoff = self.find_free_space(cap, 8)
+            self.shdr_capacity = cap
+        self.pwrite(table, self.shoff)
+        self.pwrite(b"".join(p.pack() for p in self.phdrs), elf.EHDR_SIZE)
+        ehdr = elf.Ehdr(file_type, machine, entry, elf.EHDR_SIZE, self.shoff, len(self.phdrs),
+                        len(self.sections), shstrndx)
+        self.pwrite(ehdr.pack(), 0)
+        # The file ends where the last thing in it ends; keep it no longer than that.
+        end = max(hi for _, hi in self._used_ranges())
+        if os.fstat(self.fd).st_size < end:
+            os.ftruncate(self.fd, end)

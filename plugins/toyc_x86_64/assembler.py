@@ -1,0 +1,55 @@
+"""Assembly text to bytes with keystone, keeping relocations out of the assembler's hands.
+
+Code is written as Intel-syntax lines. An instruction that refers to something outside the
+atom is written with a zero displacement and followed by a label `.LrelocN`; after assembling, a
+table of those labels' offsets (appended as `.long` data and cut off again) says where each
+relocated field ends. Every such instruction has its 32-bit field last.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+
+from keystone import KS_ARCH_X86, KS_MODE_64, Ks, KsError
+
+from toyc.code import Code, Reloc, Target
+
+
+@functools.cache
+def _keystone() -> Ks:
+    return Ks(KS_ARCH_X86, KS_MODE_64)
+
+
+class AssemblerError(Exception):
+    """Keystone rejected generated assembly: a bug in the code generator, never the user's."""
+
+
+class Asm:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._relocs: list[tuple[Target, int, int]] = []
+
+    def __call__(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def reloc(self, instr: str, target: Target, rtype: int, addend: int) -> None:
+        """Emit `instr`, whose last four bytes are patched to refer to `target`."""
+        n = len(self._relocs)
+        self.lines.append(instr)
+        self.lines.append(f".Lreloc{n}:")
+        self._relocs.append((target, rtype, addend))
+
+    def assemble(self, align: int) -> Code:
+        labels = ", ".join([".Lcode_end"] + [f".Lreloc{i}" for i in range(len(self._relocs))])
+        text = "\n".join(self.lines) + f"\n.Lcode_end:\n.long {labels}\n"
+        try:
+            encoding, _ = _keystone().asm(text, 0)
+        except KsError as e:
+            raise AssemblerError(f"keystone: {e}") from None
+        raw = bytes(encoding)
+        count = 1 + len(self._relocs)
+        offsets = struct.unpack_from(f"<{count}I", raw, len(raw) - 4 * count)
+        relocs = [Reloc(end - 4, rtype, target, addend)
+                  for end, (target, rtype, addend) in zip(offsets[1:], self._relocs, strict=True)]
+        return Code(raw[: offsets[0]], relocs, align)

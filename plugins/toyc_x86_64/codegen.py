@@ -1,0 +1,440 @@
+"""Lowering one checked Toy function to x86_64 assembly (System V AMD64 ABI).
+
+The generated code is a plain stack machine, in the manner of chibicc: every expression leaves
+its value in rax, a binary operator pushes its left operand while the right one is computed,
+every local lives in a stack slot below rbp. Panics jump to cold stubs after the function's
+return, which call the runtime's panic routine with a message and a `file:line:col`. The
+stack is kept 16-byte aligned at every call, so C functions can be called later on.
+"""
+
+from __future__ import annotations
+
+from toyc import ast as A
+from toyc.code import Code, Target
+from toyc.source import Span
+from toyc.types import BOOL, INT, STR, VOID, Type
+
+from .assembler import Asm
+from .data import STR_HEADER
+from .relocs import R_X86_64_PC32, R_X86_64_PLT32
+
+ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
+SETCC = {"==": "sete", "!=": "setne", "<": "setl", "<=": "setle", ">": "setg", ">=": "setge"}
+JUMP_IF_NOT = {"==": "jne", "!=": "je", "<": "jge", "<=": "jg", ">": "jle", ">=": "jl"}
+ARITH = {"+": "add", "-": "sub", "&": "and", "|": "or", "^": "xor"}
+PRINT_KIND = {"int": b"i", "bool": b"b", "str": b"s"}
+FUNCTION_ALIGN = 16
+
+SYS_EXIT_GROUP = 231
+
+
+def lazy(name: str) -> Target:
+    return Target("lazy", name)
+
+
+def uav(value: bytes) -> Target:
+    return Target("uav", value)
+
+
+def nav(name: str) -> Target:
+    return Target("nav", name)
+
+
+def _imm32(v: int) -> bool:
+    return -(1 << 31) <= v < (1 << 31)
+
+
+def _slot_size(ty: Type) -> int:
+    return (ty.size + 7) & ~7 if ty.is_array else 8
+
+
+class FunctionGen:
+    def __init__(self, fn: A.FnDecl, path: str):
+        self.fn = fn
+        self.path = path
+        self.a = Asm()
+        self.labels = 0
+        self.depth = 0  # bytes pushed since the frame was set up
+        self.loops: list[tuple[str, str]] = []  # (continue label, break label)
+        self.cold: list[tuple[str, bytes, Span]] = []  # (label, panic message, where)
+        self.slots: list[int] = []
+        frame = 0
+        for local in fn.locals:
+            frame += _slot_size(local.ty)
+            self.slots.append(-frame)
+        self.frame = (frame + 15) & ~15
+
+    def label(self) -> str:
+        self.labels += 1
+        return f".L{self.labels}"
+
+    # ---- function -----------------------------------------------------------------------------
+
+    def lower(self) -> Code:
+        a = self.a
+        a("push rbp", "mov rbp, rsp")
+        if self.frame:
+            a(f"sub rsp, {self.frame}")
+        for i, _ in enumerate(self.fn.params):
+            a(f"mov qword ptr [rbp - {-self.slots[i]}], {ARG_REGS[i]}")
+        self.block(self.fn.body)
+        a(".Lret:")
+        if self.fn.name == "main" and self.fn.result_type == VOID:
+            a("xor eax, eax")
+        a("leave", "ret")
+        for label, message, span in self.cold:
+            a(f"{label}:")
+            self.lea("rdi", uav(message))
+            self.lea("rsi", uav(self.where(span)))
+            a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
+        return a.assemble(FUNCTION_ALIGN)
+
+    def where(self, span: Span) -> bytes:
+        return f"{self.path}:{span.line}:{span.col}".encode()
+
+    def panic_label(self, message: str, span: Span) -> str:
+        label = self.label()
+        self.cold.append((label, message.encode(), span))
+        return label
+
+    # ---- small helpers ------------------------------------------------------------------------
+
+    def push(self, reg: str = "rax") -> None:
+        self.a(f"push {reg}")
+        self.depth += 8
+
+    def pop(self, reg: str) -> None:
+        self.a(f"pop {reg}")
+        self.depth -= 8
+
+    def lea(self, reg: str, target: Target, addend: int = 0) -> None:
+        if target.kind == "uav":
+            addend += STR_HEADER
+        self.a.reloc(f"lea {reg}, [rip]", target, R_X86_64_PC32, addend - 4)
+
+    def call(self, target: Target) -> None:
+        pad = self.depth % 16 != 0
+        if pad:
+            self.a("sub rsp, 8")
+        self.a.reloc("call 0", target, R_X86_64_PLT32, -4)
+        if pad:
+            self.a("add rsp, 8")
+
+    def mov_imm(self, reg: str, v: int) -> None:
+        if v == 0:
+            self.a(f"xor {reg}, {reg}")
+        elif _imm32(v):
+            self.a(f"mov {reg}, {v}")
+        else:
+            self.a(f"movabs {reg}, {v & ((1 << 64) - 1):#x}")
+
+    def local(self, index: int) -> str:
+        return f"[rbp - {-self.slots[index]}]"
+
+    def load_global(self, name: str, ty: Type) -> None:
+        if ty == BOOL:
+            self.a.reloc("movzx eax, byte ptr [rip]", nav(name), R_X86_64_PC32, -4)
+        else:
+            self.a.reloc("mov rax, qword ptr [rip]", nav(name), R_X86_64_PC32, -4)
+
+    def store_global(self, name: str, ty: Type) -> None:
+        if ty == BOOL:
+            self.a.reloc("mov byte ptr [rip], al", nav(name), R_X86_64_PC32, -4)
+        else:
+            self.a.reloc("mov qword ptr [rip], rax", nav(name), R_X86_64_PC32, -4)
+
+    # ---- statements ---------------------------------------------------------------------------
+
+    def block(self, b: A.Block) -> None:
+        for s in b.stmts:
+            self.stmt(s)
+
+    def stmt(self, s: A.Stmt) -> None:
+        a = self.a
+        if isinstance(s, A.ExprStmt):
+            self.expr(s.expr)
+        elif isinstance(s, A.Let):
+            self.let(s)
+        elif isinstance(s, A.Assign):
+            self.assign(s)
+        elif isinstance(s, A.Block):
+            self.block(s)
+        elif isinstance(s, A.If):
+            els, end = self.label(), self.label()
+            self.branch_false(s.cond, els)
+            self.block(s.then)
+            if s.els is not None:
+                a(f"jmp {end}")
+            a(f"{els}:")
+            if isinstance(s.els, A.Block):
+                self.block(s.els)
+            elif s.els is not None:
+                self.stmt(s.els)
+            a(f"{end}:")
+        elif isinstance(s, A.While):
+            top, end = self.label(), self.label()
+            a(f"{top}:")
+            self.branch_false(s.cond, end)
+            self.loops.append((top, end))
+            self.block(s.body)
+            self.loops.pop()
+            a(f"jmp {top}", f"{end}:")
+        elif isinstance(s, A.Break):
+            a(f"jmp {self.loops[-1][1]}")
+        elif isinstance(s, A.Continue):
+            a(f"jmp {self.loops[-1][0]}")
+        elif isinstance(s, A.Return):
+            if s.value is not None:
+                self.expr(s.value)
+            a("jmp .Lret")
+
+    def branch_false(self, cond: A.Expr, label: str) -> None:
+        """Jump to `label` when `cond` is false; compare-and-branch without a 0/1 in between."""
+        if isinstance(cond, A.Binary) and cond.op in SETCC and cond.lhs.ty == INT:
+            self.operands(cond)
+            self.a("cmp rax, rcx", f"{JUMP_IF_NOT[cond.op]} {label}")
+            return
+        self.expr(cond)
+        self.a("test rax, rax", f"je {label}")
+
+    def let(self, s: A.Let) -> None:
+        local = self.fn.locals[s.local]
+        slot = self.slots[s.local]
+        ty = local.ty
+        if ty.is_array:
+            qwords = _slot_size(ty) // 8
+            self.a(f"lea rdi, [rbp - {-slot}]", f"mov ecx, {qwords}", "xor eax, eax",
+                   "rep stosq")
+            if isinstance(s.init, A.ArrayLit):
+                esize = ty.elem.size
+                for i, x in enumerate(s.init.elems):
+                    self.expr(x)
+                    if esize == 8:
+                        self.a(f"mov qword ptr [rbp - {-slot - 8 * i}], rax")
+                    else:
+                        self.a(f"mov byte ptr [rbp - {-slot - i}], al")
+            return
+        if s.init is not None:
+            self.expr(s.init)
+        elif ty == STR:
+            self.lea("rax", uav(b""))
+        else:
+            self.a("xor eax, eax")
+        self.a(f"mov qword ptr {self.local(s.local)}, rax")
+
+    def assign(self, s: A.Assign) -> None:
+        t = s.target
+        op = s.op[:-1]  # "+=" -> "+", "=" -> ""
+        if isinstance(t, A.Name):
+            self.expr(s.value)
+            if t.kind == "local":
+                if op:
+                    self.a("mov rcx, rax", f"mov rax, qword ptr {self.local(t.local)}")
+                    self.int_op(op, s.op_span)
+                self.a(f"mov qword ptr {self.local(t.local)}, rax")
+            else:
+                if op:
+                    self.a("mov rcx, rax")
+                    self.load_global(t.name, t.ty)
+                    self.int_op(op, s.op_span)
+                self.store_global(t.name, t.ty)
+            return
+        # an array element
+        self.element_address(t)
+        self.push()
+        self.expr(s.value)
+        if not op:
+            self.pop("rdx")
+            if t.ty == BOOL:
+                self.a("mov byte ptr [rdx], al")
+            else:
+                self.a("mov qword ptr [rdx], rax")
+            return
+        self.a("mov rcx, rax", "mov rax, qword ptr [rsp]", "mov rax, qword ptr [rax]")
+        self.int_op(op, s.op_span)
+        self.pop("rdx")
+        self.a("mov qword ptr [rdx], rax")
+
+    # ---- expressions --------------------------------------------------------------------------
+
+    def expr(self, e: A.Expr) -> None:
+        a = self.a
+        if isinstance(e, A.IntLit):
+            self.mov_imm("rax", e.value)
+        elif isinstance(e, A.BoolLit):
+            a("mov eax, 1" if e.value else "xor eax, eax")
+        elif isinstance(e, A.StrLit):
+            self.lea("rax", uav(e.value))
+        elif isinstance(e, A.Name):
+            if e.kind == "local":
+                a(f"mov rax, qword ptr {self.local(e.local)}")
+            else:
+                self.load_global(e.name, e.ty)
+        elif isinstance(e, A.Unary):
+            self.expr(e.operand)
+            a({"-": "neg rax", "~": "not rax", "not": "xor eax, 1"}[e.op])
+        elif isinstance(e, A.Binary):
+            self.binary(e)
+        elif isinstance(e, A.Index):
+            self.index(e)
+        elif isinstance(e, A.Call):
+            if e.builtin:
+                self.builtin(e)
+            else:
+                self.user_call(e)
+        else:
+            raise AssertionError(f"cannot generate code for {type(e).__name__}")
+
+    def binary(self, e: A.Binary) -> None:
+        a = self.a
+        if e.op in ("and", "or"):
+            end = self.label()
+            self.expr(e.lhs)
+            a("test rax, rax", f"{'je' if e.op == 'and' else 'jne'} {end}")
+            self.expr(e.rhs)
+            a(f"{end}:")
+            return
+        if e.lhs.ty == STR:
+            self.expr(e.lhs)
+            self.push()
+            self.expr(e.rhs)
+            a("mov rsi, rax")
+            self.pop("rdi")
+            self.call(lazy("toy.rt.streq"))
+            if e.op == "!=":
+                a("xor eax, 1")
+            return
+        self.operands(e)
+        if e.op in SETCC:
+            a("cmp rax, rcx", f"{SETCC[e.op]} al", "movzx eax, al")
+        else:
+            self.int_op(e.op, e.op_span)
+
+    def operands(self, e: A.Binary) -> None:
+        """Left operand in rax, right operand in rcx."""
+        rhs = e.rhs
+        if isinstance(rhs, A.IntLit) and _imm32(rhs.value):
+            self.expr(e.lhs)
+            self.a(f"mov rcx, {rhs.value}")
+        elif isinstance(rhs, A.Name) and rhs.kind == "local":
+            self.expr(e.lhs)
+            self.a(f"mov rcx, qword ptr {self.local(rhs.local)}")
+        else:
+            self.expr(e.lhs)
+            self.push()
+            self.expr(rhs)
+            self.a("mov rcx, rax")
+            self.pop("rax")
+
+    def int_op(self, op: str, span: Span) -> None:
+        """rax = rax op rcx, for the int operators."""
+        a = self.a
+        if op in ARITH:
+            a(f"{ARITH[op]} rax, rcx")
+        elif op == "*":
+            a("imul rax, rcx")
+        elif op == "<<":
+            a("shl rax, cl")
+        elif op == ">>":
+            a("sar rax, cl")
+        elif op in ("/", "%"):
+            # idiv traps on INT_MIN / -1; Toy wraps instead, so -1 takes its own path.
+            zero = self.panic_label("division by zero", span)
+            normal, done = self.label(), self.label()
+            a("test rcx, rcx", f"je {zero}", "cmp rcx, -1", f"jne {normal}")
+            a("neg rax" if op == "/" else "xor eax, eax")
+            a(f"jmp {done}", f"{normal}:", "cqo", "idiv rcx")
+            if op == "%":
+                a("mov rax, rdx")
+            a(f"{done}:")
+        else:
+            raise AssertionError(op)
+
+    def element_address(self, e: A.Index) -> None:
+        """rax = the address of array element `e`, after the bounds check."""
+        base = e.base
+        length = base.ty.length
+        self.expr(e.index)
+        oob = self.panic_label("index out of bounds", e.span)
+        if _imm32(length):
+            self.a(f"cmp rax, {length}")
+        else:
+            self.mov_imm("rcx", length)
+            self.a("cmp rax, rcx")
+        self.a(f"jae {oob}")
+        if base.kind == "local":
+            self.a(f"lea rcx, {self.local(base.local)}")
+        else:
+            self.a.reloc("lea rcx, [rip]", nav(base.name), R_X86_64_PC32, -4)
+        scale = base.ty.elem.size
+        self.a(f"lea rax, [rcx + rax*{scale}]" if scale > 1 else "add rax, rcx")
+
+    def index(self, e: A.Index) -> None:
+        if e.base.ty == STR:
+            self.expr(e.base)
+            self.push()
+            self.expr(e.index)
+            self.a("mov rcx, rax")
+            self.pop("rax")
+            oob = self.panic_label("index out of bounds", e.span)
+            self.a("cmp rcx, qword ptr [rax - 8]", f"jae {oob}",
+                   "movzx eax, byte ptr [rax + rcx]")
+            return
+        self.element_address(e)
+        self.a("movzx eax, byte ptr [rax]" if e.ty == BOOL else "mov rax, qword ptr [rax]")
+
+    def user_call(self, e: A.Call) -> None:
+        for arg in e.args:
+            self.expr(arg)
+            self.push()
+        for reg in reversed(ARG_REGS[: len(e.args)]):
+            self.pop(reg)
+        self.call(nav(e.callee.name))
+
+    def builtin(self, e: A.Call) -> None:
+        a = self.a
+        name = e.callee.name
+        args = e.args
+        if name in ("print", "eprint"):
+            kinds = b"".join(PRINT_KIND[x.ty.name] for x in args)
+            for x in args:
+                self.expr(x)
+                self.push()
+            a(f"mov edi, {1 if name == 'print' else 2}", "mov rsi, rsp", f"mov edx, {len(args)}")
+            self.lea("rcx", uav(kinds))
+            self.call(lazy("toy.rt.print"))
+            if args:
+                a(f"add rsp, {8 * len(args)}")
+                self.depth -= 8 * len(args)
+        elif name == "len":
+            x = args[0]
+            if x.ty == STR:
+                self.expr(x)
+                a("mov rax, qword ptr [rax - 8]")
+            else:
+                self.mov_imm("rax", x.ty.length)
+        elif name == "exit":
+            self.expr(args[0])
+            a("mov rdi, rax", f"mov eax, {SYS_EXIT_GROUP}", "syscall")
+        elif name == "assert":
+            self.expr(args[0])
+            a("test rax, rax", f"je {self.panic_label('assertion failed', e.span)}")
+        elif name == "argc":
+            a.reloc("mov rax, qword ptr [rip]", lazy("toy.rt.argc"), R_X86_64_PC32, -4)
+        elif name in ("argv", "parse_int"):
+            self.expr(args[0])
+            a("mov rdi, rax")
+            self.lea("rsi", uav(self.where(e.span)))
+            self.call(lazy(f"toy.rt.{name}"))
+        elif name == "sleep_ms":
+            self.expr(args[0])
+            a("mov rdi, rax")
+            self.call(lazy("toy.rt.sleep_ms"))
+        elif name == "clock_ns":
+            self.call(lazy("toy.rt.clock_ns"))
+        else:
+            raise AssertionError(f"built-in {name} has no code generator")
+
+
+def lower_function(fn: A.FnDecl, path: str) -> Code:
+    return FunctionGen(fn, path).lower()

@@ -1,0 +1,215 @@
+"""The runtime helpers (lazy symbols) on x86_64 Linux, written in assembly, no libc.
+
+Each helper is generated the first time a relocation refers to it. They talk to the kernel
+with raw system calls and follow the System V ABI (callee-saved rbx, rbp, r12-r15).
+
+- `_start`: saves argc and builds `str` copies of argv, calls `main`, exits with its status.
+- `toy.rt.print(fd, values, count, kinds)`: formats `count` values (value i at
+  `values[count-1-i]`, kind i the byte `kinds[i]`: i, b or s) separated by spaces, ending in a
+  newline, into one buffer, and writes it with one `write` (repeated only on short writes).
+- `toy.rt.panic(msg, loc)`: `panic: MSG at LOC` on stderr, exit status 101.
+- `toy.rt.streq`, `toy.rt.argv`, `toy.rt.parse_int`, `toy.rt.sleep_ms`, `toy.rt.clock_ns`,
+  `toy.rt.fmt_int`, `toy.rt.write_all`, and the data `toy.rt.argc`, `toy.rt.args`.
+"""
+
+from __future__ import annotations
+
+from toyc.code import Code, LazySymbol, Target
+
+from .assembler import Asm
+from .data import STR_HEADER
+from .relocs import R_X86_64_PC32, R_X86_64_PLT32
+
+SYS_WRITE, SYS_MMAP, SYS_MUNMAP, SYS_NANOSLEEP = 1, 9, 11, 35
+SYS_CLOCK_GETTIME, SYS_EXIT_GROUP = 228, 231
+EINTR = 4
+STACK_BUFFER_MAX = 16384  # print buffers up to this size live on the stack, larger ones are mmapped
+
+
+class _Helper(Asm):
+    def call(self, name: str) -> None:
+        self.reloc("call 0", Target("lazy", name), R_X86_64_PLT32, -4)
+
+    def rip(self, instr: str, name: str) -> None:
+        """`instr` with a `[rip]` operand that refers to runtime data `name`."""
+        self.reloc(instr, Target("lazy", name), R_X86_64_PC32, -4)
+
+    def lea_str(self, reg: str, value: bytes) -> None:
+        self.reloc(f"lea {reg}, [rip]", Target("uav", value), R_X86_64_PC32, STR_HEADER - 4)
+
+
+def _start(a: _Helper) -> None:
+    a("xor ebp, ebp", "mov rdi, rsp", "and rsp, -16")
+    a.call("toy.rt.args_init")
+    a.reloc("call 0", Target("nav", "main"), R_X86_64_PLT32, -4)
+    a("mov edi, eax", "and edi, 255", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
+def _args_init(a: _Helper) -> None:
+    # rdi points at argc, then argv[0..argc), as the kernel lays out the initial stack. Copies
+    # every argument into one mmapped block as a Toy str (length, bytes, NUL), and a table of
+    # pointers to them in front of the block.
+    a("mov rcx, qword ptr [rdi]")
+    a.rip("mov qword ptr [rip], rcx", "toy.rt.argc")
+    a("lea r8, [rdi + 8]", "lea r9, [rcx*8]", "xor r10d, r10d")
+    a(".Lsize:", "cmp r10, rcx", "jae .Lsized", "mov rsi, qword ptr [r8 + r10*8]",
+      "xor eax, eax",
+      ".Lstrlen:", "cmp byte ptr [rsi + rax], 0", "je .Llen", "inc rax", "jmp .Lstrlen",
+      ".Llen:", "add rax, 16", "and rax, -8", "add r9, rax", "inc r10", "jmp .Lsize")
+    a(".Lsized:", "push rcx", "push r8",
+      "xor edi, edi", "mov rsi, r9", "mov edx, 3", "mov r10d, 0x22", "mov r8, -1",
+      "xor r9d, r9d", f"mov eax, {SYS_MMAP}", "syscall",
+      "pop r8", "pop rcx", "cmp rax, -4096", "ja .Lnomem", "mov r9, rax")
+    a.rip("mov qword ptr [rip], r9", "toy.rt.args")
+    a("lea rdx, [r9 + rcx*8]", "xor r10d, r10d")
+    a(".Lcopy:", "cmp r10, rcx", "jae .Ldone", "mov rsi, qword ptr [r8 + r10*8]",
+      "lea rdi, [rdx + 8]", "mov qword ptr [r9 + r10*8], rdi", "xor r11d, r11d",
+      ".Lbyte:", "mov al, byte ptr [rsi + r11]", "mov byte ptr [rdi + r11], al", "test al, al",
+      "je .Lcopied", "inc r11", "jmp .Lbyte",
+      ".Lcopied:", "mov qword ptr [rdx], r11", "lea rax, [r11 + 16]", "and rax, -8",
+      "add rdx, rax", "inc r10", "jmp .Lcopy",
+      ".Ldone:", "ret")
+    a(".Lnomem:", "mov edi, 127", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
+def _write_all(a: _Helper) -> None:
+    # write(rdi, rsi, rdx) until everything is written; gives up on an error other than EINTR.
+    a(".Lagain:", "test rdx, rdx", "jle .Ldone", f"mov eax, {SYS_WRITE}", "syscall",
+      f"cmp rax, -{EINTR}", "je .Lagain", "test rax, rax", "jle .Ldone",
+      "add rsi, rax", "sub rdx, rax", "jmp .Lagain", ".Ldone:", "ret")
+
+
+def _fmt_int(a: _Helper) -> None:
+    # Writes the decimal digits of rsi at rdi; returns the end in rax. A leaf: the digits are
+    # built in the red zone.
+    a("mov rax, rsi", "test rax, rax", "jns .Lpos", "mov byte ptr [rdi], 45", "inc rdi",
+      "neg rax",
+      ".Lpos:", "lea r8, [rsp - 8]", "mov r9, r8", "mov r10, 10",
+      ".Ldigit:", "xor edx, edx", "div r10", "add dl, 48", "dec r8", "mov byte ptr [r8], dl",
+      "test rax, rax", "jne .Ldigit",
+      "mov rcx, r9", "sub rcx, r8", "mov rsi, r8", "rep movsb", "mov rax, rdi", "ret")
+
+
+def _print(a: _Helper) -> None:
+    a("push rbp", "mov rbp, rsp", "push rbx", "push r12", "push r13", "push r14", "push r15",
+      "sub rsp, 24",
+      "mov r15, rdi", "mov r12, rsi", "mov r13, rdx", "mov r14, rcx")
+    # Size: one separator or newline per value (at least the newline), plus the values.
+    a("mov rbx, r13", "test rbx, rbx", "jne .Lsize0", "mov ebx, 1", ".Lsize0:", "xor ecx, ecx",
+      ".Lsize:", "cmp rcx, r13", "jae .Lsized", "mov rax, r13", "sub rax, rcx",
+      "mov rax, qword ptr [r12 + rax*8 - 8]", "movzx edx, byte ptr [r14 + rcx]",
+      "cmp edx, 115", "jne .Lsmall", "add rbx, qword ptr [rax - 8]", "jmp .Lsizenext",
+      ".Lsmall:", "add rbx, 20",
+      ".Lsizenext:", "inc rcx", "jmp .Lsize")
+    a(".Lsized:", "mov qword ptr [rbp - 56], rbx", f"cmp rbx, {STACK_BUFFER_MAX}", "ja .Lmmap",
+      "lea rax, [rbx + 15]", "and rax, -16", "sub rsp, rax", "mov rdi, rsp", "jmp .Lfill",
+      ".Lmmap:", "xor edi, edi", "mov rsi, rbx", "mov edx, 3", "mov r10d, 0x22", "mov r8, -1",
+      "xor r9d, r9d", f"mov eax, {SYS_MMAP}", "syscall", "cmp rax, -4096", "ja .Lnomem",
+      "mov rdi, rax")
+    a(".Lfill:", "mov qword ptr [rbp - 48], rdi", "xor ebx, ebx",
+      ".Lvalue:", "cmp rbx, r13", "jae .Lfilled", "test rbx, rbx", "je .Lnosep",
+      "mov byte ptr [rdi], 32", "inc rdi",
+      ".Lnosep:", "mov rax, r13", "sub rax, rbx", "mov rsi, qword ptr [r12 + rax*8 - 8]",
+      "movzx eax, byte ptr [r14 + rbx]", "cmp eax, 115", "je .Lstr", "cmp eax, 98",
+      "je .Lbool")
+    a.call("toy.rt.fmt_int")
+    a("mov rdi, rax", "jmp .Lnext",
+      ".Lbool:", "test rsi, rsi", "je .Lfalse", "mov dword ptr [rdi], 0x65757274", "add rdi, 4",
+      "jmp .Lnext",
+      ".Lfalse:", "mov dword ptr [rdi], 0x736c6166", "mov byte ptr [rdi + 4], 101",
+      "add rdi, 5", "jmp .Lnext",
+      ".Lstr:", "mov rcx, qword ptr [rsi - 8]", "rep movsb",
+      ".Lnext:", "inc rbx", "jmp .Lvalue")
+    a(".Lfilled:", "mov byte ptr [rdi], 10", "inc rdi", "mov rsi, qword ptr [rbp - 48]",
+      "mov rdx, rdi", "sub rdx, rsi", "mov rdi, r15")
+    a.call("toy.rt.write_all")
+    a("mov rsi, qword ptr [rbp - 56]", f"cmp rsi, {STACK_BUFFER_MAX}", "jbe .Lreturn",
+      "mov rdi, qword ptr [rbp - 48]", f"mov eax, {SYS_MUNMAP}", "syscall",
+      ".Lreturn:", "lea rsp, [rbp - 40]", "pop r15", "pop r14", "pop r13", "pop r12", "pop rbx",
+      "pop rbp", "ret")
+    a(".Lnomem:", "mov edi, 2")
+    a.lea_str("rsi", b"panic: out of memory\n")
+    a("mov edx, 21")
+    a.call("toy.rt.write_all")
+    a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
+def _panic(a: _Helper) -> None:
+    a("push rbp", "mov rbp, rsp")
+    a.lea_str("rax", b"panic:")
+    a("push rax", "push rdi")
+    a.lea_str("rax", b"at")
+    a("push rax", "push rsi", "mov rsi, rsp", "mov edi, 2", "mov edx, 4")
+    a.lea_str("rcx", b"ssss")
+    a.call("toy.rt.print")
+    a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
+def _streq(a: _Helper) -> None:
+    # With equal lengths and rcx == 0, `repe cmpsb` leaves the flags of the length compare.
+    a("mov rcx, qword ptr [rdi - 8]", "cmp rcx, qword ptr [rsi - 8]", "jne .Lne", "repe cmpsb",
+      "jne .Lne", "mov eax, 1", "ret", ".Lne:", "xor eax, eax", "ret")
+
+
+def _argv(a: _Helper) -> None:
+    a.rip("cmp rdi, qword ptr [rip]", "toy.rt.argc")
+    a("jae .Loob")
+    a.rip("mov rax, qword ptr [rip]", "toy.rt.args")
+    a("mov rax, qword ptr [rax + rdi*8]", "ret", ".Loob:")
+    a.lea_str("rdi", b"index out of bounds")
+    a.call("toy.rt.panic")
+
+
+def _parse_int(a: _Helper) -> None:
+    # Accumulates the negated value so that INT_MIN parses; overflow flags catch the rest.
+    a("mov rcx, qword ptr [rdi - 8]", "xor eax, eax", "xor r8d, r8d", "xor r9d, r9d",
+      "test rcx, rcx", "je .Lbad", "cmp byte ptr [rdi], 45", "jne .Ldigit", "mov r9d, 1",
+      "inc r8", "cmp r8, rcx", "je .Lbad",
+      ".Ldigit:", "cmp r8, rcx", "jae .Lend", "movzx edx, byte ptr [rdi + r8]", "sub edx, 48",
+      "cmp edx, 9", "ja .Lbad", "imul rax, rax, 10", "jo .Lbad", "sub rax, rdx", "jo .Lbad",
+      "inc r8", "jmp .Ldigit",
+      ".Lend:", "test r9, r9", "jne .Lneg", "neg rax", "jo .Lbad", ".Lneg:", "ret",
+      ".Lbad:")
+    a.lea_str("rdi", b"invalid integer")
+    a.call("toy.rt.panic")
+
+
+def _sleep_ms(a: _Helper) -> None:
+    a("test rdi, rdi", "jle .Lreturn", "sub rsp, 24", "mov rax, rdi", "xor edx, edx",
+      "mov ecx, 1000", "div rcx", "mov qword ptr [rsp], rax", "imul rdx, rdx, 1000000",
+      "mov qword ptr [rsp + 8], rdx",
+      ".Lagain:", "mov rdi, rsp", "mov rsi, rsp", f"mov eax, {SYS_NANOSLEEP}", "syscall",
+      f"cmp rax, -{EINTR}", "je .Lagain", "add rsp, 24", ".Lreturn:", "ret")
+
+
+def _clock_ns(a: _Helper) -> None:
+    a("sub rsp, 24", "mov edi, 1", "mov rsi, rsp", f"mov eax, {SYS_CLOCK_GETTIME}", "syscall",
+      "imul rax, qword ptr [rsp], 1000000000", "add rax, qword ptr [rsp + 8]", "add rsp, 24",
+      "ret")
+
+
+_CODE = {
+    "_start": _start,
+    "toy.rt.args_init": _args_init,
+    "toy.rt.write_all": _write_all,
+    "toy.rt.fmt_int": _fmt_int,
+    "toy.rt.print": _print,
+    "toy.rt.panic": _panic,
+    "toy.rt.streq": _streq,
+    "toy.rt.argv": _argv,
+    "toy.rt.parse_int": _parse_int,
+    "toy.rt.sleep_ms": _sleep_ms,
+    "toy.rt.clock_ns": _clock_ns,
+}
+_DATA = {"toy.rt.argc": 8, "toy.rt.args": 8}
+
+
+def lower_lazy_symbol(name: str) -> LazySymbol | None:
+    if name in _DATA:
+        return LazySymbol(Code(b"", [], 8, size=_DATA[name]), "bss", kind="object")
+    gen = _CODE.get(name)
+    if gen is None:
+        return None
+    a = _Helper()
+    gen(a)
+    return LazySymbol(a.assemble(16), "text", binding="global" if name == "_start" else "local")

@@ -1,0 +1,758 @@
+"""Name resolution, type checking and constant folding of a parsed program.
+
+`check` takes every top-level declaration and returns a `Program` whose nodes carry types,
+whose names know what they refer to, whose functions list their locals and whose globals carry
+their constant values; or it raises `CompileError` with every error it found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from toyc import ast as A
+from toyc import consteval
+from toyc.source import CompileError, Diagnostic, Source, Span
+from toyc.types import BOOL, INT, SCALARS, STR, VOID, Type, array_of
+
+MAX_PARAMS = 6
+MAX_NESTING = 200
+MAX_GLOBAL_BYTES = 1 << 32
+MAX_LOCAL_ARRAY_BYTES = 1 << 20
+RESERVED = {"_start": "the name '_start' is reserved for the program's entry point"}
+
+# name -> (parameter types, result type); None parameters mean "checked by hand".
+BUILTINS: dict[str, tuple[list[Type] | None, Type]] = {
+    "print": (None, VOID),
+    "eprint": (None, VOID),
+    "len": (None, INT),
+    "exit": ([INT], VOID),
+    "assert": ([BOOL], VOID),
+    "argc": ([], INT),
+    "argv": ([INT], STR),
+    "parse_int": ([STR], INT),
+    "sleep_ms": ([INT], VOID),
+    "clock_ns": ([], INT),
+    "spawn": (None, INT),
+    "join": ([INT], INT),
+}
+NOT_YET = {"spawn", "join"}
+
+
+@dataclass
+class Program:
+    source: Source
+    decls: list[A.Decl]
+    by_name: dict[str, A.Decl] = field(default_factory=dict)
+
+    @property
+    def functions(self) -> list[A.FnDecl]:
+        return [d for d in self.decls if isinstance(d, A.FnDecl)]
+
+    @property
+    def globals(self) -> list[A.GlobalDecl]:
+        return [d for d in self.decls if isinstance(d, A.GlobalDecl)]
+
+
+class _Fail(Exception):
+    """Stops checking one expression after its error has been reported."""
+
+
+class Checker:
+    def __init__(self, source: Source, decls: list[A.Decl]):
+        self.source = source
+        self.decls = decls
+        self.errors: list[Diagnostic] = []
+        self.by_name: dict[str, A.Decl] = {}
+        self.evaluating: set[str] = set()
+        # per function
+        self.fn: A.FnDecl | None = None
+        self.scopes: list[dict[str, int]] = []
+        self.loops = 0
+        self.depth = 0
+        self.too_deep = False
+
+    def error(self, span: Span, message: str) -> None:
+        self.errors.append(Diagnostic(span, message))
+
+    # ---- program ------------------------------------------------------------------------------
+
+    def run(self) -> Program:
+        self.collect()
+        for d in self.decls:
+            if isinstance(d, A.GlobalDecl):
+                self.check_global(d)
+        for d in self.decls:
+            if isinstance(d, A.FnDecl):
+                self.check_signature(d)
+        for d in self.decls:
+            if isinstance(d, A.FnDecl) and d.body is not None and d.result_type is not None:
+                self.check_body(d)
+        self.check_main()
+        if self.errors:
+            self.errors.sort(key=lambda e: (e.span.line, e.span.col))
+            raise CompileError(self.source, self.errors)
+        return Program(self.source, self.decls, self.by_name)
+
+    def collect(self) -> None:
+        for d in self.decls:
+            if d.name in BUILTINS:
+                self.error(d.name_span,
+                           f"'{d.name}' is a built-in function and cannot be redefined")
+            elif d.name in RESERVED:
+                self.error(d.name_span, RESERVED[d.name])
+            elif d.name in self.by_name:
+                first = self.by_name[d.name].name_span
+                self.error(d.name_span, f"'{d.name}' is already declared (at line {first.line})")
+            else:
+                self.by_name[d.name] = d
+            for e in d.exports:
+                self.error(e.span, "'export' is not supported yet")
+            if d.is_extern:
+                self.error(d.span, "'extern' declarations are not supported yet")
+            if isinstance(d, A.GlobalDecl) and d.threadlocal:
+                self.error(d.span, "'threadlocal' variables are not supported yet")
+
+    def check_main(self) -> None:
+        main = self.by_name.get("main")
+        if main is None:
+            self.error(Span(1, 1, 1, 2), "the program has no 'main' function")
+        elif not isinstance(main, A.FnDecl):
+            self.error(main.name_span, "'main' must be a function")
+        elif main.params or main.result_type not in (INT, VOID, None):
+            self.error(main.name_span, "'main' must be 'fn main() -> int' or 'fn main()'")
+
+    # ---- types --------------------------------------------------------------------------------
+
+    def resolve_type(self, t: A.TypeExpr, *, in_global: bool) -> Type | None:
+        if isinstance(t, A.TypeName):
+            ty = SCALARS.get(t.name)
+            if ty is None:
+                self.error(t.span, f"unknown type '{t.name}'")
+            return ty
+        elem = self.resolve_type(t.elem, in_global=in_global)
+        length = self.const_value(t.length, INT, "an array length")
+        if elem is None or length is None:
+            return None
+        if elem not in (INT, BOOL):
+            self.error(t.elem.span, "array elements must be int or bool")
+            return None
+        if length < 1:
+            self.error(t.length.span, f"array length must be at least 1, not {length}")
+            return None
+        ty = array_of(elem, length)
+        limit = MAX_GLOBAL_BYTES if in_global else MAX_LOCAL_ARRAY_BYTES
+        if ty.size > limit:
+            where = "a global" if in_global else "a local (use a global for big arrays)"
+            self.error(t.span, f"array of {ty.size} bytes is too large for {where}")
+            return None
+        return ty
+
+    # ---- globals and constant expressions ----------------------------------------------------
+
+    def check_global(self, g: A.GlobalDecl) -> None:
+        if g.ty is not None or g.name in self.evaluating:
+            return
+        self.evaluating.add(g.name)
+        try:
+            declared = self.resolve_type(g.type_expr, in_global=True) if g.type_expr else None
+            if g.type_expr is not None and declared is None:
+                return
+            if g.init is None:
+                if declared is None:
+                    self.error(g.name_span, f"'{g.name}' needs a type or an initializer")
+                    return
+                g.ty = declared
+                g.value = zero_value(declared)
+                return
+            value_ty, value = self.const_init(g.init, declared)
+            if value_ty is None:
+                return
+            g.ty = declared or value_ty
+            g.value = value
+        finally:
+            self.evaluating.discard(g.name)
+
+    def const_init(self, e: A.Expr, want: Type | None) -> tuple[Type | None, object]:
+        if isinstance(e, A.ArrayLit):
+            return self.const_array(e, want)
+        if want is not None and want.is_array:
+            self.error(e.span, f"expected an array literal of type {want}")
+            return None, None
+        try:
+            ty, value = self.fold(e)
+        except _Fail:
+            return None, None
+        if want is not None and ty != want:
+            self.error(e.span, f"expected {want}, found {ty}")
+            return None, None
+        return ty, value
+
+    def const_array(self, e: A.ArrayLit, want: Type | None) -> tuple[Type | None, object]:
+        if want is not None and not want.is_array:
+            self.error(e.span, f"expected {want}, found an array literal")
+            return None, None
+        if not e.elems:
+            self.error(e.span, "an array literal needs at least one element")
+            return None, None
+        values = []
+        elem_ty = want.elem if want else None
+        try:
+            for x in e.elems:
+                ty, v = self.fold(x)
+                if elem_ty is None:
+                    if ty not in (INT, BOOL):
+                        self.error(x.span, "array elements must be int or bool")
+                        raise _Fail
+                    elem_ty = ty
+                elif ty != elem_ty:
+                    self.error(x.span, f"expected {elem_ty}, found {ty}")
+                    raise _Fail
+                values.append(v)
+        except _Fail:
+            return None, None
+        if want is not None and want.length != len(values):
+            self.error(e.span, f"expected {want.length} elements, found {len(values)}")
+            return None, None
+        ty = array_of(elem_ty, len(values))
+        e.ty = ty
+        return ty, values
+
+    def const_value(self, e: A.Expr, want: Type, what: str) -> object:
+        try:
+            ty, value = self.fold(e)
+        except _Fail:
+            return None
+        if ty != want:
+            self.error(e.span, f"{what} must be {want}, found {ty}")
+            return None
+        return value
+
+    def fold(self, e: A.Expr) -> tuple[Type, object]:
+        """Type and value of a constant expression; reports and raises _Fail otherwise."""
+        self.enter(e.span)
+        try:
+            ty, value = self._fold(e)
+        finally:
+            self.depth -= 1
+        e.ty = ty
+        return ty, value
+
+    def _fold(self, e: A.Expr) -> tuple[Type, object]:
+        if isinstance(e, A.IntLit):
+            self.check_int_range(e)
+            return INT, e.value
+        if isinstance(e, A.BoolLit):
+            return BOOL, e.value
+        if isinstance(e, A.StrLit):
+            return STR, e.value
+        if isinstance(e, A.Name):
+            d = self.by_name.get(e.name)
+            if isinstance(d, A.GlobalDecl) and d.kind == "const":
+                if d.name in self.evaluating:
+                    self.error(e.span, f"the value of '{e.name}' depends on itself")
+                    raise _Fail
+                self.check_global(d)
+                if d.ty is None:
+                    raise _Fail
+                if d.ty.is_array:
+                    self.error(e.span, "an array cannot be used in a constant expression")
+                    raise _Fail
+                e.kind = "global"
+                return d.ty, d.value
+            if d is None and e.name not in BUILTINS:
+                self.error(e.span, f"unknown name '{e.name}'")
+            else:
+                self.error(e.span, f"'{e.name}' is not a constant (only 'const' globals may "
+                                   "appear in a constant expression)")
+            raise _Fail
+        if isinstance(e, A.Unary):
+            ty, v = self.fold(e.operand)
+            self.want_operand(e.op, e.operand, ty, BOOL if e.op == "not" else INT, e.span)
+            if e.op == "not":
+                return BOOL, not v
+            return INT, consteval.wrap(-v) if e.op == "-" else ~v
+        if isinstance(e, A.Binary):
+            lt, lv = self.fold(e.lhs)
+            rt, rv = self.fold(e.rhs)
+            ty = self.binary_type(e, lt, rt)
+            if ty is None:
+                raise _Fail
+            if e.op == "and":
+                return BOOL, lv and rv
+            if e.op == "or":
+                return BOOL, lv or rv
+            if lt != INT:
+                return BOOL, (lv == rv) == (e.op == "==")
+            try:
+                return ty, consteval.int_binary(e.op, lv, rv)
+            except ZeroDivisionError:
+                self.error(e.op_span, "division by zero in a constant expression")
+                raise _Fail from None
+        if isinstance(e, A.ArrayLit):
+            self.error(e.span, "an array literal can only initialize a variable")
+            raise _Fail
+        self.error(e.span, "a global's initializer must be a constant expression")
+        raise _Fail
+
+    def check_int_range(self, e: A.IntLit) -> None:
+        if not consteval.INT_MIN <= e.value <= consteval.INT_MAX:
+            self.error(e.span, "integer literal is out of range for int")
+
+    def enter(self, span: Span) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.depth -= 1
+            self.too_deep = True
+            self.error(span, f"nesting is too deep (the limit is {MAX_NESTING} levels)")
+            raise _Fail
+
+    # ---- functions ----------------------------------------------------------------------------
+
+    def check_signature(self, f: A.FnDecl) -> None:
+        ok = True
+        if len(f.params) > MAX_PARAMS:
+            self.error(f.params[MAX_PARAMS].span,
+                       f"a function takes at most {MAX_PARAMS} parameters, '{f.name}' has "
+                       f"{len(f.params)}")
+            ok = False
+        seen: dict[str, A.Param] = {}
+        for p in f.params:
+            ty = self.resolve_type(p.type_expr, in_global=False)
+            if ty is not None and ty.is_array:
+                self.error(p.type_expr.span, "a parameter cannot be an array")
+                ty = None
+            if p.name in seen:
+                self.error(p.span, f"duplicate parameter '{p.name}'")
+            elif p.name in BUILTINS:
+                self.error(p.span, f"'{p.name}' is a built-in function and cannot be redefined")
+            seen[p.name] = p
+            ok = ok and ty is not None
+            f.param_types.append(ty)
+        result = VOID
+        if f.result is not None:
+            result = self.resolve_type(f.result, in_global=False)
+            if result is not None and result.is_array:
+                self.error(f.result.span, "a function cannot return an array")
+                result = None
+        f.result_type = result if ok else None
+
+    def check_body(self, f: A.FnDecl) -> None:
+        self.fn = f
+        self.scopes = [{}]
+        self.loops = 0
+        self.depth = 0
+        for p, ty in zip(f.params, f.param_types, strict=True):
+            self.declare(p.name, ty, p.span, is_param=True)
+        self.too_deep = False
+        self.block(f.body, new_scope=False)
+        if f.result_type != VOID and not self.too_deep and not returns(f.body):
+            end = f.body.span
+            self.error(Span(end.end_line, end.end_col - 1, end.end_line, end.end_col),
+                       f"'{f.name}' must return a value of type {f.result_type} on every path")
+        self.fn = None
+
+    def declare(self, name: str, ty: Type, span: Span, *, is_param: bool) -> int:
+        self.fn.locals.append(A.Local(name, ty, span, is_param))
+        index = len(self.fn.locals) - 1
+        self.scopes[-1][name] = index
+        return index
+
+    def lookup_local(self, name: str) -> int:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        return -1
+
+    # ---- statements ---------------------------------------------------------------------------
+
+    def block(self, b: A.Block, *, new_scope: bool = True) -> None:
+        if new_scope:
+            self.scopes.append({})
+        for s in b.stmts:
+            self.stmt(s)
+        if new_scope:
+            self.scopes.pop()
+
+    def stmt(self, s: A.Stmt) -> None:
+        try:
+            self.enter(s.span)
+        except _Fail:
+            return
+        try:
+            self._stmt(s)
+        except _Fail:
+            pass
+        finally:
+            self.depth -= 1
+
+    def _stmt(self, s: A.Stmt) -> None:
+        if isinstance(s, A.ExprStmt):
+            self.expr(s.expr, allow_void=True)
+        elif isinstance(s, A.Let):
+            self.let(s)
+        elif isinstance(s, A.Assign):
+            self.assign(s)
+        elif isinstance(s, A.Block):
+            self.block(s)
+        elif isinstance(s, A.If):
+            self.condition(s.cond)
+            self.block(s.then)
+            if isinstance(s.els, A.Block):
+                self.block(s.els)
+            elif s.els is not None:
+                self.stmt(s.els)
+        elif isinstance(s, A.While):
+            self.condition(s.cond)
+            self.loops += 1
+            self.block(s.body)
+            self.loops -= 1
+        elif isinstance(s, A.Break | A.Continue):
+            if self.loops == 0:
+                word = "break" if isinstance(s, A.Break) else "continue"
+                self.error(s.span, f"'{word}' outside of a loop")
+        elif isinstance(s, A.Return):
+            self.ret(s)
+
+    def condition(self, e: A.Expr) -> None:
+        try:
+            ty = self.expr(e)
+        except _Fail:
+            return
+        if ty != BOOL:
+            self.error(e.span, f"a condition must be bool, found {ty}")
+
+    def let(self, s: A.Let) -> None:
+        if s.name in BUILTINS:
+            self.error(s.name_span, f"'{s.name}' is a built-in function and cannot be redefined")
+        declared = None
+        if s.type_expr is not None:
+            declared = self.resolve_type(s.type_expr, in_global=False)
+            if declared is None:
+                self.declare_poisoned(s)
+                return
+        if s.init is None and declared is None:
+            self.error(s.span, f"'let {s.name}' needs a type or an initializer")
+            self.declare_poisoned(s)
+            return
+        ty = declared
+        if s.init is not None:
+            try:
+                if isinstance(s.init, A.ArrayLit):
+                    ty = self.array_lit(s.init, declared)
+                else:
+                    ty = self.expr(s.init)
+                    if ty.is_array:
+                        self.error(s.init.span, "arrays cannot be copied; index them instead")
+                        raise _Fail
+                    if declared is not None and ty != declared:
+                        self.error(s.init.span, f"expected {declared}, found {ty}")
+                        ty = declared
+            except _Fail:
+                ty = declared
+                if ty is None:
+                    self.declare_poisoned(s)
+                    return
+        s.local = self.declare(s.name, ty, s.name_span, is_param=False)
+
+    def declare_poisoned(self, s: A.Let) -> None:
+        # The name exists (so later uses do not report "unknown name") but checking its uses
+        # stops quietly.
+        self.scopes[-1][s.name] = -2
+
+    def array_lit(self, e: A.ArrayLit, want: Type | None) -> Type:
+        if want is not None and not want.is_array:
+            self.error(e.span, f"expected {want}, found an array literal")
+            raise _Fail
+        if not e.elems:
+            self.error(e.span, "an array literal needs at least one element")
+            raise _Fail
+        elem_ty = want.elem if want else None
+        for x in e.elems:
+            ty = self.expr(x)
+            if elem_ty is None:
+                if ty not in (INT, BOOL):
+                    self.error(x.span, "array elements must be int or bool")
+                    raise _Fail
+                elem_ty = ty
+            elif ty != elem_ty:
+                self.error(x.span, f"expected {elem_ty}, found {ty}")
+        if want is not None and want.length != len(e.elems):
+            self.error(e.span, f"expected {want.length} elements, found {len(e.elems)}")
+        e.ty = want or array_of(elem_ty, len(e.elems))
+        if e.ty.size > MAX_LOCAL_ARRAY_BYTES:
+            self.error(e.span, f"array of {e.ty.size} bytes is too large for a local")
+        return e.ty
+
+    def assign(self, s: A.Assign) -> None:
+        t = s.target
+        if isinstance(t, A.Name):
+            target_ty = self.assignable_name(t)
+        elif isinstance(t, A.Index):
+            base_ty = self.expr(t.base)
+            if base_ty == STR:
+                self.error(t.span, "a str is immutable; its bytes cannot be assigned")
+                raise _Fail
+            if isinstance(t.base, A.Name) and t.base.kind == "global":
+                d = self.by_name[t.base.name]
+                if d.kind == "const":
+                    self.error(t.base.span, f"cannot assign to an element of constant '{d.name}'")
+            target_ty = self.expr(t)
+        else:
+            self.error(t.span, "cannot assign to this expression")
+            raise _Fail
+        if isinstance(s.value, A.ArrayLit):
+            self.error(s.value.span, "an array literal can only initialize a variable")
+            raise _Fail
+        value_ty = self.expr(s.value)
+        if target_ty.is_array:
+            self.error(s.span, "arrays cannot be assigned as a whole; assign their elements")
+            return
+        if s.op != "=":
+            if target_ty != INT or value_ty != INT:
+                self.error(s.op_span, f"'{s.op}' needs int operands, found {target_ty} and "
+                                      f"{value_ty}")
+            return
+        if value_ty != target_ty:
+            self.error(s.value.span, f"expected {target_ty}, found {value_ty}")
+
+    def assignable_name(self, t: A.Name) -> Type:
+        ty = self.expr(t, allow_fn=True)
+        if t.kind == "local":
+            if self.fn.locals[t.local].is_param:
+                self.error(t.span, f"cannot assign to parameter '{t.name}'")
+        elif t.kind == "global":
+            if self.by_name[t.name].kind == "const":
+                self.error(t.span, f"cannot assign to constant '{t.name}'")
+        else:
+            self.error(t.span, f"cannot assign to function '{t.name}'")
+            raise _Fail
+        return ty
+
+    def ret(self, s: A.Return) -> None:
+        want = self.fn.result_type
+        if s.value is None:
+            if want != VOID:
+                self.error(s.span, f"'{self.fn.name}' must return a value of type {want}")
+            return
+        ty = self.expr(s.value, allow_void=True)
+        if want == VOID:
+            self.error(s.value.span, f"'{self.fn.name}' does not return a value")
+        elif ty != want:
+            self.error(s.value.span, f"expected {want}, found {ty}")
+
+    # ---- expressions --------------------------------------------------------------------------
+
+    def expr(self, e: A.Expr, *, allow_void: bool = False, allow_fn: bool = False) -> Type:
+        self.enter(e.span)
+        try:
+            ty = self._expr(e, allow_fn)
+        finally:
+            self.depth -= 1
+        if ty == VOID and not allow_void:
+            self.error(e.span, "this call does not produce a value")
+            raise _Fail
+        e.ty = ty
+        return ty
+
+    def _expr(self, e: A.Expr, allow_fn: bool) -> Type:
+        if isinstance(e, A.IntLit):
+            self.check_int_range(e)
+            return INT
+        if isinstance(e, A.BoolLit):
+            return BOOL
+        if isinstance(e, A.StrLit):
+            return STR
+        if isinstance(e, A.Name):
+            return self.name(e, allow_fn)
+        if isinstance(e, A.Unary):
+            ty = self.expr(e.operand)
+            want = BOOL if e.op == "not" else INT
+            self.want_operand(e.op, e.operand, ty, want, e.span)
+            return want
+        if isinstance(e, A.Binary):
+            lt = self.expr(e.lhs)
+            rt = self.expr(e.rhs)
+            ty = self.binary_type(e, lt, rt)
+            if ty is None:
+                raise _Fail
+            return ty
+        if isinstance(e, A.Index):
+            base = self.expr(e.base)
+            index = self.expr(e.index)
+            if index != INT:
+                self.error(e.index.span, f"an index must be int, found {index}")
+            if base == STR:
+                return INT
+            if not base.is_array:
+                self.error(e.base.span, f"cannot index a value of type {base}")
+                raise _Fail
+            return base.elem
+        if isinstance(e, A.Call):
+            return self.call(e)
+        if isinstance(e, A.ArrayLit):
+            self.error(e.span, "an array literal can only initialize a variable")
+            raise _Fail
+        raise AssertionError(e)
+
+    def name(self, e: A.Name, allow_fn: bool) -> Type:
+        index = self.lookup_local(e.name)
+        if index == -2:
+            raise _Fail
+        if index >= 0:
+            e.kind, e.local = "local", index
+            return self.fn.locals[index].ty
+        d = self.by_name.get(e.name)
+        if isinstance(d, A.GlobalDecl):
+            e.kind = "global"
+            if d.ty is None:
+                raise _Fail
+            return d.ty
+        if isinstance(d, A.FnDecl):
+            e.kind = "fn"
+            if allow_fn:
+                return VOID
+            self.error(e.span, f"function '{e.name}' can only be called")
+            raise _Fail
+        if e.name in BUILTINS:
+            self.error(e.span, f"built-in function '{e.name}' can only be called")
+        else:
+            self.error(e.span, f"unknown name '{e.name}'")
+        raise _Fail
+
+    def want_operand(self, op: str, operand: A.Expr, ty: Type, want: Type, span: Span) -> None:
+        if ty != want:
+            self.error(operand.span, f"'{op}' needs a {want} operand, found {ty}")
+            raise _Fail
+
+    def binary_type(self, e: A.Binary, lt: Type, rt: Type) -> Type | None:
+        op = e.op
+        if op in ("and", "or"):
+            if lt != BOOL or rt != BOOL:
+                self.error(e.op_span, f"'{op}' needs bool operands, found {lt} and {rt}")
+                return None
+            return BOOL
+        if op in ("==", "!="):
+            if lt != rt or lt.is_array:
+                self.error(e.op_span, f"cannot compare {lt} with {rt}")
+                return None
+            return BOOL
+        if lt != INT or rt != INT:
+            self.error(e.op_span, f"'{op}' needs int operands, found {lt} and {rt}")
+            return None
+        return BOOL if op in ("<", "<=", ">", ">=") else INT
+
+    def call(self, e: A.Call) -> Type:
+        if not isinstance(e.callee, A.Name):
+            self.error(e.callee.span, "only functions can be called")
+            raise _Fail
+        name = e.callee.name
+        index = self.lookup_local(name)
+        if index != -1:
+            self.error(e.callee.span, f"'{name}' is a local variable, not a function")
+            raise _Fail
+        d = self.by_name.get(name)
+        if d is None and name in BUILTINS:
+            return self.builtin_call(e, name)
+        if d is None:
+            self.error(e.callee.span, f"unknown function '{name}'")
+            for a in e.args:
+                self.quiet_expr(a)
+            raise _Fail
+        if not isinstance(d, A.FnDecl):
+            self.error(e.callee.span, f"'{name}' is a global variable, not a function")
+            raise _Fail
+        e.callee.kind = "fn"
+        if d.result_type is None:  # its signature had errors, already reported
+            for a in e.args:
+                self.quiet_expr(a)
+            raise _Fail
+        self.check_args(e, name, d.param_types)
+        return d.result_type
+
+    def quiet_expr(self, e: A.Expr) -> None:
+        try:
+            self.expr(e, allow_void=True)
+        except _Fail:
+            pass
+
+    def check_args(self, e: A.Call, name: str, params: list[Type]) -> None:
+        if len(e.args) != len(params):
+            n = len(params)
+            self.error(e.span, f"'{name}' takes {n} argument{'s' if n != 1 else ''} but "
+                               f"{len(e.args)} {'were' if len(e.args) != 1 else 'was'} given")
+            for a in e.args:
+                self.quiet_expr(a)
+            return
+        for i, (a, want) in enumerate(zip(e.args, params, strict=True)):
+            try:
+                ty = self.expr(a)
+            except _Fail:
+                continue
+            if ty != want:
+                self.error(a.span, f"argument {i + 1} of '{name}' must be {want}, found {ty}")
+
+    def builtin_call(self, e: A.Call, name: str) -> Type:
+        e.builtin = True
+        params, result = BUILTINS[name]
+        if name in NOT_YET:
+            self.error(e.callee.span, f"'{name}' is not supported yet")
+            raise _Fail
+        if params is not None:
+            self.check_args(e, name, params)
+            return result
+        if name in ("print", "eprint"):
+            for a in e.args:
+                try:
+                    ty = self.expr(a)
+                except _Fail:
+                    continue
+                if not ty.is_scalar:
+                    self.error(a.span, f"'{name}' cannot print a value of type {ty}")
+            return VOID
+        # len
+        if len(e.args) != 1:
+            self.error(e.span, f"'len' takes 1 argument but {len(e.args)} were given")
+            raise _Fail
+        ty = self.expr(e.args[0])
+        if ty != STR and not ty.is_array:
+            self.error(e.args[0].span, f"'len' needs an array or a str, found {ty}")
+        return INT
+
+
+def zero_value(ty: Type) -> object:
+    """The value of a global without initializer; None stands for an all-zero array."""
+    if ty.is_array:
+        return None
+    return {"int": 0, "bool": False, "str": b""}[ty.name]
+
+
+def returns(s: A.Stmt) -> bool:
+    """Whether control can never fall off the end of `s`."""
+    if isinstance(s, A.Return):
+        return True
+    if isinstance(s, A.Block):
+        return any(returns(x) for x in s.stmts)
+    if isinstance(s, A.If):
+        return s.els is not None and returns(s.then) and returns(s.els)
+    if isinstance(s, A.While):
+        return isinstance(s.cond, A.BoolLit) and s.cond.value and not breaks(s.body)
+    if isinstance(s, A.ExprStmt):
+        e = s.expr
+        return isinstance(e, A.Call) and isinstance(e.callee, A.Name) and e.builtin and \
+            e.callee.name == "exit"
+    return False
+
+
+def breaks(s: A.Stmt) -> bool:
+    """Whether `s` contains a `break` of the loop it sits in (not of a nested loop)."""
+    if isinstance(s, A.Break):
+        return True
+    if isinstance(s, A.Block):
+        return any(breaks(x) for x in s.stmts)
+    if isinstance(s, A.If):
+        return breaks(s.then) or (s.els is not None and breaks(s.els))
+    return False
+
+
+def check(source: Source, decls: list[A.Decl]) -> Program:
+    return Checker(source, decls).run()

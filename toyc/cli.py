@@ -1,0 +1,101 @@
+"""The `toyc` command: `build`, `run`, `--version`, `--help`.
+
+Quiet on success, like gcc. Every failure is a message on stderr and exit status 1: a program's
+errors as `file:line:col: error: ...` with the source line, anything else as `toyc: error: ...`.
+A bug in toyc itself is reported as an internal error, without a traceback unless the
+environment variable TOYC_DEBUG is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from toyc import __version__
+from toyc.driver import Timings, build, default_output
+from toyc.source import CompileError, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(1, f"toyc: error: {message}\n")
+
+
+def _arg_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="toyc", description="Compile Toy programs to static x86_64 Linux "
+                "executables, and keep them up to date incrementally.")
+    p.add_argument("--version", action="version", version=f"toyc {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("build", help="compile FILE.toy to an executable",
+                       description="Compile FILE.toy to a static executable (default: ./FILE).")
+    b.add_argument("file", metavar="FILE.toy")
+    b.add_argument("-o", dest="output", metavar="OUT", help="write the executable to OUT")
+    b.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
+    b.add_argument("--time", action="store_true", help="print the time each pass took")
+
+    r = sub.add_parser("run", help="compile FILE.toy and run it",
+                       description="Compile FILE.toy to a cached executable and run it with "
+                       "ARGS; exit with the program's status.")
+    r.add_argument("file", metavar="FILE.toy")
+    r.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                   help="arguments for the program, after --")
+    return p
+
+
+def _cache_path(source: str) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "toyc" / "run"
+    key = hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:16]
+    return base / key / default_output(source)
+
+
+def _run(args) -> int:
+    exe = _cache_path(args.file)
+    try:
+        exe.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the cache directory {exe.parent}: {e.strerror}") from None
+    build(args.file, str(exe))
+    program_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(exe, [str(exe), *program_args])
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.setrecursionlimit(10000)
+    args = _arg_parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            timings = Timings()
+            build(args.file, args.output or default_output(args.file), args.arch, timings)
+            if args.time:
+                for name, seconds in timings.passes.items():
+                    print(f"{name:>8}: {seconds * 1000:9.1f} ms", file=sys.stderr)
+            return 0
+        return _run(args)
+    except CompileError as e:
+        sys.stderr.write(e.render())
+        n = len(e.diagnostics)
+        sys.stderr.write(f"{n} error{'s' if n != 1 else ''} generated.\n" if n > 1 else "")
+        return 1
+    except UserError as e:
+        print(f"toyc: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug in toyc: say so, without a traceback
+        if os.environ.get("TOYC_DEBUG"):
+            traceback.print_exc()
+        print(f"toyc: internal error: {type(e).__name__}: {e}\n"
+              "toyc: this is a bug in toyc; set TOYC_DEBUG=1 to see where", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

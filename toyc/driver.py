@@ -1,0 +1,141 @@
+"""The compiler's pipeline, as a straight line of passes over one program.
+
+    read → split → parse → check → lower (architecture plugin) → link (ZigObject) → rename
+
+A full build writes a new file beside the output and renames it over the output only when it
+is complete, so the output path never holds a half-written executable.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from linker.elf_file import ElfFile, LinkError
+from linker.zig_object import ZigObject, global_section, size_hints
+from toyc import ast as A
+from toyc.check import Program, check
+from toyc.code import Code
+from toyc.parse import parse_chunk
+from toyc.plugins import Arch, get_arch
+from toyc.source import CompileError, Source, UserError, decode
+from toyc.split import split
+
+RUNTIME_TEXT_HINT = 4096
+RUNTIME_RODATA_HINT = 512
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each pass, by name, for `--time` and the benchmarks."""
+
+    passes: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name, fn, *args):
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.passes[name] = self.passes.get(name, 0.0) + time.perf_counter() - start
+
+
+def read_source(path: str) -> Source:
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror or e}") from None
+    result = decode(path, data)
+    if isinstance(result, CompileError):
+        raise result
+    return result
+
+
+def parse(source: Source) -> list[A.Decl]:
+    decls, errors = [], []
+    for chunk in split(source.text):
+        decl, errs = parse_chunk(chunk)
+        errors += errs
+        if decl is not None:
+            decls.append(decl)
+    if errors:
+        raise CompileError(source, errors)
+    return decls
+
+
+def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code]]:
+    funcs = {f.name: arch.lower_function(f, program) for f in program.functions}
+    globals_ = {g.name: arch.lower_global(g) for g in program.globals}
+    return funcs, globals_
+
+
+def link(program: Program, arch: Arch, funcs: dict[str, Code], globals_: dict[str, Code],
+         fd: int) -> None:
+    uav_sizes = {r.target.key: len(r.target.key) + 9
+                 for code in [*funcs.values(), *globals_.values()] for r in code.relocs
+                 if r.target.kind == "uav"}
+    by_kind: dict[str, list[Code]] = {"text": list(funcs.values()), "rodata": [], "data": [],
+                                      "bss": []}
+    for g in program.globals:
+        code = globals_[g.name]
+        by_kind[global_section(code, g.kind == "const")].append(code)
+    hints = size_hints(by_kind)
+    hints["text"] += RUNTIME_TEXT_HINT
+    hints["rodata"] += RUNTIME_RODATA_HINT + sum(uav_sizes.values())
+    zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path, hints)
+    for g in program.globals:
+        zo.update_nav(g.name, globals_[g.name], const=g.kind == "const")
+    for name, code in funcs.items():
+        zo.update_func(name, code)
+    zo.flush()
+
+
+def front_end(path: str, timings: Timings) -> Program:
+    source = timings.run("read", read_source, path)
+    decls = timings.run("parse", parse, source)
+    return timings.run("check", check, source, decls)
+
+
+def build(path: str, output: str, arch_name: str = "x86_64",
+          timings: Timings | None = None) -> None:
+    timings = timings or Timings()
+    program = front_end(path, timings)
+    arch = get_arch(arch_name)
+    funcs, globals_ = timings.run("lower", lower, program, arch)
+    out = Path(output)
+    if out.exists() and out.resolve() == Path(path).resolve():
+        raise UserError(f"output '{output}' would overwrite the source file")
+    directory = out.parent if str(out.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
+    try:
+        try:
+            timings.run("link", link, program, arch, funcs, globals_, fd)
+        except LinkError as e:
+            raise UserError(str(e)) from None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o777 & ~umask)
+        os.close(fd)
+        fd = -1
+        try:
+            os.replace(tmp, out)
+        except OSError as e:
+            raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def default_output(path: str) -> str:
+    p = Path(path)
+    name = p.stem if p.suffix == ".toy" else "a.out"
+    return name or "a.out"

@@ -1,0 +1,81 @@
+"""The hooks through which toyc reaches its plugins.
+
+An architecture plugin answers every `toyc_*` hook that takes an `arch` argument when that
+argument is its own name, and returns None otherwise, so that several architectures can be
+installed at once. The built-in x86_64 backend (`toyc_x86_64`) is such a plugin.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("toyc")
+hookimpl = pluggy.HookimplMarker("toyc")
+
+
+@hookspec
+def toyc_architectures():
+    """List the architectures this plugin provides.
+
+    Called once when toyc starts. Returns a list of `toyc.code.ArchInfo` (name, ELF machine,
+    pointer size, page size, function alignment, trampoline size). Results of all plugins are
+    collected; two plugins providing the same name is an error.
+    """
+
+
+@hookspec(firstresult=True)
+def toyc_lower_function(arch, fn, program):
+    """Generate machine code for one checked function.
+
+    `fn` is a `toyc.ast.FnDecl` whose nodes carry their types, `program` the
+    `toyc.check.Program` it belongs to (its `source.path` names the file for panic messages).
+    Returns a `toyc.code.Code`: the bytes, their alignment, and a relocation for every reference
+    to another declaration, a string constant or a runtime helper. Nothing outside the function
+    may be baked into the bytes. Returns None for an architecture that is not the plugin's.
+    """
+
+
+@hookspec(firstresult=True)
+def toyc_lower_global(arch, decl):
+    """Lay out the initial value of one checked global as the bytes of its atom.
+
+    `decl` is a `toyc.ast.GlobalDecl` with `ty` and `value` set. Returns a `toyc.code.Code`
+    (a `str` global is a pointer to its string constant, so it carries a relocation).
+    """
+
+
+@hookspec(firstresult=True)
+def toyc_lower_string(arch, value):
+    """Lay out a string constant (`bytes`) as the bytes of its atom.
+
+    Returns a `toyc.code.Code`. References to a string constant with addend 0 mean the atom's
+    first byte; the architecture's code adds the offset of the string's first byte itself.
+    """
+
+
+@hookspec(firstresult=True)
+def toyc_lower_lazy_symbol(arch, name):
+    """Generate the runtime helper `name` (e.g. `_start`, or the print routine).
+
+    Called by the linker the first time a relocation targets `Target("lazy", name)`. Returns a
+    `toyc.code.LazySymbol` (its code and the section it goes in), or None if unknown.
+    """
+
+
+@hookspec(firstresult=True)
+def toyc_apply_relocation(arch, buf, reloc, place, target):
+    """Patch one relocation into an atom's bytes.
+
+    `buf` is a bytearray holding the atom, `reloc` a `toyc.code.Reloc`, `place` the address of
+    the patched field and `target` the address of the relocation's target (without addend).
+    Raises `toyc.code.RelocationOverflow` when the value does not fit. Returns True.
+    """
+
+
+@hookspec(firstresult=True)
+def toyc_write_trampoline(arch, source, target):
+    """Return the bytes of a jump, placed at address `source`, to address `target`.
+
+    The linker writes one at the old address of a function that had to move, so that callers
+    of the old address keep working. Its length is the architecture's `trampoline_size`.
+    """

@@ -1,0 +1,322 @@
+"""Parsing one declaration with lark into the syntax tree of `ast.py`.
+
+The grammar lives in `grammar.lark`. Lark's LALR parser calls the `_Build` transformer as it
+reduces, so no intermediate parse tree is built; spans come from the tokens. Lark's exceptions
+and bad escapes in string literals become `Diagnostic`s at file positions.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from toyc import ast as A
+from toyc.source import Diagnostic, Span
+from toyc.split import Chunk
+
+_TERMINAL_NAMES = {
+    "NAME": "a name", "INT": "an integer", "STRING": "a string",
+    "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "LBRACK": "'['",
+    "RBRACK": "']'", "SEMI": "';'", "COLON": "':'", "COMMA": "','", "ARROW": "'->'", "EQ": "'='",
+    "ASSIGN_OP": "an assignment operator", "EQEQ": "'=='", "NE": "'!='", "LE": "'<='",
+    "GE": "'>='", "LT": "'<'", "GT": "'>'", "SHL": "'<<'", "SHR": "'>>'", "PLUS": "'+'",
+    "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "PERCENT": "'%'", "AMP": "'&'",
+    "PIPE": "'|'", "CARET": "'^'", "TILDE": "'~'", "$END": "end of input",
+}
+_EXPR_START = {"NAME", "INT", "STRING", "LPAR", "LBRACK", "MINUS", "TILDE", "NOT", "TRUE", "FALSE"}
+_COMPARISONS = {"EQEQ", "NE", "LT", "LE", "GT", "GE"}
+_ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "0": b"\0", "\\": b"\\", '"': b'"'}
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[name]
+    if name.startswith("__ANON") or name == "COMMA":
+        return "','"
+    return f"'{name.lower()}'"
+
+
+def _describe_expected(expected: set[str]) -> str:
+    items = set()
+    if len(expected & _EXPR_START) >= 3:
+        items.add("an expression")
+        expected = expected - _EXPR_START
+    items |= {_describe_terminal(t) for t in expected}
+    if len(items) > 3:
+        # A long list hides the likely fix: name the closer a declaration most often lacks.
+        for key in ("SEMI", "RPAR", "RBRACK", "RBRACE"):
+            if key in expected:
+                return _describe_terminal(key)
+        if "an expression" in items:
+            return "an expression"
+    ordered = sorted(items)
+    if len(ordered) > 6:
+        ordered = ordered[:6] + ["..."]
+    if len(ordered) == 1:
+        return ordered[0]
+    return ", ".join(ordered[:-1]) + " or " + ordered[-1]
+
+
+def _describe_token(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of input"
+    text = str(tok)
+    if len(text) > 20:
+        text = text[:20] + "..."
+    return f"'{text}'"
+
+
+class _Build(Transformer):
+    """Builds `ast` nodes bottom-up as the LALR parser reduces."""
+
+    def __init__(self):
+        super().__init__()
+        self.line_off = 0
+        self.col_off = 0
+        self.errors: list[Diagnostic] = []
+
+    def _span(self, tok: Token) -> Span:
+        col = tok.column + self.col_off if tok.line == 1 else tok.column
+        end_col = tok.end_column + self.col_off if tok.end_line == 1 else tok.end_column
+        return Span(tok.line + self.line_off, col, tok.end_line + self.line_off, end_col)
+
+    # ---- declarations
+    def fn_decl(self, c):
+        exports, fn, name, _lp, params, rp, _arrow, result, body = c
+        return A.FnDecl(self._span(fn).to(body.span), str(name), self._span(name), params or [],
+                        result, body, exports)
+
+    def extern_fn(self, c):
+        exports, ext, _fn, name, _lp, params, _rp, _arrow, result, semi = c
+        return A.FnDecl(self._span(ext).to(self._span(semi)), str(name), self._span(name),
+                        params or [], result, None, exports, is_extern=True)
+
+    def var_decl(self, c):
+        exports, tl, var, name, _colon, ty, _eq, init, semi = c
+        first = tl if tl is not None else var
+        return A.GlobalDecl(self._span(first).to(self._span(semi)), "var", str(name),
+                            self._span(name), ty, init, exports, threadlocal=tl is not None)
+
+    def const_decl(self, c):
+        exports, const, name, _colon, ty, _eq, init, semi = c
+        return A.GlobalDecl(self._span(const).to(self._span(semi)), "const", str(name),
+                            self._span(name), ty, init, exports)
+
+    def extern_var(self, c):
+        exports, ext, tl, _var, name, _colon, ty, semi = c
+        return A.GlobalDecl(self._span(ext).to(self._span(semi)), "var", str(name),
+                            self._span(name), ty, None, exports, threadlocal=tl is not None,
+                            is_extern=True)
+
+    def exports(self, c):
+        return list(c)
+
+    def export(self, c):
+        kw, _lp, args, rp = c
+        name = linkage = None
+        for tok in args or []:
+            if tok.type == "STRING":
+                name = self._string(tok).decode("utf-8", "replace")
+            else:
+                linkage = str(tok)
+        end = self._span(rp) if rp is not None else self._span(kw)
+        return A.Export(self._span(kw).to(end), name, linkage)
+
+    def export_args(self, c):
+        return [t for t in c if t is not None]
+
+    def export_arg(self, c):
+        return c[0]
+
+    def params(self, c):
+        return [p for p in c if p is not None]
+
+    def param(self, c):
+        name, _colon, ty = c
+        return A.Param(self._span(name).to(ty.span), str(name), ty)
+
+    def type_name(self, c):
+        return A.TypeName(self._span(c[0]), str(c[0]))
+
+    def array_type(self, c):
+        lb, elem, _semi, length, rb = c
+        return A.ArrayTypeExpr(self._span(lb).to(self._span(rb)), elem, length)
+
+    # ---- statements
+    def block(self, c):
+        return A.Block(self._span(c[0]).to(self._span(c[-1])), list(c[1:-1]))
+
+    def stmt(self, c):
+        return c[0]
+
+    def let_stmt(self, c):
+        let, name, _colon, ty, _eq, init, semi = c
+        return A.Let(self._span(let).to(self._span(semi)), str(name), self._span(name), ty, init)
+
+    def assign(self, c):
+        target, op, value, semi = c
+        return A.Assign(target.span.to(self._span(semi)), str(op), target, value, self._span(op))
+
+    def expr_stmt(self, c):
+        expr, semi = c
+        return A.ExprStmt(expr.span.to(self._span(semi)), expr)
+
+    def if_stmt(self, c):
+        kw, cond, then, _else, els = c
+        end = els.span if els is not None else then.span
+        return A.If(self._span(kw).to(end), cond, then, els)
+
+    def while_stmt(self, c):
+        kw, cond, body = c
+        return A.While(self._span(kw).to(body.span), cond, body)
+
+    def break_stmt(self, c):
+        return A.Break(self._span(c[0]).to(self._span(c[1])))
+
+    def continue_stmt(self, c):
+        return A.Continue(self._span(c[0]).to(self._span(c[1])))
+
+    def return_stmt(self, c):
+        kw, value, semi = c
+        return A.Return(self._span(kw).to(self._span(semi)), value)
+
+    # ---- expressions
+    def binary(self, c):
+        lhs, op, rhs = c
+        return A.Binary(lhs.span.to(rhs.span), str(op), lhs, rhs, self._span(op))
+
+    def unary(self, c):
+        op, operand = c
+        return A.Unary(self._span(op).to(operand.span), str(op), operand)
+
+    def call(self, c):
+        callee, _lp, args, rp = c
+        return A.Call(callee.span.to(self._span(rp)), callee, args or [])
+
+    def index(self, c):
+        base, _lb, idx, rb = c
+        return A.Index(base.span.to(self._span(rb)), base, idx)
+
+    def args(self, c):
+        return [a for a in c if a is not None]
+
+    def int_lit(self, c):
+        tok = c[0]
+        text = str(tok).replace("_", "")
+        value = int(text, 0) if text[:2].lower() in ("0x", "0b") else int(text, 10)
+        return A.IntLit(self._span(tok), value)
+
+    def str_lit(self, c):
+        return A.StrLit(self._span(c[0]), self._string(c[0]))
+
+    def true_lit(self, c):
+        return A.BoolLit(self._span(c[0]), True)
+
+    def false_lit(self, c):
+        return A.BoolLit(self._span(c[0]), False)
+
+    def name(self, c):
+        return A.Name(self._span(c[0]), str(c[0]))
+
+    def paren(self, c):
+        return c[1]
+
+    def array_lit(self, c):
+        lb, elems, rb = c
+        return A.ArrayLit(self._span(lb).to(self._span(rb)), elems or [])
+
+    def _string(self, tok: Token) -> bytes:
+        body = str(tok)[1:-1]
+        if "\\" not in body:
+            return body.encode("utf-8")
+        out = bytearray()
+        i = 0
+        span = self._span(tok)
+        while i < len(body):
+            ch = body[i]
+            if ch != "\\":
+                out += ch.encode("utf-8")
+                i += 1
+                continue
+            esc = body[i + 1]
+            if esc in _ESCAPES:
+                out += _ESCAPES[esc]
+                i += 2
+            elif esc == "x" and _is_hex(body[i + 2 : i + 4]):
+                out.append(int(body[i + 2 : i + 4], 16))
+                i += 4
+            else:
+                col = span.col + 1 + i
+                bad = body[i : i + 4] if esc == "x" else body[i : i + 2]
+                what = "\\x needs two hex digits" if esc == "x" else f"unknown escape '{bad}'"
+                self.errors.append(
+                    Diagnostic(Span(span.line, col, span.line, col + len(bad)),
+                               f"invalid escape sequence: {what}"))
+                i += 2
+        return bytes(out)
+
+
+def _is_hex(s: str) -> bool:
+    return len(s) == 2 and all(c in "0123456789abcdefABCDEF" for c in s)
+
+
+@functools.cache
+def _parser() -> tuple[Lark, _Build]:
+    build = _Build()
+    grammar = (Path(__file__).parent / "grammar.lark").read_text()
+    lark = Lark(grammar, start="decl", parser="lalr", lexer="contextual",
+                transformer=build, maybe_placeholders=True, cache=False)
+    return lark, build
+
+
+def parse_chunk(chunk: Chunk) -> tuple[A.Decl | None, list[Diagnostic]]:
+    """Parse one declaration; return it (or None) and the errors found in it."""
+    lark, build = _parser()
+    build.line_off = chunk.line - 1
+    build.col_off = chunk.col - 1
+    build.errors = []
+    try:
+        decl = lark.parse(chunk.text)
+    except UnexpectedInput as e:
+        return None, [_syntax_error(e, chunk, build)]
+    return decl, build.errors
+
+
+def _syntax_error(e: UnexpectedInput, chunk: Chunk, build: _Build) -> Diagnostic:
+    if isinstance(e, UnexpectedCharacters):
+        line, col = e.line, e.column
+        ch = chunk.text[e.pos_in_stream] if e.pos_in_stream < len(chunk.text) else ""
+        if ch == '"':
+            msg = "unterminated string literal"
+        elif ch.isprintable() and not ch.isspace():
+            msg = f"unexpected character '{ch}'"
+        else:
+            msg = f"unexpected character U+{ord(ch):04X}" if ch else "unexpected end of input"
+        width = 1
+    elif isinstance(e, UnexpectedToken) and e.token.type != "$END":
+        tok = e.token
+        line, col = tok.line, tok.column
+        width = max(1, len(str(tok))) if tok.end_line == tok.line else 1
+        expected = set(e.expected)
+        if tok.type in _COMPARISONS and not expected & _COMPARISONS:
+            msg = "comparison operators cannot be chained; use 'and' or parentheses"
+        else:
+            msg = f"expected {_describe_expected(expected)}, found {_describe_token(tok)}"
+    else:
+        # End of the declaration: point just past its last character.
+        expected = set(getattr(e, "expected", None) or [])
+        text = chunk.text
+        line = text.count("\n") + 1
+        col = len(text) - (text.rfind("\n") + 1) + 1
+        width = 1
+        if isinstance(e, UnexpectedEOF | UnexpectedToken) and expected:
+            msg = f"expected {_describe_expected(expected)} at end of declaration"
+        else:
+            msg = "unexpected end of declaration"
+    if line == 1:
+        col += build.col_off
+    line += build.line_off
+    return Diagnostic(Span(line, col, line, col + width), msg)
