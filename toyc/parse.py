@@ -190,7 +190,11 @@ class _Build(Transformer):
 
     def unary(self, c):
         op, operand = c
-        return A.Unary(self._span(op).to(operand.span), str(op), operand)
+        span = self._span(op).to(operand.span)
+        if op.type == "MINUS" and isinstance(operand, A.IntLit) and operand.value >= 0:
+            # A literal with its minus, so that -9223372036854775808 is in range.
+            return A.IntLit(span, -operand.value)
+        return A.Unary(span, str(op), operand)
 
     def call(self, c):
         callee, _lp, args, rp = c

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 _TOKENS = re.compile(
-    r'//[^\n]*|"(?:[^"\\\n]|\\.)*"?|[{};]|\b(?:fn|var|const|threadlocal|extern|export)\b'
+    r'//[^\n]*|"(?:[^"\\\n]|\\.)*"?|[{};()\[\]]|\b(?:fn|var|const|threadlocal|extern|export)\b'
 )
 _SKIP = re.compile(r"(?:\s+|//[^\n]*)*")
 _HEADS = {"fn", "var", "const"}
@@ -31,7 +31,8 @@ def split(text: str) -> list[Chunk]:
     starts: list[tuple[int, int]] = []  # (start, end) character ranges
     n = len(text)
     start = _SKIP.match(text, 0).end()
-    depth = 0
+    depth = 0  # braces
+    nest = 0  # brackets and parentheses outside braces: `var a: [int; 4];` has a `;` inside
     head = False
     for m in _TOKENS.finditer(text):
         pos = m.start()
@@ -46,22 +47,30 @@ def split(text: str) -> list[Chunk]:
         if c == "{":
             depth += 1
             continue
+        if c in "([":
+            if depth == 0:
+                nest += 1
+            continue
+        if c in ")]":
+            if depth == 0 and nest > 0:
+                nest -= 1
+            continue
         if c == "}" or c == ";":
             if c == "}" and depth > 1:
                 depth -= 1
                 continue
-            if c == ";" and depth > 0:
+            if c == ";" and (depth > 0 or nest > 0):
                 continue
             starts.append((start, m.end()))
             start = _SKIP.match(text, m.end()).end()
-            depth = 0
+            depth = nest = 0
             head = False
             continue
         # a declaration keyword
         if depth > 0 or head:
             starts.append((start, pos))
             start = pos
-            depth = 0
+            depth = nest = 0
             head = False
         if tok in _HEADS:
             head = True
