@@ -271,7 +271,7 @@ def _is_hex(s: str) -> bool:
 def _parser() -> tuple[Lark, _Build]:
     build = _Build()
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
-    lark = Lark(grammar, start="decl", parser="lalr", lexer="contextual",
+    lark = Lark(grammar, start="decl", parser="lalr", lexer="basic",
                 transformer=build, maybe_placeholders=True, cache=False)
     return lark, build
 
