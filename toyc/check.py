@@ -15,7 +15,7 @@ from toyc.source import CompileError, Diagnostic, Source, Span
 from toyc.types import BOOL, INT, SCALARS, STR, VOID, Type, array_of
 
 MAX_PARAMS = 6
-MAX_NESTING = 200
+MAX_NESTING = 1000
 MAX_GLOBAL_BYTES = 1 << 30  # the zero-fill segment has 1 GiB of room
 MAX_LOCAL_ARRAY_BYTES = 1 << 20
 RESERVED = {"_start": "the name '_start' is reserved for the program's entry point"}

@@ -68,7 +68,6 @@ def _run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.setrecursionlimit(10000)
     args = _arg_parser().parse_args(argv)
     try:
         if args.command == "build":

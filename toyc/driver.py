@@ -9,6 +9,7 @@ is complete, so the output path never holds a half-written executable.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from toyc.split import split
 
 RUNTIME_TEXT_HINT = 4096
 RUNTIME_RODATA_HINT = 512
+RECURSION_LIMIT = 20000
 
 
 @dataclass
@@ -95,6 +97,8 @@ def link(program: Program, arch: Arch, funcs: dict[str, Code], globals_: dict[st
 
 
 def front_end(path: str, timings: Timings) -> Program:
+    # The checker and code generators recurse once or a few times per level of nesting.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     source = timings.run("read", read_source, path)
     decls = timings.run("parse", parse, source)
     return timings.run("check", check, source, decls)
