@@ -9,6 +9,7 @@ environment variable TOYC_DEBUG is set.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import os
 import sys
@@ -68,6 +69,9 @@ def _run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A build allocates many small objects and frees few: the cycle collector would spend a
+    # fifth of the time finding nothing. The process is short-lived.
+    gc.disable()
     args = _arg_parser().parse_args(argv)
     try:
         if args.command == "build":
