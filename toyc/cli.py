@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             timings = Timings()
-            build(args.file, args.output or default_output(args.file), args.arch, timings)
+            output = default_output(args.file) if args.output is None else args.output
+            if not output:
+                raise UserError("the output path (-o) is empty")
+            build(args.file, output, args.arch, timings)
             if args.time:
                 for name, seconds in timings.passes.items():
                     print(f"{name:>8}: {seconds * 1000:9.1f} ms", file=sys.stderr)

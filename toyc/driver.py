@@ -9,6 +9,7 @@ is complete, so the output path never holds a half-written executable.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import time
@@ -22,12 +23,13 @@ from toyc.check import Program, check
 from toyc.code import Code
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch
-from toyc.source import CompileError, Source, UserError, decode
+from toyc.source import CompileError, Diagnostic, Source, UserError, decode
 from toyc.split import split
 
 RUNTIME_TEXT_HINT = 4096
 RUNTIME_RODATA_HINT = 512
 RECURSION_LIMIT = 20000
+_DECL_NAME = re.compile(r"\b(?:fn|var|const)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass
@@ -57,16 +59,20 @@ def read_source(path: str) -> Source:
     return result
 
 
-def parse(source: Source) -> list[A.Decl]:
-    decls, errors = [], []
+def parse(source: Source) -> tuple[list[A.Decl], list[Diagnostic], set[str]]:
+    """Parse every declaration; also return the syntax errors and the names of declarations
+    that did not parse, so that the checker can still look at the rest."""
+    decls, errors, unparsed = [], [], set()
     for chunk in split(source.text):
         decl, errs = parse_chunk(chunk)
         errors += errs
         if decl is not None:
             decls.append(decl)
-    if errors:
-        raise CompileError(source, errors)
-    return decls
+        else:
+            m = _DECL_NAME.search(chunk.text)
+            if m:
+                unparsed.add(m.group(1))
+    return decls, errors, unparsed
 
 
 def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code]]:
@@ -100,8 +106,8 @@ def front_end(path: str, timings: Timings) -> Program:
     # The checker and code generators recurse once or a few times per level of nesting.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     source = timings.run("read", read_source, path)
-    decls = timings.run("parse", parse, source)
-    return timings.run("check", check, source, decls)
+    decls, syntax_errors, unparsed = timings.run("parse", parse, source)
+    return timings.run("check", check, source, decls, syntax_errors, unparsed)
 
 
 def build(path: str, output: str, arch_name: str = "x86_64",

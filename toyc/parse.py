@@ -8,6 +8,7 @@ and bad escapes in string literals become `Diagnostic`s at file positions.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
@@ -290,9 +291,10 @@ def parse_chunk(chunk: Chunk) -> tuple[A.Decl | None, list[Diagnostic]]:
 
 
 def _syntax_error(e: UnexpectedInput, chunk: Chunk, build: _Build) -> Diagnostic:
+    text = chunk.text
     if isinstance(e, UnexpectedCharacters):
         line, col = e.line, e.column
-        ch = chunk.text[e.pos_in_stream] if e.pos_in_stream < len(chunk.text) else ""
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
         if ch == '"':
             msg = "unterminated string literal"
         elif ch.isprintable() and not ch.isspace():
@@ -308,19 +310,56 @@ def _syntax_error(e: UnexpectedInput, chunk: Chunk, build: _Build) -> Diagnostic
         if tok.type in _COMPARISONS and not expected & _COMPARISONS:
             msg = "comparison operators cannot be chained; use 'and' or parentheses"
         else:
-            msg = f"expected {_describe_expected(expected)}, found {_describe_token(tok)}"
+            wanted = _in_context(text, tok.start_pos, expected) or _describe_expected(expected)
+            msg = f"expected {wanted}, found {_describe_token(tok)}"
     else:
-        # End of the declaration: point just past its last character.
+        # End of the declaration: point just past its last token.
         expected = set(getattr(e, "expected", None) or [])
-        text = chunk.text
-        line = text.count("\n") + 1
-        col = len(text) - (text.rfind("\n") + 1) + 1
+        end = _last_token_end(text)
+        line = text.count("\n", 0, end) + 1
+        col = end - (text.rfind("\n", 0, end) + 1) + 1
         width = 1
         if isinstance(e, UnexpectedEOF | UnexpectedToken) and expected:
-            msg = f"expected {_describe_expected(expected)} at end of declaration"
+            wanted = _in_context(text, end, expected) or _describe_expected(expected)
+            msg = f"expected {wanted} at end of declaration"
         else:
             msg = "unexpected end of declaration"
     if line == 1:
         col += build.col_off
     line += build.line_off
     return Diagnostic(Span(line, col, line, col + width), msg)
+
+
+_SCAN = re.compile(r'//[^\n]*|"(?:[^"\\\n]|\\.)*"?|[()\[\]{};]|\S')
+_CLOSER = {"(": ("RPAR", "')'"), "[": ("RBRACK", "']'"), "{": ("RBRACE", "'}'")}
+
+
+def _in_context(text: str, pos: int, expected: set[str]) -> str | None:
+    """What the parser needs at `pos`, judged from the text before it: LALR's expected set
+    merges states, so it offers `;` after `if x` and `]` inside a call."""
+    stack: list[str] = []
+    stmt_start = 0
+    for m in _SCAN.finditer(text, 0, pos):
+        c = m.group()
+        if c in "([{":
+            stack.append(c)
+        elif c in ")]}" and stack:
+            stack.pop()
+        if c in ";{}":
+            stmt_start = m.end()
+    head = text[stmt_start:pos].split(None, 1)[:1]
+    if head and head[0] in ("if", "while", "else") and "LBRACE" in expected:
+        return "'{'"
+    if stack and stack[-1] in "([":
+        terminal, closer = _CLOSER[stack[-1]]
+        if terminal in expected:
+            return f"',' or {closer}" if "COMMA" in expected else closer
+    return None
+
+
+def _last_token_end(text: str) -> int:
+    end = 0
+    for m in _SCAN.finditer(text):
+        if not m.group().startswith("//"):
+            end = m.end()
+    return end

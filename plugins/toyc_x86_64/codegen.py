@@ -230,13 +230,13 @@ class FunctionGen:
             if t.kind == "local":
                 if op:
                     self.a("mov rcx, rax", f"mov rax, qword ptr {self.local(t.local)}")
-                    self.int_op(op, s.op_span)
+                    self.int_op(op, s.span)
                 self.a(f"mov qword ptr {self.local(t.local)}, rax")
             else:
                 if op:
                     self.a("mov rcx, rax")
                     self.load_global(t.name, t.ty)
-                    self.int_op(op, s.op_span)
+                    self.int_op(op, s.span)
                 self.store_global(t.name, t.ty)
             return
         # an array element
@@ -251,7 +251,7 @@ class FunctionGen:
                 self.a("mov qword ptr [rdx], rax")
             return
         self.a("mov rcx, rax", "mov rax, qword ptr [rsp]", "mov rax, qword ptr [rax]")
-        self.int_op(op, s.op_span)
+        self.int_op(op, s.span)
         self.pop("rdx")
         self.a("mov qword ptr [rdx], rax")
 
@@ -308,7 +308,7 @@ class FunctionGen:
         if e.op in SETCC:
             a("cmp rax, rcx", f"{SETCC[e.op]} al", "movzx eax, al")
         else:
-            self.int_op(e.op, e.op_span)
+            self.int_op(e.op, e.span)
 
     def operands(self, e: A.Binary) -> None:
         """Left operand in rax, right operand in rcx."""
