@@ -228,10 +228,9 @@ class ZigObject:
         self.elf.write_nonalloc(self.strtab_index, bytes(strtab.data))
 
 
-def size_hints(codes: dict[str, list[Code]]) -> dict[str, int]:
-    """Room to reserve per section for a full build, so no segment has to move during it."""
-    hints = {}
-    for key, items in codes.items():
-        minimum = ZIG_SECTIONS[key][6]
-        hints[key] = sum(ideal_capacity(c.length, minimum) + c.align for c in items)
-    return hints
+def size_hints(sizes: dict[str, list[tuple[int, int]]]) -> dict[str, int]:
+    """Room to reserve per section for a full build, so that no segment has to move during it:
+    each atom's ideal capacity plus its alignment, from (length, alignment) pairs."""
+    return {key: sum(ideal_capacity(length, ZIG_SECTIONS[key][6]) + align
+                     for length, align in items)
+            for key, items in sizes.items()}

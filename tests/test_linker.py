@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import require, run
+from conftest import build, require, run
 from linker.elf_file import ElfFile, LinkError
 from linker.zig_object import ZigObject
 from toyc.code import Code, Reloc, Target
@@ -119,3 +119,19 @@ def test_undefined_symbol_names_it_and_its_references(tmp_path: Path):
             zo.flush()
     finally:
         os.close(fd)
+
+
+def test_full_build_reserves_enough_so_no_segment_moves(tmp_path: Path):
+    lines = "".join(f'    print("string literal number {i}");\n' for i in range(2000))
+    src = tmp_path / "lits.toy"
+    src.write_text(f"var x: int = 1;\nfn main() {{\n{lines}}}\n")
+    out = tmp_path / "lits"
+    assert build(src, out).status == 0
+    with open(out, "rb") as f:
+        loads = [s for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD"]
+        filled = [s for s in loads if s["p_filesz"]]
+        # Each file-backed segment starts where the one before it ends: no space was left
+        # behind by a segment that had to move.
+        for before, after in zip(filled, filled[1:], strict=False):
+            assert after["p_offset"] == before["p_offset"] + before["p_filesz"]
+    assert run([str(out)]).stdout.count("\n") == 2000

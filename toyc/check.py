@@ -67,6 +67,7 @@ class Checker:
         self.unparsed = unparsed
         self.by_name: dict[str, A.Decl] = {}
         self.evaluating: set[str] = set()
+        self.checked_globals: set[str] = set()
         # per function
         self.fn: A.FnDecl | None = None
         self.scopes: list[dict[str, int]] = []
@@ -155,9 +156,11 @@ class Checker:
     # ---- globals and constant expressions ----------------------------------------------------
 
     def check_global(self, g: A.GlobalDecl) -> None:
-        if g.ty is not None or g.name in self.evaluating:
+        if g.name in self.checked_globals or g.name in self.evaluating:
             return
+        self.checked_globals.add(g.name)
         self.evaluating.add(g.name)
+        self.too_deep = False
         try:
             declared = self.resolve_type(g.type_expr, in_global=True) if g.type_expr else None
             if g.type_expr is not None and declared is None:
@@ -193,34 +196,19 @@ class Checker:
         return ty, value
 
     def const_array(self, e: A.ArrayLit, want: Type | None) -> tuple[Type | None, object]:
-        if want is not None and not want.is_array:
-            self.error(e.span, f"expected {want}, found an array literal")
-            return None, None
-        if not e.elems:
-            self.error(e.span, "an array literal needs at least one element")
-            return None, None
         values = []
-        elem_ty = want.elem if want else None
+
+        def fold_element(x: A.Expr) -> Type:
+            ty, value = self.fold(x)
+            values.append(value)
+            return ty
+
+        errors = len(self.errors)
         try:
-            for x in e.elems:
-                ty, v = self.fold(x)
-                if elem_ty is None:
-                    if ty not in (INT, BOOL):
-                        self.error(x.span, "array elements must be int or bool")
-                        raise _Fail
-                    elem_ty = ty
-                elif ty != elem_ty:
-                    self.error(x.span, f"expected {elem_ty}, found {ty}")
-                    raise _Fail
-                values.append(v)
+            ty = self.array_lit(e, want, fold_element, MAX_GLOBAL_BYTES)
         except _Fail:
             return None, None
-        if want is not None and want.length != len(values):
-            self.error(e.span, f"expected {want.length} elements, found {len(values)}")
-            return None, None
-        ty = array_of(elem_ty, len(values))
-        e.ty = ty
-        return ty, values
+        return (ty, values) if len(self.errors) == errors else (None, None)
 
     def const_value(self, e: A.Expr, want: Type, what: str) -> object:
         try:
@@ -309,8 +297,9 @@ class Checker:
         self.depth += 1
         if self.depth > MAX_NESTING:
             self.depth -= 1
+            if not self.too_deep:  # one error per declaration is enough
+                self.error(span, f"nesting is too deep (the limit is {MAX_NESTING} levels)")
             self.too_deep = True
-            self.error(span, f"nesting is too deep (the limit is {MAX_NESTING} levels)")
             raise _Fail
 
     # ---- functions ----------------------------------------------------------------------------
@@ -445,7 +434,7 @@ class Checker:
         if s.init is not None:
             try:
                 if isinstance(s.init, A.ArrayLit):
-                    ty = self.array_lit(s.init, declared)
+                    ty = self.array_lit(s.init, declared, self.expr, MAX_LOCAL_ARRAY_BYTES)
                 else:
                     ty = self.expr(s.init)
                     if ty.is_array:
@@ -466,7 +455,8 @@ class Checker:
         # stops quietly.
         self.scopes[-1][s.name] = -2
 
-    def array_lit(self, e: A.ArrayLit, want: Type | None) -> Type:
+    def array_lit(self, e: A.ArrayLit, want: Type | None, element, limit: int) -> Type:
+        """Check an array literal whose elements `element` checks; raises _Fail if hopeless."""
         if want is not None and not want.is_array:
             self.error(e.span, f"expected {want}, found an array literal")
             raise _Fail
@@ -475,7 +465,7 @@ class Checker:
             raise _Fail
         elem_ty = want.elem if want else None
         for x in e.elems:
-            ty = self.expr(x)
+            ty = element(x)
             if elem_ty is None:
                 if ty not in (INT, BOOL):
                     self.error(x.span, "array elements must be int or bool")
@@ -486,8 +476,8 @@ class Checker:
         if want is not None and want.length != len(e.elems):
             self.error(e.span, f"expected {want.length} elements, found {len(e.elems)}")
         e.ty = want or array_of(elem_ty, len(e.elems))
-        if e.ty.size > MAX_LOCAL_ARRAY_BYTES:
-            self.error(e.span, f"array of {e.ty.size} bytes is too large for a local")
+        if e.ty.size > limit:
+            self.error(e.span, f"array of {e.ty.size} bytes is too large")
         return e.ty
 
     def assign(self, s: A.Assign) -> None:

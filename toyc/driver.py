@@ -83,18 +83,18 @@ def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code
 
 def link(program: Program, arch: Arch, funcs: dict[str, Code], globals_: dict[str, Code],
          fd: int) -> None:
-    uav_sizes = {r.target.key: len(r.target.key) + 9
-                 for code in [*funcs.values(), *globals_.values()] for r in code.relocs
-                 if r.target.kind == "uav"}
-    by_kind: dict[str, list[Code]] = {"text": list(funcs.values()), "rodata": [], "data": [],
-                                      "bss": []}
+    sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
+    sizes["text"] = [(c.length, c.align) for c in funcs.values()]
+    sizes["text"].append((RUNTIME_TEXT_HINT, 16))
     for g in program.globals:
         code = globals_[g.name]
-        by_kind[global_section(code, g.kind == "const")].append(code)
-    hints = size_hints(by_kind)
-    hints["text"] += RUNTIME_TEXT_HINT
-    hints["rodata"] += RUNTIME_RODATA_HINT + sum(uav_sizes.values())
-    zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path, hints)
+        sizes[global_section(code, g.kind == "const")].append((code.length, code.align))
+    strings = {r.target.key for code in [*funcs.values(), *globals_.values()]
+               for r in code.relocs if r.target.kind == "uav"}
+    sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
+    sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
+    zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,
+                   size_hints(sizes))
     for g in program.globals:
         zo.update_nav(g.name, globals_[g.name], const=g.kind == "const")
     for name, code in funcs.items():

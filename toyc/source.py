@@ -101,6 +101,8 @@ def span_at_offset(text: str, offset: int, length: int = 1) -> Span:
 
 def decode(path: str, data: bytes) -> Source | CompileError:
     """Decode a file's bytes as UTF-8, or say where the first bad byte is."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a byte-order mark says UTF-8 and nothing else
     try:
         return Source(path, data.decode("utf-8"))
     except UnicodeDecodeError as e:
