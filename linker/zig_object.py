@@ -120,6 +120,7 @@ class ZigObject:
         sym = self.navs.get(name)
         if sym is None:
             sym = self.navs[name] = self.new_symbol_with_atom(name, stype)
+        self.symbols[sym].type = stype
         self._place(self.symbols[sym].atom, code, self.section_of[key])
 
     def free_nav(self, name: str) -> None:
