@@ -262,7 +262,7 @@ class Checker:
             raise _Fail
         if isinstance(e, A.Unary):
             ty, v = self.fold(e.operand)
-            self.want_operand(e.op, e.operand, ty, BOOL if e.op == "not" else INT, e.span)
+            self.want_operand(e.op, e.operand, ty, BOOL if e.op == "not" else INT)
             if e.op == "not":
                 return BOOL, not v
             return INT, consteval.wrap(-v) if e.op == "-" else ~v
@@ -564,7 +564,7 @@ class Checker:
         if isinstance(e, A.Unary):
             ty = self.expr(e.operand)
             want = BOOL if e.op == "not" else INT
-            self.want_operand(e.op, e.operand, ty, want, e.span)
+            self.want_operand(e.op, e.operand, ty, want)
             return want
         if isinstance(e, A.Binary):
             lt = self.expr(e.lhs)
@@ -616,7 +616,7 @@ class Checker:
             self.error(e.span, f"unknown name '{e.name}'")
         raise _Fail
 
-    def want_operand(self, op: str, operand: A.Expr, ty: Type, want: Type, span: Span) -> None:
+    def want_operand(self, op: str, operand: A.Expr, ty: Type, want: Type) -> None:
         if ty != want:
             self.error(operand.span, f"'{op}' needs {article(want)} operand, found {ty}")
             raise _Fail

@@ -83,9 +83,8 @@ def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code
 
 def link(program: Program, arch: Arch, funcs: dict[str, Code], globals_: dict[str, Code],
          fd: int) -> None:
-    sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
-    sizes["text"] = [(c.length, c.align) for c in funcs.values()]
-    sizes["text"].append((RUNTIME_TEXT_HINT, 16))
+    sizes: dict[str, list[tuple[int, int]]] = {"rodata": [], "data": [], "bss": []}
+    sizes["text"] = [(c.length, c.align) for c in funcs.values()] + [(RUNTIME_TEXT_HINT, 16)]
     for g in program.globals:
         code = globals_[g.name]
         sizes[global_section(code, g.kind == "const")].append((code.length, code.align))
