@@ -38,6 +38,10 @@ class Code:
     relocs: list[Reloc] = field(default_factory=list)
     align: int = 1
     size: int = -1  # for zero-fill atoms: the size, with empty data
+    # (offset, line relative to the declaration's first line) of each 32-bit source line
+    # number in `data` (panic locations): when only the declaration's position in the file
+    # changes, the linker rewrites these instead of regenerating the code.
+    line_fields: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -62,6 +66,7 @@ class ArchInfo:
     page_size: int
     function_align: int
     trampoline_size: int
+    byteorder: str = "little"  # of line fields
 
 
 class RelocationOverflow(Exception):

@@ -27,17 +27,22 @@ class Chunk:
     col: int
 
 
-def split(text: str) -> list[Chunk]:
-    starts: list[tuple[int, int]] = []  # (start, end) character ranges
+def ranges(text: str, pos: int = 0):
+    """Yield the (start, end) character range of each declaration from `pos` on.
+
+    `pos` must be 0 or the start of a declaration: the splitter holds no state across one, so
+    the incremental driver can re-split from any declaration it knows and stop when the ranges
+    line up with old ones again.
+    """
     n = len(text)
-    start = _SKIP.match(text, 0).end()
+    start = _SKIP.match(text, pos).end()
     depth = 0  # braces
     nest = 0  # brackets and parentheses outside braces: `var a: [int; 4];` has a `;` inside
     head = False
-    for m in _TOKENS.finditer(text):
-        pos = m.start()
+    for m in _TOKENS.finditer(text, start):
         if start >= n:
-            break
+            return
+        pos = m.start()
         if pos < start:
             continue
         tok = m.group()
@@ -61,29 +66,37 @@ def split(text: str) -> list[Chunk]:
                 continue
             if c == ";" and (depth > 0 or nest > 0):
                 continue
-            starts.append((start, m.end()))
+            yield start, m.end()
             start = _SKIP.match(text, m.end()).end()
             depth = nest = 0
             head = False
             continue
         # a declaration keyword
         if depth > 0 or head:
-            starts.append((start, pos))
+            yield start, pos
             start = pos
             depth = nest = 0
             head = False
         if tok in _HEADS:
             head = True
     if start < n:
-        starts.append((start, n))
+        yield start, n
 
+
+def make_chunk(text: str, start: int, end: int, line: int, line_start: int) -> Chunk:
+    """The chunk for range [start, end) of `text`, which starts on `line`, a line beginning
+    at character `line_start`."""
+    return Chunk(text[start:end].rstrip(), start, line, start - line_start + 1)
+
+
+def split(text: str) -> list[Chunk]:
     chunks = []
     line, line_start, last = 1, 0, 0
-    for s, e in starts:
+    for s, e in ranges(text):
         nl = text.count("\n", last, s)
         if nl:
             line += nl
             line_start = text.rfind("\n", 0, s) + 1
         last = s
-        chunks.append(Chunk(text[s:e].rstrip(), s, line, s - line_start + 1))
+        chunks.append(make_chunk(text, s, e, line, line_start))
     return chunks

@@ -3,7 +3,9 @@
 Code is written as Intel-syntax lines. An instruction that refers to something outside the
 atom is written with a zero displacement and followed by a label `.LrelocN`; after assembling, a
 table of those labels' offsets (appended as `.long` data and cut off again) says where each
-relocated field ends. Every such instruction has its 32-bit field last.
+relocated field ends. Every such instruction has its field (32 bits, or 64 for `.quad` data)
+last. Line fields (instructions ending in a 32-bit source line number, which the linker
+patches when a declaration moves to another line) are labelled `.LlineN` and found the same way.
 """
 
 from __future__ import annotations
@@ -28,28 +30,40 @@ class AssemblerError(Exception):
 class Asm:
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self._relocs: list[tuple[Target, int, int]] = []
+        self._relocs: list[tuple[Target, int, int, int]] = []
+        self._lines: list[int] = []  # line of each line field, relative to the declaration
 
     def __call__(self, *lines: str) -> None:
         self.lines.extend(lines)
 
-    def reloc(self, instr: str, target: Target, rtype: int, addend: int) -> None:
-        """Emit `instr`, whose last four bytes are patched to refer to `target`."""
+    def reloc(self, instr: str, target: Target, rtype: int, addend: int, size: int = 4) -> None:
+        """Emit `instr`, whose last `size` bytes are patched to refer to `target`."""
         n = len(self._relocs)
         self.lines.append(instr)
         self.lines.append(f".Lreloc{n}:")
-        self._relocs.append((target, rtype, addend))
+        self._relocs.append((target, rtype, addend, size))
+
+    def line_field(self, instr: str, relative: int) -> None:
+        """Emit `instr`, whose last four bytes are a source line number, `relative` lines
+        below the first line of the declaration."""
+        self.lines.append(instr)
+        self.lines.append(f".Lline{len(self._lines)}:")
+        self._lines.append(relative)
 
     def assemble(self, align: int) -> Code:
-        labels = ", ".join([".Lcode_end"] + [f".Lreloc{i}" for i in range(len(self._relocs))])
+        labels = ", ".join([".Lcode_end"] + [f".Lreloc{i}" for i in range(len(self._relocs))]
+                           + [f".Lline{i}" for i in range(len(self._lines))])
         text = "\n".join(self.lines) + f"\n.Lcode_end:\n.long {labels}\n"
         try:
             encoding, _ = _keystone().asm(text, 0)
         except KsError as e:
             raise AssemblerError(f"keystone: {e}") from None
         raw = bytes(encoding)
-        count = 1 + len(self._relocs)
+        nrel = len(self._relocs)
+        count = 1 + nrel + len(self._lines)
         offsets = struct.unpack_from(f"<{count}I", raw, len(raw) - 4 * count)
-        relocs = [Reloc(end - 4, rtype, target, addend)
-                  for end, (target, rtype, addend) in zip(offsets[1:], self._relocs, strict=True)]
-        return Code(raw[: offsets[0]], relocs, align)
+        relocs = [Reloc(end - size, rtype, target, addend)
+                  for end, (target, rtype, addend, size)
+                  in zip(offsets[1 : 1 + nrel], self._relocs, strict=True)]
+        lines = [(end - 4, rel) for end, rel in zip(offsets[1 + nrel :], self._lines, strict=True)]
+        return Code(raw[: offsets[0]], relocs, align, line_fields=lines)

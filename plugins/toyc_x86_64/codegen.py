@@ -3,8 +3,10 @@
 The generated code is a plain stack machine, in the manner of chibicc: every expression leaves
 its value in rax, a binary operator pushes its left operand while the right one is computed,
 every local lives in a stack slot below rbp. Panics jump to cold stubs after the function's
-return, which call the runtime's panic routine with a message and a `file:line:col`. The
-stack is kept 16-byte aligned at every call, so C functions can be called later on.
+return, which call the runtime's panic routine with a message, the file name, the line and the
+column. The line is an immediate operand the linker patches (a line field) when only the
+function's position in the file changes. The stack is kept 16-byte aligned at
+every call, so C functions can be called later on.
 """
 
 from __future__ import annotations
@@ -85,12 +87,11 @@ class FunctionGen:
         for label, message, span in self.cold:
             a(f"{label}:")
             self.lea("rdi", uav(message))
-            self.lea("rsi", uav(self.where(span)))
+            self.lea("rsi", uav(self.path.encode()))
+            a.line_field(f"mov edx, {span.line}", span.line - self.fn.span.line)
+            a(f"mov ecx, {span.col}")
             a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
         return a.assemble(FUNCTION_ALIGN)
-
-    def where(self, span: Span) -> bytes:
-        return f"{self.path}:{span.line}:{span.col}".encode()
 
     def panic_label(self, message: str, span: Span) -> str:
         label = self.label()
@@ -424,8 +425,10 @@ class FunctionGen:
         elif name in ("argv", "parse_int"):
             self.expr(args[0])
             a("mov rdi, rax")
-            self.lea("rsi", uav(self.where(e.span)))
             self.call(lazy(f"toy.rt.{name}"))
+            # The helper returns a failure flag in rdx; the panic names this call.
+            message = "index out of bounds" if name == "argv" else "invalid integer"
+            a("test edx, edx", f"jne {self.panic_label(message, e.span)}")
         elif name == "sleep_ms":
             self.expr(args[0])
             a("mov rdi, rax")

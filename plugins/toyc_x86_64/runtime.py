@@ -7,7 +7,8 @@ with raw system calls and follow the System V ABI (callee-saved rbx, rbp, r12-r1
 - `toy.rt.print(fd, values, count, kinds)`: formats `count` values (value i at
   `values[count-1-i]`, kind i the byte `kinds[i]`: i, b or s) separated by spaces, ending in a
   newline, into one buffer, and writes it with one `write` (repeated only on short writes).
-- `toy.rt.panic(msg, loc)`: `panic: MSG at LOC` on stderr, exit status 101.
+- `toy.rt.panic(msg, file, line, col)`: `panic: MSG at FILE:LINE:COL` on stderr, exit
+  status 101.
 - `toy.rt.streq`, `toy.rt.argv`, `toy.rt.parse_int`, `toy.rt.sleep_ms`, `toy.rt.clock_ns`,
   `toy.rt.fmt_int`, `toy.rt.write_all`, and the data `toy.rt.argc`, `toy.rt.args`.
 """
@@ -98,7 +99,7 @@ def _print(a: _Helper) -> None:
     a("mov rbx, r13", "test rbx, rbx", "jne .Lsize0", "mov ebx, 1", ".Lsize0:", "xor ecx, ecx",
       ".Lsize:", "cmp rcx, r13", "jae .Lsized", "mov rax, r13", "sub rax, rcx",
       "mov rax, qword ptr [r12 + rax*8 - 8]", "movzx edx, byte ptr [r14 + rcx]",
-      "cmp edx, 115", "jne .Lsmall", "add rbx, qword ptr [rax - 8]", "jmp .Lsizenext",
+      "or edx, 32", "cmp edx, 115", "jne .Lsmall", "add rbx, qword ptr [rax - 8]", "jmp .Lsizenext",
       ".Lsmall:", "add rbx, 20",
       ".Lsizenext:", "inc rcx", "jmp .Lsize")
     a(".Lsized:", "mov qword ptr [rbp - 56], rbx", f"cmp rbx, {STACK_BUFFER_MAX}", "ja .Lmmap",
@@ -107,10 +108,11 @@ def _print(a: _Helper) -> None:
       "xor r9d, r9d", f"mov eax, {SYS_MMAP}", "syscall", "cmp rax, -4096", "ja .Lnomem",
       "mov rdi, rax")
     a(".Lfill:", "mov qword ptr [rbp - 48], rdi", "xor ebx, ebx",
-      ".Lvalue:", "cmp rbx, r13", "jae .Lfilled", "test rbx, rbx", "je .Lnosep",
+      ".Lvalue:", "cmp rbx, r13", "jae .Lfilled", "movzx eax, byte ptr [r14 + rbx]",
+      "test rbx, rbx", "je .Lnosep", "test eax, 32", "je .Lnosep",
       "mov byte ptr [rdi], 32", "inc rdi",
-      ".Lnosep:", "mov rax, r13", "sub rax, rbx", "mov rsi, qword ptr [r12 + rax*8 - 8]",
-      "movzx eax, byte ptr [r14 + rbx]", "cmp eax, 115", "je .Lstr", "cmp eax, 98",
+      ".Lnosep:", "or eax, 32", "mov rdx, r13", "sub rdx, rbx",
+      "mov rsi, qword ptr [r12 + rdx*8 - 8]", "cmp eax, 115", "je .Lstr", "cmp eax, 98",
       "je .Lbool")
     a.call("toy.rt.fmt_int")
     a("mov rdi, rax", "jmp .Lnext",
@@ -135,12 +137,16 @@ def _print(a: _Helper) -> None:
 
 
 def _panic(a: _Helper) -> None:
+    # Upper-case kinds print without the separating space: "FILE:LINE:COL" is one word.
     a("push rbp", "mov rbp, rsp")
     a.lea_str("rax", b"panic:")
     a("push rax", "push rdi")
     a.lea_str("rax", b"at")
-    a("push rax", "push rsi", "mov rsi, rsp", "mov edi, 2", "mov edx, 4")
-    a.lea_str("rcx", b"ssss")
+    a("push rax", "push rsi")
+    a.lea_str("rax", b":")
+    a("push rax", "push rdx", "push rax", "push rcx",
+      "mov rsi, rsp", "mov edi, 2", "mov edx, 8")
+    a.lea_str("rcx", b"ssssSISI")
     a.call("toy.rt.print")
     a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
@@ -152,15 +158,17 @@ def _streq(a: _Helper) -> None:
 
 
 def _argv(a: _Helper) -> None:
+    # Returns the argument in rax and 0 in rdx, or 1 in rdx when the index is out of bounds:
+    # the caller panics, so that the panic names the caller's line.
+    a("mov edx, 1")
     a.rip("cmp rdi, qword ptr [rip]", "toy.rt.argc")
     a("jae .Loob")
     a.rip("mov rax, qword ptr [rip]", "toy.rt.args")
-    a("mov rax, qword ptr [rax + rdi*8]", "ret", ".Loob:")
-    a.lea_str("rdi", b"index out of bounds")
-    a.call("toy.rt.panic")
+    a("mov rax, qword ptr [rax + rdi*8]", "xor edx, edx", ".Loob:", "ret")
 
 
 def _parse_int(a: _Helper) -> None:
+    # Returns the value in rax and 0 in rdx, or 1 in rdx for a bad integer (as toy.rt.argv).
     # Accumulates the negated value so that INT_MIN parses; overflow flags catch the rest.
     a("mov rcx, qword ptr [rdi - 8]", "xor eax, eax", "xor r8d, r8d", "xor r9d, r9d",
       "test rcx, rcx", "je .Lbad", "cmp byte ptr [rdi], 45", "jne .Ldigit", "mov r9d, 1",
@@ -168,10 +176,8 @@ def _parse_int(a: _Helper) -> None:
       ".Ldigit:", "cmp r8, rcx", "jae .Lend", "movzx edx, byte ptr [rdi + r8]", "sub edx, 48",
       "cmp edx, 9", "ja .Lbad", "imul rax, rax, 10", "jo .Lbad", "sub rax, rdx", "jo .Lbad",
       "inc r8", "jmp .Ldigit",
-      ".Lend:", "test r9, r9", "jne .Lneg", "neg rax", "jo .Lbad", ".Lneg:", "ret",
-      ".Lbad:")
-    a.lea_str("rdi", b"invalid integer")
-    a.call("toy.rt.panic")
+      ".Lend:", "test r9, r9", "jne .Lneg", "neg rax", "jo .Lbad", ".Lneg:", "xor edx, edx",
+      "ret", ".Lbad:", "mov edx, 1", "ret")
 
 
 def _sleep_ms(a: _Helper) -> None:
