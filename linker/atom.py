@@ -4,7 +4,8 @@ Atoms of a section form a list in address order (`prev`/`next` are atom indices;
 atom). An atom's capacity is the room up to the next atom; when an atom is placed after the
 last one, the last one keeps its ideal capacity (`ideal_capacity`: size plus a third, at least
 the section's minimum) as slack, so it can grow in place later. Atoms with more than their
-ideal capacity sit on the section's free list, where new atoms are placed first.
+ideal capacity sit on the section's free list, where new atoms are placed first. An atom that
+shrinks keeps its place; the room it no longer needs puts it on the free list.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Atom:
     next: int = 0
     alive: bool = False
     relocs: list = field(default_factory=list)
+    code_hash: str = ""  # of the bytes, relocations and alignment last placed here
+    line: int = 0  # the source line the line fields were last written for
+    line_fields: list = field(default_factory=list)  # (offset, line relative to `line`)
 
 
 def capacity(zo: ZigObject, index: int) -> int:
@@ -94,6 +98,25 @@ def allocate(zo: ZigObject, index: int) -> None:
     atom.alive = True
     if after and after in sec.free_list and not free_list_eligible(zo, after):
         sec.free_list.remove(after)
+
+
+def place_at(zo: ZigObject, index: int, value: int, after: int) -> None:
+    """Put atom `index` at `value`, right after atom `after` (0: first), in room that is free."""
+    atom = zo.atoms[index]
+    sec = zo.elf.sections[atom.section]
+    atom.value = value
+    _link_after(zo, index, after)
+    atom.alive = True
+    if after and after in sec.free_list and not free_list_eligible(zo, after):
+        sec.free_list.remove(after)
+    note_surplus(zo, index)
+
+
+def note_surplus(zo: ZigObject, index: int) -> None:
+    """Put atom `index` on its section's free list if it has room to spare."""
+    sec = zo.elf.sections[zo.atoms[index].section]
+    if index not in sec.free_list and free_list_eligible(zo, index):
+        sec.free_list.append(index)
 
 
 def _link_after(zo: ZigObject, index: int, after: int) -> None:

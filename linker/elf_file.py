@@ -5,11 +5,16 @@ file space reserved for its segment, the segment is extended in place if the spa
 free, and otherwise its bytes move to free space (virtual addresses stay the same, so nothing
 that refers to them changes). Non-allocated sections (symbol and string tables) and the section
 header table are placed in free space the same way. Everything is written with `pwrite`, so an
-update touches only the bytes that change.
+update touches only the bytes that change: headers are compared with what was last written, and
+the bytes read and written are counted for the update summary.
+
+`state` and `from_state` turn the layout into plain data (lists, numbers, strings) and back, so
+that the next `toyc build` can continue where this one stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -45,6 +50,9 @@ class ElfFile:
         self.sections: list[Section] = [Section(elf.Shdr("", elf.SHT_NULL, addralign=0))]
         self.shoff = 0
         self.shdr_capacity = 0
+        self.written: dict[str, bytes] = {}  # header tables as last written
+        self.bytes_written = 0
+        self.bytes_read = 0
 
     # ---- building the structure ---------------------------------------------------------------
 
@@ -132,21 +140,57 @@ class ElfFile:
         chunk = 1 << 20
         for off in range(0, size, chunk):
             n = min(chunk, size - off)
-            self.pwrite(os.pread(self.fd, n, src + off), dst + off)
+            self.pwrite(self.pread(n, src + off), dst + off)
 
-    # ---- writing ------------------------------------------------------------------------------
+    # ---- reading and writing ------------------------------------------------------------------
+
+    def pread(self, size: int, offset: int) -> bytes:
+        data = os.pread(self.fd, size, offset)
+        self.bytes_read += len(data)
+        return data.ljust(size, b"\0")
 
     def pwrite(self, data: bytes, offset: int) -> None:
         view = memoryview(data)
+        self.bytes_written += len(view)
         while view:
             n = os.pwrite(self.fd, view, offset)
             view = view[n:]
             offset += n
 
+    def read_atom(self, section: int, value: int, size: int) -> bytes:
+        shdr = self.sections[section].shdr
+        if shdr.type == elf.SHT_NOBITS:
+            return bytes(size)
+        return self.pread(size, shdr.offset + value)
+
+    def write_changes(self, section: int, value: int, old: bytes, new: bytes) -> None:
+        """Write the runs of `new` that differ from `old`, the atom's bytes at `value`."""
+        i, n = 0, len(new)
+        while i < n:
+            if old[i] == new[i]:
+                i += 1
+                continue
+            j = i + 1
+            while j < n and new[j : j + 8] != old[j : j + 8]:
+                j += 1
+            self.write_atom(section, value + i, new[i:j])
+            i = j
+
     def write_atom(self, section: int, value: int, data: bytes) -> None:
         shdr = self.sections[section].shdr
         if shdr.type != elf.SHT_NOBITS and data:
             self.pwrite(data, shdr.offset + value)
+
+    def fits(self, index: int, size: int) -> bool:
+        """Whether non-allocated section `index` can take `size` bytes where it is."""
+        return size <= self.sections[index].file_capacity
+
+    def write_nonalloc_part(self, index: int, offset: int, data: bytes, size: int) -> None:
+        """Write `data` at `offset` within non-allocated section `index`, which now holds
+        `size` bytes (less than its capacity)."""
+        sec = self.sections[index]
+        sec.shdr.size = size
+        self.pwrite(data, sec.shdr.offset + offset)
 
     def write_nonalloc(self, index: int, data: bytes) -> None:
         """Write the whole contents of a non-allocated section, moving it if it grew."""
@@ -172,19 +216,56 @@ class ElfFile:
         for s in self.sections:
             s.shdr.name_offset = shstrtab.add(s.shdr.name)
         shstrndx = self.section_index(".shstrtab")
-        self.write_nonalloc(shstrndx, bytes(shstrtab.data))
+        if self._changed("shstrtab", bytes(shstrtab.data)):
+            self.write_nonalloc(shstrndx, bytes(shstrtab.data))
         table = b"".join(s.shdr.pack() for s in self.sections)
         if len(table) > self.shdr_capacity:
             self.shdr_capacity = 0
             cap = pad_to_ideal(len(table))
             self.shoff = self.find_free_space(cap, 8)
             self.shdr_capacity = cap
-        self.pwrite(table, self.shoff)
-        self.pwrite(b"".join(p.pack() for p in self.phdrs), elf.EHDR_SIZE)
+            self.written.pop("shdrs", None)
         ehdr = elf.Ehdr(file_type, machine, entry, elf.EHDR_SIZE, self.shoff, len(self.phdrs),
-                        len(self.sections), shstrndx)
-        self.pwrite(ehdr.pack(), 0)
+                        len(self.sections), shstrndx).pack()
+        phdrs = b"".join(p.pack() for p in self.phdrs)
+        for key, data, offset in (("shdrs", table, self.shoff), ("phdrs", phdrs, elf.EHDR_SIZE),
+                                  ("ehdr", ehdr, 0)):
+            if self._changed(key, data):
+                self.pwrite(data, offset)
         # The file ends where the last thing in it ends; keep it no longer than that.
         end = max(hi for _, hi in self._used_ranges())
         if os.fstat(self.fd).st_size < end:
             os.ftruncate(self.fd, end)
+
+    def _changed(self, key: str, data: bytes) -> bool:
+        """Whether `data` differs from what was last written as `key`; remembers it."""
+        if self.written.get(key) == data:
+            return False
+        self.written[key] = data
+        return True
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "phdrs": [dataclasses.astuple(p) for p in self.phdrs],
+            "sections": [[dataclasses.astuple(s.shdr), s.phdr, s.max_size, s.min_capacity,
+                          s.first, s.last, s.free_list, s.file_capacity, s.marker]
+                         for s in self.sections],
+            "shoff": self.shoff,
+            "shdr_capacity": self.shdr_capacity,
+            "written": {k: v.hex() for k, v in self.written.items()},
+        }
+
+    @classmethod
+    def from_state(cls, fd: int, page_size: int, state: dict) -> ElfFile:
+        f = cls(fd, page_size)
+        f.phdrs = [elf.Phdr(*p) for p in state["phdrs"]]
+        f.sections = [Section(elf.Shdr(*shdr), phdr, max_size, min_cap, first, last,
+                              list(free_list), file_capacity, marker)
+                      for shdr, phdr, max_size, min_cap, first, last, free_list, file_capacity,
+                      marker in state["sections"]]
+        f.shoff = state["shoff"]
+        f.shdr_capacity = state["shdr_capacity"]
+        f.written = {k: bytes.fromhex(v) for k, v in state["written"].items()}
+        return f
