@@ -100,6 +100,7 @@ class ZigObject:
         self.dirty_rows: set[int] = set()
         self.trampolines: set[int] = set()  # symbols whose trampoline must be (re)written
         self.outcome: dict[str, str] = {}  # nav -> what its last update did, for summaries
+        self.lines_rewritten = 0  # declarations whose line fields update_line rewrote
         if size_hints is not None:
             self._create_sections(size_hints)
 
@@ -213,6 +214,7 @@ class ZigObject:
         for offset, relative in a.line_fields:
             buf[offset : offset + 4] = (line + relative).to_bytes(4, order)
         a.line = line
+        self.lines_rewritten += 1
         index = self.symbols[self.navs[name]].atom
         if index in self.pending:
             self.pending[index] = bytes(buf)  # not written yet: change what will be
@@ -355,7 +357,7 @@ class ZigObject:
             source = self.atom_address(t)
             ta = self.atoms[t]
             self.elf.write_atom(ta.section, ta.value,
-                                self.arch.write_trampoline(source, self.address(sym)))
+                                self.arch.trampoline(source, self.address(sym)))
         self.pending.clear()
         self.moved.clear()
         self.trampolines.clear()

@@ -54,7 +54,9 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 def files_under(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
+    """Every file below `root`, except the build state toyc keeps beside each output."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")
+            if not p.name.endswith(".toyc-state")}
 
 
 def assert_clean_failure(result, *, mentions: str | None = None) -> None:

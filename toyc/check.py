@@ -3,10 +3,16 @@
 `check` takes every top-level declaration and returns a `Program` whose nodes carry types,
 whose names know what they refer to, whose functions list their locals and whose globals carry
 their constant values; or it raises `CompileError` with every error it found.
+
+An incremental update checks only some declarations: `known` then answers for the others with
+stand-ins that carry what a user of them sees (a signature, a type, a constant's value), and
+the checker records, per declaration, the top-level names it looked up (`Program.deps`), so
+that the driver knows whom a change concerns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from toyc import ast as A
@@ -43,6 +49,7 @@ class Program:
     source: Source
     decls: list[A.Decl]
     by_name: dict[str, A.Decl] = field(default_factory=dict)
+    deps: dict[str, set[str]] = field(default_factory=dict)  # declaration -> names it uses
 
     @property
     def functions(self) -> list[A.FnDecl]:
@@ -59,13 +66,16 @@ class _Fail(Exception):
 
 class Checker:
     def __init__(self, source: Source, decls: list[A.Decl], errors: list[Diagnostic],
-                 unparsed: set[str]):
+                 unparsed: set[str], known: Callable[[str], A.Decl | None] | None = None):
         self.source = source
         self.decls = decls
         self.errors = list(errors)
         # Declarations with syntax errors: known to exist, so uses of them are not reported.
         self.unparsed = unparsed
         self.by_name: dict[str, A.Decl] = {}
+        self.known = known
+        self.deps: dict[str, set[str]] = {}
+        self.current: set[str] = set()  # the names the declaration being checked uses
         self.evaluating: set[str] = set()
         self.checked_globals: set[str] = set()
         # per function
@@ -95,7 +105,25 @@ class Checker:
         if self.errors:
             self.errors.sort(key=lambda e: (e.span.line, e.span.col))
             raise CompileError(self.source, self.errors)
-        return Program(self.source, self.decls, self.by_name)
+        return Program(self.source, self.decls, self.by_name, self.deps)
+
+    def lookup(self, name: str) -> A.Decl | None:
+        """The top-level declaration `name`, noted as a dependency of the current one."""
+        self.current.add(name)
+        d = self.by_name.get(name)
+        if d is None and self.known is not None:
+            d = self.known(name)
+            if d is not None:
+                self.by_name[name] = d
+                if isinstance(d, A.GlobalDecl):
+                    self.checked_globals.add(name)
+        return d
+
+    def begin(self, d: A.Decl) -> set[str]:
+        """Start recording the names declaration `d` uses; returns the previous record."""
+        outer = self.current
+        self.current = self.deps.setdefault(d.name, set())
+        return outer
 
     def collect(self) -> None:
         for d in self.decls:
@@ -104,7 +132,8 @@ class Checker:
                            f"'{d.name}' is a built-in function and cannot be redefined")
             elif d.name in RESERVED:
                 self.error(d.name_span, RESERVED[d.name])
-            elif d.name in self.by_name:
+            elif d.name in self.by_name or (d.name not in self.unparsed
+                                            and self.lookup(d.name) is not None):
                 first = self.by_name[d.name].name_span
                 self.error(d.name_span, f"'{d.name}' is already declared (at line {first.line})")
             else:
@@ -117,7 +146,7 @@ class Checker:
                 self.error(d.span, "'threadlocal' variables are not supported yet")
 
     def check_main(self) -> None:
-        main = self.by_name.get("main")
+        main = self.lookup("main")
         if main is None and "main" in self.unparsed:
             return
         if main is None:
@@ -161,6 +190,7 @@ class Checker:
         self.checked_globals.add(g.name)
         self.evaluating.add(g.name)
         self.too_deep = False
+        outer = self.begin(g)
         try:
             declared = self.resolve_type(g.type_expr, in_global=True) if g.type_expr else None
             if g.type_expr is not None and declared is None:
@@ -179,6 +209,7 @@ class Checker:
             g.value = value
         finally:
             self.evaluating.discard(g.name)
+            self.current = outer
 
     def const_init(self, e: A.Expr, want: Type | None) -> tuple[Type | None, object]:
         if isinstance(e, A.ArrayLit):
@@ -239,7 +270,7 @@ class Checker:
         if isinstance(e, A.StrLit):
             return STR, e.value
         if isinstance(e, A.Name):
-            d = self.by_name.get(e.name)
+            d = self.lookup(e.name)
             if isinstance(d, A.GlobalDecl) and d.kind == "const":
                 if d.name in self.evaluating:
                     self.error(e.span, f"the value of '{e.name}' depends on itself")
@@ -305,6 +336,14 @@ class Checker:
     # ---- functions ----------------------------------------------------------------------------
 
     def check_signature(self, f: A.FnDecl) -> None:
+        outer = self.begin(f)
+        try:
+            self._check_signature(f)
+        finally:
+            self.current = outer
+
+    def _check_signature(self, f: A.FnDecl) -> None:
+        f.param_types = []
         ok = True
         if len(f.params) > MAX_PARAMS:
             self.error(f.params[MAX_PARAMS].span,
@@ -333,6 +372,14 @@ class Checker:
         f.result_type = result if ok else None
 
     def check_body(self, f: A.FnDecl) -> None:
+        outer = self.begin(f)
+        try:
+            self._check_body(f)
+        finally:
+            self.current = outer
+
+    def _check_body(self, f: A.FnDecl) -> None:
+        f.locals = []
         self.fn = f
         self.scopes = [{}]
         self.loops = 0
@@ -490,7 +537,7 @@ class Checker:
                 self.error(t.span, "a str is immutable; its bytes cannot be assigned")
                 raise _Fail
             if isinstance(t.base, A.Name) and t.base.kind == "global":
-                d = self.by_name[t.base.name]
+                d = self.lookup(t.base.name)
                 if d.kind == "const":
                     self.error(t.base.span, f"cannot assign to an element of constant '{d.name}'")
             target_ty = self.expr(t)
@@ -518,7 +565,7 @@ class Checker:
             if self.fn.locals[t.local].is_param:
                 self.error(t.span, f"cannot assign to parameter '{t.name}'")
         elif t.kind == "global":
-            if self.by_name[t.name].kind == "const":
+            if self.lookup(t.name).kind == "const":
                 self.error(t.span, f"cannot assign to constant '{t.name}'")
         else:
             self.error(t.span, f"cannot assign to function '{t.name}'")
@@ -598,7 +645,7 @@ class Checker:
         if index >= 0:
             e.kind, e.local = "local", index
             return self.fn.locals[index].ty
-        d = self.by_name.get(e.name)
+        d = self.lookup(e.name)
         if isinstance(d, A.GlobalDecl):
             e.kind = "global"
             if d.ty is None:
@@ -647,7 +694,7 @@ class Checker:
         if index != -1:
             self.error(e.callee.span, f"'{name}' is a local variable, not a function")
             raise _Fail
-        d = self.by_name.get(name)
+        d = self.lookup(name)
         if d is None and name in BUILTINS:
             return self.builtin_call(e, name)
         if d is None:
@@ -757,6 +804,7 @@ def breaks(s: A.Stmt) -> bool:
 
 
 def check(source: Source, decls: list[A.Decl], syntax_errors: list[Diagnostic] | None = None,
-          unparsed: set[str] | None = None) -> Program:
+          unparsed: set[str] | None = None,
+          known: Callable[[str], A.Decl | None] | None = None) -> Program:
     """Check the parsed declarations; raise CompileError with these and the syntax errors."""
-    return Checker(source, decls, syntax_errors or [], unparsed or set()).run()
+    return Checker(source, decls, syntax_errors or [], unparsed or set(), known).run()

@@ -1,9 +1,9 @@
-"""The `toyc` command: `build`, `run`, `--version`, `--help`.
+"""The `toyc` command: `build`, `run`, `watch`, `--version`, `--help`.
 
-Quiet on success, like gcc. Every failure is a message on stderr and exit status 1: a program's
-errors as `file:line:col: error: ...` with the source line, anything else as `toyc: error: ...`.
-A bug in toyc itself is reported as an internal error, without a traceback unless the
-environment variable TOYC_DEBUG is set.
+Quiet on success, like gcc (`build -v` prints what the update did in one line). Every failure
+is a message on stderr and exit status 1: a program's errors as `file:line:col: error: ...`
+with the source line, anything else as `toyc: error: ...`. A bug in toyc itself is reported as
+an internal error, without a traceback unless the environment variable TOYC_DEBUG is set.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import traceback
 from pathlib import Path
 
 from toyc import __version__
-from toyc.driver import Timings, build, default_output
+from toyc.driver import Timings, default_output
+from toyc.session import build
 from toyc.source import CompileError, UserError
 
 
@@ -39,6 +40,17 @@ def _arg_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", dest="output", metavar="OUT", help="write the executable to OUT")
     b.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
     b.add_argument("--time", action="store_true", help="print the time each pass took")
+    b.add_argument("--full", action="store_true",
+                   help="build from scratch instead of updating the previous output")
+    b.add_argument("-v", "--verbose", action="store_true",
+                   help="print what the build changed, in one line")
+
+    w = sub.add_parser("watch", help="rebuild FILE.toy incrementally on every save",
+                       description="Build FILE.toy, then update the output each time the file "
+                       "is saved, printing one line per update (or the errors). Ctrl-C stops.")
+    w.add_argument("file", metavar="FILE.toy")
+    w.add_argument("-o", dest="output", metavar="OUT", help="write the executable to OUT")
+    w.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
 
     r = sub.add_parser("run", help="compile FILE.toy and run it",
                        description="Compile FILE.toy to a cached executable and run it with "
@@ -74,16 +86,25 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     args = _arg_parser().parse_args(argv)
     try:
-        if args.command == "build":
-            timings = Timings()
+        if args.command in ("build", "watch"):
             output = default_output(args.file) if args.output is None else args.output
             if not output:
                 raise UserError("the output path (-o) is empty")
-            build(args.file, output, args.arch, timings)
+        if args.command == "build":
+            timings = Timings()
+            summary = build(args.file, output, args.arch, full=args.full, timings=timings)
+            if summary.full and summary.reason and (args.verbose or summary.reason_matters):
+                print(f"toyc: full build: {summary.reason}", file=sys.stderr)
+            if args.verbose:
+                print(summary.line())
             if args.time:
                 for name, seconds in timings.passes.items():
                     print(f"{name:>8}: {seconds * 1000:9.1f} ms", file=sys.stderr)
             return 0
+        if args.command == "watch":
+            from toyc.watch import watch
+
+            return watch(args.file, output, args.arch)
         return _run(args)
     except CompileError as e:
         sys.stderr.write(e.render())

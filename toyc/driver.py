@@ -1,35 +1,29 @@
 """The compiler's pipeline, as a straight line of passes over one program.
 
-    read → split → parse → check → lower (architecture plugin) → link (ZigObject) → rename
+    read → split → parse → check → lower (architecture plugin) → link (ZigObject)
 
-A full build writes a new file beside the output and renames it over the output only when it
-is complete, so the output path never holds a half-written executable.
+These are the passes of a full build, called in a straight line; `session.py` strings them
+together for an output file and adds the incremental update.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from linker.elf_file import ElfFile, LinkError
-from linker.zig_object import ZigObject, global_section, size_hints
 from toyc import ast as A
 from toyc.check import Program, check
 from toyc.code import Code
 from toyc.parse import parse_chunk
-from toyc.plugins import Arch, get_arch
+from toyc.plugins import Arch
 from toyc.source import CompileError, Diagnostic, Source, UserError, decode
-from toyc.split import split
+from toyc.split import Chunk, declared_name, split
 
 RUNTIME_TEXT_HINT = 4096
 RUNTIME_RODATA_HINT = 512
 RECURSION_LIMIT = 20000
-_DECL_NAME = re.compile(r"\b(?:fn|var|const)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass
@@ -59,19 +53,26 @@ def read_source(path: str) -> Source:
     return result
 
 
-def parse(source: Source) -> tuple[list[A.Decl], list[Diagnostic], set[str]]:
-    """Parse every declaration; also return the syntax errors and the names of declarations
-    that did not parse, so that the checker can still look at the rest."""
-    decls, errors, unparsed = [], [], set()
-    for chunk in split(source.text):
+def parse_chunks(chunks: list[Chunk]) -> tuple[list[A.Decl], list[Diagnostic], set[str], dict]:
+    """Parse declarations; also return the syntax errors, the names of declarations that did
+    not parse (so that the checker can still look at the rest without calling their uses
+    unknown), and the chunk each declaration came from (by `id` of the declaration)."""
+    decls, errors, unparsed, chunk_of = [], [], set(), {}
+    for chunk in chunks:
         decl, errs = parse_chunk(chunk)
         errors += errs
         if decl is not None:
             decls.append(decl)
+            chunk_of[id(decl)] = chunk
         else:
-            m = _DECL_NAME.search(chunk.text)
-            if m:
-                unparsed.add(m.group(1))
+            name = declared_name(chunk.text)
+            if name:
+                unparsed.add(name)
+    return decls, errors, unparsed, chunk_of
+
+
+def parse(source: Source) -> tuple[list[A.Decl], list[Diagnostic], set[str]]:
+    decls, errors, unparsed, _ = parse_chunks(split(source.text))
     return decls, errors, unparsed
 
 
@@ -81,67 +82,12 @@ def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code
     return funcs, globals_
 
 
-def link(program: Program, arch: Arch, funcs: dict[str, Code], globals_: dict[str, Code],
-         fd: int) -> None:
-    sizes: dict[str, list[tuple[int, int]]] = {"rodata": [], "data": [], "bss": []}
-    sizes["text"] = [(c.length, c.align) for c in funcs.values()] + [(RUNTIME_TEXT_HINT, 16)]
-    for g in program.globals:
-        code = globals_[g.name]
-        sizes[global_section(code, g.kind == "const")].append((code.length, code.align))
-    strings = {r.target.key for code in [*funcs.values(), *globals_.values()]
-               for r in code.relocs if r.target.kind == "uav"}
-    sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
-    sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
-    zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,
-                   size_hints(sizes))
-    for g in program.globals:
-        zo.update_nav(g.name, globals_[g.name], const=g.kind == "const")
-    for name, code in funcs.items():
-        zo.update_func(name, code)
-    zo.flush()
-
-
 def front_end(path: str, timings: Timings) -> Program:
     # The checker and code generators recurse once or a few times per level of nesting.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     source = timings.run("read", read_source, path)
     decls, syntax_errors, unparsed = timings.run("parse", parse, source)
     return timings.run("check", check, source, decls, syntax_errors, unparsed)
-
-
-def build(path: str, output: str, arch_name: str = "x86_64",
-          timings: Timings | None = None) -> None:
-    timings = timings or Timings()
-    program = front_end(path, timings)
-    arch = get_arch(arch_name)
-    funcs, globals_ = timings.run("lower", lower, program, arch)
-    out = Path(output)
-    if out.exists() and out.resolve() == Path(path).resolve():
-        raise UserError(f"output '{output}' would overwrite the source file")
-    directory = out.parent if str(out.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
-    try:
-        try:
-            timings.run("link", link, program, arch, funcs, globals_, fd)
-        except LinkError as e:
-            raise UserError(str(e)) from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o777 & ~umask)
-        os.close(fd)
-        fd = -1
-        try:
-            os.replace(tmp, out)
-        except OSError as e:
-            raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def default_output(path: str) -> str:

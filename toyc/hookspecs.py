@@ -79,3 +79,47 @@ def toyc_write_trampoline(arch, source, target):
     The linker writes one at the old address of a function that had to move, so that callers
     of the old address keep working. Its length is the architecture's `trampoline_size`.
     """
+
+
+# ---- the linker backend ---------------------------------------------------------------------
+#
+# The driver reaches the linker only through these hooks. `linker` is the backend object of the
+# output being built (the built-in one is `linker.zig_object.ZigObject`, answered by the
+# `linker.plugin` module); every implementation is called, so an observer (a logger, a
+# statistics collector) can watch updates by implementing them too and returning None.
+
+
+@hookspec
+def toyc_update_func(linker, name, code, line):
+    """The function `name` is new or was regenerated: `code` is its `toyc.code.Code`.
+
+    `line` is the source line the declaration starts on, the base of the code's line fields.
+    The backend places the code (in place if it fits the atom's capacity, else elsewhere,
+    leaving a trampoline at the old address) and records what it did in `linker.outcome`.
+    """
+
+
+@hookspec
+def toyc_update_nav(linker, name, code, const, line):
+    """The global `name` is new or has a new value: `code` lays out its bytes.
+
+    `const` is true for a `const` global (read-only section); a `var` whose bytes are all zero
+    goes to the zero-fill section, and a global whose section changes moves.
+    """
+
+
+@hookspec
+def toyc_free_nav(linker, name):
+    """The declaration `name` was removed: free its atom and drop its symbol."""
+
+
+@hookspec
+def toyc_update_line(linker, name, line):
+    """The unchanged declaration `name` now starts on source line `line`: rewrite its line
+    fields (the line numbers in its panic locations) without regenerating it."""
+
+
+@hookspec
+def toyc_flush(linker):
+    """End of an update: resolve pending relocations, re-patch references to moved symbols,
+    write trampolines, and rewrite the parts of the symbol table and headers that changed."""

@@ -15,7 +15,7 @@ from toyc import hookspecs
 from toyc.code import ArchInfo
 from toyc.source import UserError
 
-DEFAULT_PLUGINS = {"x86_64": "toyc_x86_64"}
+DEFAULT_PLUGINS = {"x86_64": "toyc_x86_64", "zig-linker": "linker.plugin"}
 
 
 @functools.cache

@@ -17,6 +17,7 @@ _TOKENS = re.compile(
 )
 _SKIP = re.compile(r"(?:\s+|//[^\n]*)*")
 _HEADS = {"fn", "var", "const"}
+_DECL_NAME = re.compile(r"\b(?:fn|var|const)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(slots=True)
@@ -100,3 +101,9 @@ def split(text: str) -> list[Chunk]:
         last = s
         chunks.append(make_chunk(text, s, e, line, line_start))
     return chunks
+
+
+def declared_name(text: str) -> str | None:
+    """The name a declaration's text declares, found without parsing it."""
+    m = _DECL_NAME.search(text)
+    return m.group(1) if m else None

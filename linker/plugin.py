@@ -1,0 +1,30 @@
+"""The built-in linker backend as a plugin: the backend hooks, answered by the ZigObject."""
+
+from __future__ import annotations
+
+from toyc.hookspecs import hookimpl
+
+
+@hookimpl
+def toyc_update_func(linker, name, code, line):
+    linker.update_func(name, code, line)
+
+
+@hookimpl
+def toyc_update_nav(linker, name, code, const, line):
+    linker.update_nav(name, code, const=const, line=line)
+
+
+@hookimpl
+def toyc_free_nav(linker, name):
+    linker.free_nav(name)
+
+
+@hookimpl
+def toyc_update_line(linker, name, line):
+    linker.update_line(name, line)
+
+
+@hookimpl
+def toyc_flush(linker):
+    linker.flush()

@@ -1,0 +1,458 @@
+"""One output file kept up to date: full builds, incremental updates and the state file.
+
+A `Session` holds what the next update starts from: the declaration tracker (`track.py`) and
+the linker's ZigObject. An update re-parses the declarations whose text changed, checks them
+and, round by round, the declarations that use a name whose interface changed, lowers what was
+checked, and hands the results to the linker through the backend hooks; declarations that only
+moved to other lines get their line fields rewritten. Nothing touches the output until the
+front end has accepted the whole update, so a save with errors changes nothing.
+
+Between processes the session lives in a state file beside the output (`.NAME.toyc-state`):
+JSON, with a format version, toyc's version, the paths it belongs to and the size, time and
+inode of the output it describes. Anything that does not match leads to a full build, with the
+reason. The state file is removed before an update patches the output and written again after,
+so a crash in between leaves no state that could be trusted.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from linker.elf_file import ElfFile, LinkError
+from linker.zig_object import ZigObject, global_section, size_hints
+from toyc import __version__
+from toyc import ast as A
+from toyc.check import Program, check
+from toyc.code import Code
+from toyc.driver import (
+    RECURSION_LIMIT,
+    RUNTIME_RODATA_HINT,
+    RUNTIME_TEXT_HINT,
+    Timings,
+    parse_chunks,
+)
+from toyc.parse import parse_chunk
+from toyc.plugins import Arch, get_arch, plugin_manager
+from toyc.source import CompileError, Source, UserError, decode
+from toyc.split import Chunk, split
+from toyc.track import Plan, Tracked, Tracker, interface, stub
+
+STATE_FORMAT = 1
+NO_OUTPUT = "no output file yet"
+FULL_ASKED = "--full was given"
+
+
+class FullBuildNeeded(Exception):
+    """An incremental update cannot be made; the message says why."""
+
+
+@dataclass
+class Summary:
+    """What one build or update did, for the one-line report."""
+
+    full: bool
+    outcomes: dict[str, str] = field(default_factory=dict)  # declaration -> what happened
+    lines: int = 0  # declarations whose line fields were rewritten
+    written: int = 0
+    read: int = 0
+    seconds: float = 0.0
+    reason: str = ""  # why a full build was made
+
+    @property
+    def reason_matters(self) -> bool:
+        """Whether the reason for a full build is news to the user (a first build is not)."""
+        return self.reason not in ("", NO_OUTPUT, FULL_ASKED)
+
+    def line(self) -> str:
+        took = f"{self.written} bytes written in {self.seconds * 1000:.1f} ms"
+        if self.full:
+            return f"built {len(self.outcomes)} declarations (full build); {took}"
+        groups: dict[str, list[str]] = {"new": [], "removed": []}
+        updated = []
+        for name, what in self.outcomes.items():
+            if what in groups:
+                groups[what].append(name)
+            elif what not in ("unchanged", "lines"):
+                updated.append(f"{name} ({what})")
+        parts = []
+        if updated:
+            parts.append("updated " + ", ".join(updated))
+        if groups["new"]:
+            parts.append("added " + ", ".join(groups["new"]))
+        if groups["removed"]:
+            parts.append("removed " + ", ".join(groups["removed"]))
+        if self.lines:
+            n = self.lines
+            parts.append(f"line numbers of {n} declaration{'s' if n != 1 else ''}")
+        if not parts:
+            parts.append("nothing changed")
+        return f"{', '.join(parts)}; {took}"
+
+
+def state_path(output: str) -> Path:
+    out = Path(output)
+    return out.parent / f".{out.name}.toyc-state"
+
+
+def _stat_key(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+
+
+def read_text(path: str) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror or e}") from None
+    result = decode(path, data)
+    if isinstance(result, CompileError):
+        raise result
+    return result.text
+
+
+def _kind(d: A.Decl) -> str:
+    return "fn" if isinstance(d, A.FnDecl) else d.kind
+
+
+def _lower(d: A.Decl, program: Program, arch: Arch) -> Code:
+    if isinstance(d, A.FnDecl):
+        return arch.lower_function(d, program)
+    return arch.lower_global(d)
+
+
+class Session:
+    def __init__(self, path: str, output: str, arch: Arch, tracker: Tracker, zo: ZigObject,
+                 output_stat: list[int]):
+        self.path = path
+        self.output = output
+        self.arch = arch
+        self.tracker = tracker
+        self.zo = zo
+        self.output_stat = output_stat
+        self.hooks = plugin_manager().hook
+
+    # ---- full builds --------------------------------------------------------------------------
+
+    @classmethod
+    def full_build(cls, path: str, output: str, arch_name: str = "x86_64",
+                   timings: Timings | None = None, reason: str = "") -> tuple[Session, Summary]:
+        timings = timings or Timings()
+        start = time.perf_counter()
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+        text = timings.run("read", read_text, path)
+        source = Source(path, text)
+        chunks = split(text)
+        decls, errors, unparsed, chunk_of = timings.run("parse", parse_chunks, chunks)
+        program = timings.run("check", check, source, decls, errors, unparsed)
+        arch = get_arch(arch_name)
+        codes = timings.run("lower", lambda: [_lower(d, program, arch) for d in decls])
+        _check_output(path, output)
+        out = Path(output)
+        directory = out.parent if str(out.parent) else Path(".")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
+        except OSError as e:
+            raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
+        _remove_state(output)
+        try:
+            try:
+                zo = timings.run("link", _link_all, program, arch, decls, codes, chunk_of, fd)
+            except LinkError as e:
+                raise UserError(str(e)) from None
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o777 & ~umask)
+            os.close(fd)
+            fd = -1
+            try:
+                os.replace(tmp, out)
+            except OSError as e:
+                raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        records = [Tracked(d.name, _kind(d), chunk_of[id(d)].offset,
+                           chunk_of[id(d)].offset + len(chunk_of[id(d)].text),
+                           chunk_of[id(d)].line, chunk_of[id(d)].col, interface(d),
+                           sorted(program.deps.get(d.name, ())), bool(code.line_fields))
+                   for d, code in zip(decls, codes, strict=True)]
+        session = cls(path, output, arch, Tracker(text, records), zo, _stat_key(output))
+        summary = Summary(True, {d.name: "new" for d in decls}, written=zo.elf.bytes_written,
+                          seconds=time.perf_counter() - start, reason=reason)
+        return session, summary
+
+    # ---- incremental updates ------------------------------------------------------------------
+
+    def update(self, text: str | None = None) -> Summary:
+        """Bring the output up to date with the source (re-read unless `text` is given).
+        Raises CompileError, leaving everything as it was, if the new source has errors."""
+        start = time.perf_counter()
+        if text is None:
+            text = read_text(self.path)
+        try:
+            if not os.path.exists(self.output):
+                raise FullBuildNeeded("the output file is gone")
+            if _stat_key(self.output) != self.output_stat:
+                raise FullBuildNeeded("the output file was changed by something else")
+            summary = self._update(text, start)
+        except FullBuildNeeded as e:
+            session, summary = Session.full_build(self.path, self.output, self.arch.info.name,
+                                                  reason=str(e))
+            self.__dict__.update(session.__dict__)
+        return summary
+
+    def _update(self, text: str, start: float) -> Summary:
+        tracker = self.tracker
+        plan = tracker.plan(text)
+        if plan is None:
+            return Summary(False, seconds=time.perf_counter() - start)
+        source = Source(self.path, text)
+        window = tracker.decls[plan.first : plan.stop]
+        kept = {tracker.decls[i].name for i in plan.same if i >= 0}
+        decls, errors, unparsed, chunk_of = parse_chunks(plan.changed())
+        new_names = {d.name for d in decls}
+        gone = {d.name for d in window if d.name not in kept}  # old records being replaced
+        removed = gone - new_names - unparsed
+        # An unchanged declaration that a new one duplicates is checked again, so that the
+        # error lands where a full build puts it: on the later of the two.
+        again = {n for n in new_names if n in tracker.by_name and n not in gone}
+        while True:
+            more = [self._reparse(n, plan, source) for n in sorted(again)]
+            for d, chunk in more:
+                decls.append(d)
+                chunk_of[id(d)] = chunk
+            decls.sort(key=lambda d: (d.span.line, d.span.col))
+            in_set = {d.name for d in decls} | unparsed
+
+            def known(name: str, in_set=in_set) -> A.Decl | None:
+                if name in in_set or name in gone:
+                    return None
+                t = tracker.by_name.get(name)
+                return None if t is None else self._stub(t, plan)
+
+            program = check(source, decls, errors, unparsed, known)
+            touched = set(removed)
+            for d in decls:
+                old = tracker.by_name.get(d.name)
+                if old is None or old.iface != interface(d):
+                    touched.add(d.name)
+            again = {u for n in touched for u in tracker.users.get(n, ())
+                     if u not in in_set and u not in gone}
+            if not again:
+                break
+        codes = [_lower(d, program, self.arch) for d in decls]
+        shifted = self._shifted(plan, {d.name for d in decls})
+        summary = self._link(plan, decls, codes, chunk_of, removed, shifted)
+        changed_chunks = {id(c) for c in plan.changed()}
+        records, rechecked = [], {}
+        for d, code in zip(decls, codes, strict=True):
+            chunk = chunk_of[id(d)]
+            r = Tracked(d.name, _kind(d), chunk.offset, chunk.offset + len(chunk.text),
+                        chunk.line, chunk.col, interface(d), sorted(program.deps.get(d.name, ())),
+                        bool(code.line_fields))
+            if id(chunk) in changed_chunks:
+                records.append((chunk.offset, r))
+            else:
+                rechecked[d.name] = r
+        tracker.commit(plan, [r for _, r in sorted(records, key=lambda x: x[0])], rechecked)
+        summary.seconds = time.perf_counter() - start
+        return summary
+
+    def _position(self, t: Tracked, plan: Plan) -> tuple[int, int, int]:
+        """Where unchanged declaration `t` is in the new text: (start, line, col)."""
+        for c, i in zip(plan.chunks, plan.same, strict=True):
+            if i >= 0 and self.tracker.decls[i] is t:
+                return c.offset, c.line, c.col
+        if t.start < plan.edit:
+            return t.start, t.line, t.col
+        return t.start + plan.delta, t.line + plan.line_delta, t.col
+
+    def _stub(self, t: Tracked, plan: Plan) -> A.Decl:
+        start, line, col = self._position(t, plan)
+        return stub(Tracked(t.name, t.kind, start, start, line, col, t.iface))
+
+    def _reparse(self, name: str, plan: Plan, source: Source) -> tuple[A.Decl, Chunk]:
+        t = self.tracker.by_name[name]
+        start, line, col = self._position(t, plan)
+        text = source.text[start : start + (t.end - t.start)]
+        chunk = Chunk(text, start, line, col)
+        decl, errs = parse_chunk(chunk)
+        if decl is None:  # it parsed before, with the same text
+            raise AssertionError(f"unchanged declaration {name} no longer parses: {errs}")
+        return decl, chunk
+
+    def _shifted(self, plan: Plan, regenerated: set[str]) -> list[tuple[str, int]]:
+        """Unchanged declarations with line fields that now start on another line."""
+        moved = []
+        for c, i in zip(plan.chunks, plan.same, strict=True):
+            if i >= 0:
+                t = self.tracker.decls[i]
+                if t.has_lines and t.line != c.line and t.name not in regenerated:
+                    moved.append((t.name, c.line))
+        if plan.line_delta:
+            for t in self.tracker.decls[plan.stop :]:
+                if t.has_lines and t.name not in regenerated:
+                    moved.append((t.name, t.line + plan.line_delta))
+        return moved
+
+    def _link(self, plan: Plan, decls: list[A.Decl], codes: list[Code], chunk_of: dict,
+              removed: set[str], shifted: list[tuple[str, int]]) -> Summary:
+        try:
+            fd = os.open(self.output, os.O_RDWR)
+        except OSError as e:
+            if e.errno == errno.ETXTBSY:
+                raise FullBuildNeeded("the output file is being run") from None
+            raise FullBuildNeeded(f"cannot open the output file: {e.strerror}") from None
+        zo = self.zo
+        zo.elf.fd = fd
+        zo.elf.bytes_written = zo.elf.bytes_read = 0
+        zo.outcome = {}
+        _remove_state(self.output)
+        hook = self.hooks
+        try:
+            for name in sorted(removed):
+                hook.toyc_free_nav(linker=zo, name=name)
+            for d, code in zip(decls, codes, strict=True):
+                line = chunk_of[id(d)].line
+                if isinstance(d, A.FnDecl):
+                    hook.toyc_update_func(linker=zo, name=d.name, code=code, line=line)
+                else:
+                    hook.toyc_update_nav(linker=zo, name=d.name, code=code,
+                                         const=d.kind == "const", line=line)
+            zo.lines_rewritten = 0
+            for name, line in shifted:
+                hook.toyc_update_line(linker=zo, name=name, line=line)
+            hook.toyc_flush(linker=zo)
+        except LinkError as e:
+            raise FullBuildNeeded(str(e)) from None
+        finally:
+            os.close(fd)
+        self.output_stat = _stat_key(self.output)
+        outcomes = {n: zo.outcome[n] for n in zo.outcome}
+        return Summary(False, outcomes, zo.lines_rewritten, zo.elf.bytes_written,
+                       zo.elf.bytes_read)
+
+    # ---- the state file -----------------------------------------------------------------------
+
+    def save_state(self) -> None:
+        state = {
+            "format": STATE_FORMAT,
+            "toyc": __version__,
+            "arch": self.arch.info.name,
+            "source": str(Path(self.path).resolve()),
+            "output": str(Path(self.output).resolve()),
+            "output_stat": self.output_stat,
+            "tracker": self.tracker.state(),
+            "linker": self.zo.state(),
+        }
+        target = state_path(self.output)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump(state, f, separators=(",", ":"))
+            os.replace(tmp, target)
+        except OSError as e:
+            print(f"toyc: warning: cannot save the build state: {e.strerror or e}",
+                  file=sys.stderr)
+
+    @classmethod
+    def load(cls, path: str, output: str, arch_name: str) -> Session:
+        """The session a previous build left, or FullBuildNeeded saying why there is none."""
+        target = state_path(output)
+        if not os.path.exists(output):
+            raise FullBuildNeeded(NO_OUTPUT)
+        try:
+            with open(target) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            raise FullBuildNeeded("no state from a previous build") from None
+        except (OSError, ValueError) as e:
+            raise FullBuildNeeded(f"the state file is unreadable ({e})") from None
+        try:
+            if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+                raise FullBuildNeeded("the state file has another format")
+            if state.get("toyc") != __version__:
+                raise FullBuildNeeded(f"the state file is from toyc {state.get('toyc')}")
+            if state.get("arch") != arch_name:
+                raise FullBuildNeeded(f"the state file is for {state.get('arch')}")
+            if state.get("source") != str(Path(path).resolve()) or \
+                    state.get("output") != str(Path(output).resolve()):
+                raise FullBuildNeeded("the state file belongs to another source or output")
+            if state.get("output_stat") != _stat_key(output):
+                raise FullBuildNeeded("the output file was changed since the last build")
+            arch = get_arch(arch_name)
+            tracker = Tracker.from_state(state["tracker"])
+            zo = ZigObject.from_state(state["linker"], -1, arch)
+            return cls(path, output, arch, tracker, zo, state["output_stat"])
+        except FullBuildNeeded:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise FullBuildNeeded(f"the state file is corrupt ({type(e).__name__})") from None
+
+
+def _remove_state(output: str) -> None:
+    try:
+        os.unlink(state_path(output))
+    except FileNotFoundError:
+        pass
+
+
+def _check_output(path: str, output: str) -> None:
+    out = Path(output)
+    if out.exists() and out.resolve() == Path(path).resolve():
+        raise UserError(f"output '{output}' would overwrite the source file")
+
+
+def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Code],
+              chunk_of: dict, fd: int) -> ZigObject:
+    sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
+    for d, code in zip(decls, codes, strict=True):
+        key = "text" if isinstance(d, A.FnDecl) else global_section(code, d.kind == "const")
+        sizes[key].append((code.length, code.align))
+    sizes["text"].append((RUNTIME_TEXT_HINT, 16))
+    strings = {r.target.key for code in codes for r in code.relocs if r.target.kind == "uav"}
+    sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
+    sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
+    zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,
+                   size_hints(sizes))
+    hook = plugin_manager().hook
+    for d, code in zip(decls, codes, strict=True):
+        line = chunk_of[id(d)].line
+        if isinstance(d, A.FnDecl):
+            hook.toyc_update_func(linker=zo, name=d.name, code=code, line=line)
+        else:
+            hook.toyc_update_nav(linker=zo, name=d.name, code=code, const=d.kind == "const",
+                                 line=line)
+    hook.toyc_flush(linker=zo)
+    return zo
+
+
+def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
+          timings: Timings | None = None) -> Summary:
+    """`toyc build`: update the output incrementally from the state file if it can be trusted,
+    else build it from scratch; then save the state for the next build."""
+    _check_output(path, output)
+    session = None
+    reason = FULL_ASKED
+    if not full:
+        try:
+            session = Session.load(path, output, arch_name)
+        except FullBuildNeeded as e:
+            reason = str(e)
+    if session is not None:
+        summary = session.update()
+    else:
+        session, summary = Session.full_build(path, output, arch_name, timings, reason)
+    session.save_state()
+    return summary

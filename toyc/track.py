@@ -1,0 +1,258 @@
+"""Declaration tracking: what changed since the last good build, and who depends on it.
+
+The tracker remembers the source text of the last good build and, per top-level declaration in
+file order, where it is, its interface (what other declarations see of it: a function's
+signature, a global's kind and type, a constant's value), the top-level names it uses, and
+whether its code holds line fields. `plan` compares a new text with the old one without looking
+at the unchanged parts: the common prefix and suffix are found by comparing strings, only the
+region between is split into declarations again (resuming the splitter at a declaration start
+and stopping where its cuts line up with the old ones), and declarations after the edit are
+only shifted. The work grows with the size of the edit, not of the program, except for the
+shift, which is a pass over plain numbers.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from itertools import islice
+
+from toyc import ast as A
+from toyc.source import Span
+from toyc.split import Chunk, make_chunk, ranges
+from toyc.types import SCALARS, VOID, Type, array_of
+
+_BLOCK = 1 << 16
+
+
+@dataclass(slots=True)
+class Tracked:
+    """One declaration of the last good build."""
+
+    name: str
+    kind: str  # "fn", "var" or "const"
+    start: int  # character offsets in the text of its first character and after its last
+    end: int
+    line: int
+    col: int
+    iface: list  # see `interface`
+    deps: list[str] = field(default_factory=list)
+    has_lines: bool = False  # its code holds line fields
+
+
+@dataclass(slots=True)
+class Plan:
+    """How a new text differs from the tracked one."""
+
+    text: str
+    edit: int  # where the texts start to differ
+    first: int  # tracked declarations [first, stop) are replaced by `chunks`
+    stop: int
+    chunks: list[Chunk]
+    same: list[int]  # per chunk: the tracked declaration with the same text and place, or -1
+    delta: int  # characters and lines added before the declarations after the edit
+    line_delta: int
+
+    def changed(self) -> list[Chunk]:
+        return [c for c, s in zip(self.chunks, self.same, strict=True) if s < 0]
+
+
+def interface(d: A.Decl) -> list:
+    """What users of a checked declaration depend on, as plain data."""
+    if isinstance(d, A.FnDecl):
+        return ["fn", [str(t) for t in d.param_types], str(d.result_type)]
+    value = encode_value(d.value) if d.kind == "const" else None
+    return [d.kind, str(d.ty), value]
+
+
+def encode_value(v: object) -> object:
+    if isinstance(v, bytes):
+        return {"bytes": v.hex()}
+    if isinstance(v, list):
+        return [encode_value(x) for x in v]
+    return v
+
+
+def decode_value(v: object) -> object:
+    if isinstance(v, dict):
+        return bytes.fromhex(v["bytes"])
+    if isinstance(v, list):
+        return [decode_value(x) for x in v]
+    return v
+
+
+def parse_type(s: str) -> Type:
+    if s.startswith("["):
+        elem, length = s[1:-1].split("; ")
+        return array_of(parse_type(elem), int(length))
+    return VOID if s == "void" else SCALARS[s]
+
+
+def stub(t: Tracked) -> A.Decl:
+    """A stand-in for an unchanged declaration, carrying only its interface."""
+    span = Span(t.line, t.col, t.line, t.col + 1)
+    if t.kind == "fn":
+        _, params, result = t.iface
+        return A.FnDecl(span, t.name, span, [], None, None, [],
+                        param_types=[parse_type(p) for p in params],
+                        result_type=parse_type(result))
+    kind, ty, value = t.iface
+    return A.GlobalDecl(span, kind, t.name, span, None, None, [], ty=parse_type(ty),
+                        value=decode_value(value))
+
+
+def common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i : i + _BLOCK] == b[i : i + _BLOCK]:
+        i += _BLOCK
+    hi = min(i + _BLOCK, n)
+    while i < hi:  # binary search inside the block that differs
+        mid = (i + hi + 1) // 2
+        if a[i:mid] == b[i:mid]:
+            i = mid
+        else:
+            hi = mid - 1
+    return i
+
+
+def common_suffix(a: str, b: str, limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[len(a) - i - min(_BLOCK, n - i) : len(a) - i] == \
+            b[len(b) - i - min(_BLOCK, n - i) : len(b) - i]:
+        i += min(_BLOCK, n - i)
+    hi = min(i + _BLOCK, n)
+    while i < hi:
+        mid = (i + hi + 1) // 2
+        if a[len(a) - mid : len(a) - i] == b[len(b) - mid : len(b) - i]:
+            i = mid
+        else:
+            hi = mid - 1
+    return i
+
+
+def _col(text: str, pos: int) -> int:
+    return pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+class Tracker:
+    def __init__(self, text: str, decls: list[Tracked]):
+        self.text = text
+        self.decls = decls  # in file order
+        self.by_name: dict[str, Tracked] = {d.name: d for d in decls}
+        self.users: dict[str, set[str]] = {}  # name -> declarations that use it
+        for d in decls:
+            self._link(d)
+
+    def _link(self, d: Tracked) -> None:
+        for n in d.deps:
+            self.users.setdefault(n, set()).add(d.name)
+
+    def _unlink(self, d: Tracked) -> None:
+        for n in d.deps:
+            users = self.users.get(n)
+            if users is not None:
+                users.discard(d.name)
+                if not users:
+                    del self.users[n]
+
+    def get(self, name: str) -> Tracked | None:
+        return self.by_name.get(name)
+
+    # ---- comparing texts ----------------------------------------------------------------------
+
+    def plan(self, new: str) -> Plan | None:
+        """How `new` differs from the tracked text, or None if it does not."""
+        old = self.text
+        if old == new:
+            return None
+        p = common_prefix(old, new)
+        s = common_suffix(old, new, min(len(old), len(new)) - p)
+        old_end, new_end = len(old) - s, len(new) - s
+        delta = new_end - old_end
+        decls = self.decls
+        first = bisect.bisect_right(decls, p, key=lambda d: d.start) - 1
+        if first < 0:
+            first, pos, line = 0, 0, 1
+        else:
+            pos, line = decls[first].start, decls[first].line
+        line_start = pos - _col(new, pos) + 1
+        chunks: list[Chunk] = []
+        stop = first
+        last = pos
+        for start, end in ranges(new, pos):
+            old_start = start - delta
+            while stop < len(decls) and decls[stop].start < old_start:
+                stop += 1
+            if (start >= new_end and stop < len(decls) and decls[stop].start == old_start
+                    and old_start >= old_end and _col(new, start) == decls[stop].col):
+                break
+            nl = new.count("\n", last, start)
+            if nl:
+                line += nl
+                line_start = new.rfind("\n", 0, start) + 1
+            last = start
+            chunks.append(make_chunk(new, start, end, line, line_start))
+        else:
+            stop = len(decls)
+        same = []
+        by_start = {d.start: i for i, d in enumerate(decls[first:stop], first)}
+        for c in chunks:
+            # Unchanged: the same text in the same column, before the edit or after it.
+            i = by_start.get(c.offset if c.offset < p else c.offset - delta, -1)
+            if i >= 0:
+                d = decls[i]
+                if d.col != c.col or old[d.start : d.end] != c.text:
+                    i = -1
+            same.append(i)
+        line_delta = new.count("\n", p, new_end) - old.count("\n", p, old_end)
+        return Plan(new, p, first, stop, chunks, same, delta, line_delta)
+
+    # ---- committing ---------------------------------------------------------------------------
+
+    def commit(self, plan: Plan, records: list[Tracked], rechecked: dict[str, Tracked]) -> None:
+        """Make `plan`'s text the tracked one. `records` holds a record per changed chunk, in
+        order; `rechecked` new interface and uses of unchanged declarations checked again."""
+        records = iter(records)
+        replaced = []
+        for c, i in zip(plan.chunks, plan.same, strict=True):
+            if i >= 0:
+                d = self.decls[i]
+                d.start, d.end, d.line, d.col = c.offset, c.offset + len(c.text), c.line, c.col
+                replaced.append(d)
+            else:
+                replaced.append(next(records))
+        if plan.delta or plan.line_delta:
+            for d in islice(self.decls, plan.stop, None):
+                d.start += plan.delta
+                d.end += plan.delta
+                d.line += plan.line_delta
+        for d in self.decls[plan.first : plan.stop]:
+            self._unlink(d)
+            if self.by_name.get(d.name) is d:
+                del self.by_name[d.name]
+        self.decls[plan.first : plan.stop] = replaced
+        for d in replaced:
+            if d.name in rechecked:
+                continue
+            self.by_name[d.name] = d
+            self._link(d)
+        for name, r in rechecked.items():
+            d = self.by_name.get(name) or next(x for x in replaced if x.name == name)
+            self._unlink(d)
+            d.iface, d.deps, d.has_lines = r.iface, r.deps, r.has_lines
+            self.by_name[name] = d
+            self._link(d)
+        self.text = plan.text
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {"text": self.text,
+                "decls": [[d.name, d.kind, d.start, d.end, d.line, d.col, d.iface, d.deps,
+                           d.has_lines] for d in self.decls]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Tracker:
+        return cls(state["text"], [Tracked(*row) for row in state["decls"]])

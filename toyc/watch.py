@@ -1,0 +1,103 @@
+"""`toyc watch`: keep an output up to date while its source is edited.
+
+The source's directory is watched with watchfiles (inotify), not the file itself, so editors
+that save by writing a new file and renaming it over the old one are seen too. Every batch of
+changes to the file leads to one update and one line on stdout; a save with errors prints the
+errors, says that nothing was written, and leaves the output and the session as they were, so
+the next good save is compared with the last good one. Ctrl-C saves the state for the next
+`toyc build` and exits with status 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import watchfiles
+
+from toyc.session import FullBuildNeeded, Session
+from toyc.source import CompileError, UserError
+
+# After a change, how long to wait for more before updating: editors often write in steps.
+STEP_MS = 5
+
+
+def _report(line: str) -> None:
+    print(line, flush=True)
+
+
+def watch(path: str, output: str, arch_name: str) -> int:
+    src = Path(path).resolve()
+    if not src.parent.is_dir():
+        raise UserError(f"{path}: no such directory")
+    # A terminal's Ctrl-C and a supervisor's SIGTERM both end the watch the same clean way.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    session = _start(path, output, arch_name)
+    _warm_up(arch_name)
+    try:
+        for changes in watchfiles.watch(src.parent, watch_filter=lambda _, p: Path(p) == src,
+                                        step=STEP_MS, debounce=1600, rust_timeout=0,
+                                        raise_interrupt=False):
+            if not any(Path(p) == src for _, p in changes) or not src.exists():
+                continue
+            if session is None:
+                session = _start(path, output, arch_name)
+                continue
+            try:
+                summary = session.update()
+            except CompileError as e:
+                sys.stdout.flush()
+                sys.stderr.write(e.render())
+                n = len(e.diagnostics)
+                _report(f"not updated: {n} error{'s' if n != 1 else ''}; {output} is unchanged")
+                continue
+            except UserError as e:
+                _report(f"not updated: {e}; {output} is unchanged")
+                continue
+            if summary.full and summary.reason:
+                _report(f"full build: {summary.reason}")
+            _report(summary.line())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if session is not None:
+            session.save_state()
+    return 0
+
+
+def _warm_up(arch_name: str) -> None:
+    """Build the parser and the assembler now, so that the first save is as fast as the rest."""
+    from toyc.check import check
+    from toyc.parse import parse_chunk
+    from toyc.plugins import get_arch
+    from toyc.source import Source
+    from toyc.split import split
+
+    text = "fn main() -> int { let a: [int; 2]; return a[1] / 1; }"
+    decl, _ = parse_chunk(split(text)[0])
+    program = check(Source("warm-up.toy", text), [decl])
+    get_arch(arch_name).lower_function(decl, program)
+
+
+def _start(path: str, output: str, arch_name: str) -> Session | None:
+    """The first build of a watch: incremental from a trusted state file, else full. None if
+    the source has errors (the next good save builds)."""
+    try:
+        try:
+            session = Session.load(path, output, arch_name)
+            summary = session.update()
+        except FullBuildNeeded as e:
+            session, summary = Session.full_build(path, output, arch_name, reason=str(e))
+    except CompileError as e:
+        sys.stderr.write(e.render())
+        _report(f"not built: {len(e.diagnostics)} error(s); waiting for a save")
+        return None
+    except UserError as e:
+        if not os.path.exists(path):
+            raise
+        _report(f"not built: {e}; waiting for a save")
+        return None
+    _report(summary.line())
+    return session
