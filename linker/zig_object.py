@@ -505,21 +505,35 @@ class ZigObject:
     # ---- state --------------------------------------------------------------------------------
 
     def state(self) -> dict:
-        """Everything the next update needs, as plain data."""
-        def target(t: Target | None):
-            if t is None:
-                return None
-            return [t.kind, t.key.hex() if isinstance(t.key, bytes) else t.key]
+        """Everything the next update needs, as plain data. Relocation targets are stored
+        once, in a table, and referred to by index."""
+        targets: dict[Target, int] = {}
 
+        def target(t: Target | None) -> int:
+            if t is None:
+                return -1
+            index = targets.get(t)
+            if index is None:
+                index = targets[t] = len(targets)
+            return index
+
+        atoms = []
+        for a in self.atoms:
+            relocs = []
+            for r in a.relocs:
+                relocs += (r.offset, r.type, target(r.target), r.addend)
+            atoms.append([a.name, a.section, a.value, a.size, a.align, a.prev, a.next, a.alive,
+                          relocs, a.code_hash, a.line, a.line_fields])
+        symbols = [[s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline]
+                   for s in self.symbols]
         return {
             "version": STATE_VERSION,
             "elf": self.elf.state(),
             "source_path": self.source_path,
-            "atoms": [[a.name, a.section, a.value, a.size, a.align, a.prev, a.next, a.alive,
-                       [[r.offset, r.type, *target(r.target), r.addend] for r in a.relocs],
-                       a.code_hash, a.line, a.line_fields] for a in self.atoms],
-            "symbols": [[s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline]
-                        for s in self.symbols],
+            "targets": [[t.kind, t.key.hex() if isinstance(t.key, bytes) else t.key]
+                        for t in targets],
+            "atoms": atoms,
+            "symbols": symbols,
             "slots": self.slots,
             "strtab": bytes(self.strtab.data).hex(),
             "section_of": self.section_of,
@@ -529,33 +543,31 @@ class ZigObject:
     def from_state(cls, state: dict, fd: int, arch) -> ZigObject:
         if state.get("version") != STATE_VERSION:
             raise ValueError("linker state of another version")
-
-        def target(kind, key) -> Target:
-            return Target(kind, bytes.fromhex(key) if kind == "uav" else key)
-
+        targets = [Target(kind, bytes.fromhex(key) if kind == "uav" else key)
+                   for kind, key in state["targets"]]
         zo = cls(ElfFile.from_state(fd, arch.info.page_size, state["elf"]), arch,
                  state["source_path"])
-        for name, section, value, size, align, prev, nxt, alive, relocs, digest, line, fields \
-                in state["atoms"]:
-            a = Atom(name, section, value, size, align, prev, nxt, alive,
-                     [Reloc(off, rtype, target(kind, key), addend)
-                      for off, rtype, kind, key, addend in relocs],
-                     digest, line, [tuple(f) for f in fields])
-            zo.atoms.append(a)
+        users: dict[int, set[int]] = {}
+        for index, (name, section, value, size, align, prev, nxt, alive, relocs, digest, line,
+                    fields) in enumerate(state["atoms"]):
+            zo.atoms.append(Atom(
+                name, section, value, size, align, prev, nxt, alive,
+                [Reloc(relocs[k], relocs[k + 1], targets[relocs[k + 2]], relocs[k + 3])
+                 for k in range(0, len(relocs), 4)],
+                digest, line, [tuple(f) for f in fields]))
+            if alive:
+                for t in set(relocs[2::4]):
+                    users.setdefault(t, set()).add(index)
         zo.atoms.pop(0)
+        zo.users = {targets[t]: atoms for t, atoms in users.items()}
         for name, atom, stype, bind, t, slot, trampoline in state["symbols"]:
-            zo.symbols.append(Symbol(name, atom, stype, bind,
-                                     target(*t) if t is not None else None, slot, trampoline))
+            zo.symbols.append(Symbol(name, atom, stype, bind, targets[t] if t >= 0 else None,
+                                     slot, trampoline))
         zo.symbols.pop(0)
-        for i, s in enumerate(zo.symbols):
-            if s.target is None or not s.atom:
-                continue
-            table = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}[s.target.kind]
-            table[s.target.key] = i
-        for i, a in enumerate(zo.atoms):
-            if a.alive:
-                for t in {r.target for r in a.relocs}:
-                    zo.users.setdefault(t, set()).add(i)
+        tables = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}
+        for i, sym in enumerate(zo.symbols):
+            if sym.target is not None and sym.atom:
+                tables[sym.target.kind][sym.target.key] = i
         zo.slots = list(state["slots"])
         data = bytes.fromhex(state["strtab"])
         zo.strtab.data = bytearray(data)

@@ -1,0 +1,128 @@
+"""The state file beside an output: trusted only when it matches, else a full build with the
+reason on one line; and `--full`, which ignores it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run, toyc
+
+V1 = 'fn twice(x: int) -> int { return x * 2; }\nfn main() { print("v", twice(21)); }\n'
+V2 = 'fn twice(x: int) -> int { return x + x + 1; }\nfn main() { print("v", twice(21)); }\n'
+
+
+def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
+    src = tmp_path / "p.toy"
+    src.write_text(V1)
+    out = tmp_path / "p"
+    r = toyc("build", "-v", str(src), "-o", str(out))
+    assert r.status == 0, r.stderr
+    assert "full build" in r.stdout
+    state = tmp_path / ".p.toyc-state"
+    assert state.exists()
+    src.write_text(V2)
+    return src, out, state
+
+
+def rebuild(src: Path, out: Path, *extra: str):
+    r = toyc("build", "-v", *extra, str(src), "-o", str(out))
+    assert r.status == 0, r.stderr
+    assert run([str(out)]).stdout == "v 43\n"
+    return r
+
+
+def test_state_is_versioned_json_naming_its_files(tmp_path: Path):
+    src, out, state = setup(tmp_path)
+    data = json.loads(state.read_text())
+    assert data["format"] == 1
+    assert data["source"] == str(src.resolve()) and data["output"] == str(out.resolve())
+    r = rebuild(src, out)
+    assert "full build" not in r.stdout and "updated twice (" in r.stdout
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("missing", "no state from a previous build"),
+    ("garbage", "the state file is unreadable"),
+    ("truncated", "the state file is unreadable"),
+    ("format", "the state file has another format"),
+    ("version", "the state file is from toyc 0.0.0"),
+    ("corrupt", "the state file is corrupt"),
+    ("foreign", "the state file belongs to another source or output"),
+    ("output changed", "the output file was changed since the last build"),
+    ("output replaced", "the output file was changed since the last build"),
+])
+def test_untrusted_state_means_a_full_build_with_the_reason(tmp_path: Path, damage: str,
+                                                           reason: str):
+    src, out, state = setup(tmp_path)
+    data = json.loads(state.read_text())
+    if damage == "missing":
+        state.unlink()
+    elif damage == "garbage":
+        state.write_bytes(b"\x80\x03not json at all")
+    elif damage == "truncated":
+        state.write_text(state.read_text()[: 200])
+    elif damage == "format":
+        data["format"] = 99
+        state.write_text(json.dumps(data))
+    elif damage == "version":
+        data["toyc"] = "0.0.0"
+        state.write_text(json.dumps(data))
+    elif damage == "corrupt":
+        data["linker"]["atoms"] = [["x"]]
+        state.write_text(json.dumps(data))
+    elif damage == "foreign":
+        other = tmp_path / "other"
+        other.mkdir()
+        shutil.copy(src, other / "p.toy")
+        shutil.copy(out, other / "p")
+        shutil.copy(state, other / ".p.toyc-state")
+        src, out = other / "p.toy", other / "p"
+        stat = os.stat(out)
+        data["output_stat"] = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev]
+        (other / ".p.toyc-state").write_text(json.dumps(data))
+    elif damage == "output changed":
+        with open(out, "r+b") as f:  # someone patches a byte of the output
+            f.seek(0x40)
+            f.write(f.read(1))
+    elif damage == "output replaced":
+        shutil.copy(out, tmp_path / "copy")
+        os.replace(tmp_path / "copy", out)
+    r = rebuild(src, out)
+    assert "full build" in r.stdout
+    lines = r.stderr.splitlines()
+    assert lines == [f"toyc: full build: {lines[0].split(': ', 2)[2]}"] and reason in lines[0], \
+        r.stderr
+    # and the state written by that full build is trusted next time
+    r = rebuild(src, out)
+    assert "full build" not in r.stdout and r.stderr == ""
+
+
+def test_full_flag_ignores_a_good_state(tmp_path: Path):
+    src, out, _ = setup(tmp_path)
+    r = rebuild(src, out, "--full")
+    assert "full build" in r.stdout
+
+
+def test_errors_leave_output_and_state_alone(tmp_path: Path):
+    src, out, state = setup(tmp_path)
+    before = out.read_bytes(), state.read_bytes()
+    src.write_text(V1.replace("x * 2", "x * true"))
+    r = toyc("build", "-v", str(src), "-o", str(out))
+    assert r.status == 1 and "error:" in r.stderr and r.stdout == ""
+    assert (out.read_bytes(), state.read_bytes()) == before
+    src.write_text(V2)
+    r = rebuild(src, out)
+    assert "full build" not in r.stdout
+
+
+def test_missing_output_is_rebuilt(tmp_path: Path):
+    src, out, _ = setup(tmp_path)
+    out.unlink()
+    r = rebuild(src, out)
+    assert "full build" in r.stdout
