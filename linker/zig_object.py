@@ -194,9 +194,14 @@ class ZigObject:
         sym = self.navs.get(name)
         if sym is None:
             sym = self.navs[name] = self.new_symbol_with_atom(name, stype, Target("nav", name))
-        if self.symbols[sym].type != stype:
-            self.symbols[sym].type = stype
+        s = self.symbols[sym]
+        if s.type != stype:
+            s.type = stype
             self._touch(sym)
+            if s.trampoline:  # no longer a function: nothing may jump through it
+                atoms_mod.free(self, s.trampoline)
+                self.trampolines.discard(sym)
+                s.trampoline = 0
         outcome = self._place(sym, code, self.section_of[key], line)
         self.outcome[name] = outcome
         return outcome
@@ -281,7 +286,8 @@ class ZigObject:
             if a.size < old_size:
                 atoms_mod.note_surplus(self, index)
         self.pending[index] = code.data if code.size < 0 else bytes(code.size)
-        self._touch(sym)
+        if moved or not was_alive or a.size != old_size:
+            self._touch(sym)  # its .symtab row says where it is and how big
         if moved:
             self.moved.add(sym)
         for r in code.relocs:
