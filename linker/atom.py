@@ -74,6 +74,9 @@ def allocate(zo: ZigObject, index: int) -> None:
     value = None
     for big_index in list(sec.free_list):
         big = zo.atoms[big_index]
+        if not big.next:  # became the last atom: its room is the section's end, taken below
+            sec.free_list.remove(big_index)
+            continue
         big_ideal_end = big.value + ideal_capacity(big.size, sec.min_capacity)
         cap_end = big.value + capacity(zo, big_index)
         # Take the end of the big atom's surplus, so the big atom keeps its own slack.
@@ -152,7 +155,11 @@ def free(zo: ZigObject, index: int) -> None:
         zo.atoms[nxt].prev = prev
     else:
         sec.last = prev
-    if prev and prev not in sec.free_list and free_list_eligible(zo, prev):
-        sec.free_list.append(prev)
+    if prev:
+        eligible = free_list_eligible(zo, prev)
+        if prev in sec.free_list and not eligible:
+            sec.free_list.remove(prev)
+        elif eligible and prev not in sec.free_list:
+            sec.free_list.append(prev)
     atom.prev = atom.next = 0
     atom.alive = False

@@ -107,6 +107,35 @@ def test_freed_space_is_reused(tmp_path: Path):
     elflint_clean(out)
 
 
+def test_an_atom_that_becomes_last_leaves_the_free_list(tmp_path: Path):
+    # "before" gets filler's room (free list); when "after" goes too, "before" is the last
+    # atom, whose room runs to the end of the section's virtual space. A new atom must then go
+    # after it, inside the section, not at the far end of that space.
+    program, funcs, globals_ = compile_to_codes(tmp_path, program_with(3))
+    out = tmp_path / "last"
+    fd = open_output(out)
+    try:
+        zo = ZigObject(ElfFile(fd, 4096), ARCH, "p.toy", {})
+        for g in program.globals:
+            zo.update_nav(g.name, globals_[g.name], const=g.kind == "const")
+        zo.update_func("before", Code(b"\xc3", [], 16))
+        zo.update_func("filler", Code(bytes(300), [], 16))
+        zo.update_func("after", Code(b"\xc3", [], 16))
+        zo.free_nav("filler")
+        zo.free_nav("after")
+        for name, code in funcs.items():
+            zo.update_func(name, code)
+        zo.flush()
+        text = zo.elf.sections[zo.section_of["text"]].shdr
+        for name in funcs:
+            a = zo.symbol_atom(zo.navs[name])
+            assert a.value + a.size <= text.size, f"{name} lies outside .text.zig"
+    finally:
+        os.close(fd)
+    assert run([str(out)]).stdout.startswith("grown 7 ")
+    elflint_clean(out)
+
+
 def test_undefined_symbol_names_it_and_its_references(tmp_path: Path):
     fd = open_output(tmp_path / "undef")
     try:
