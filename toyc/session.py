@@ -241,7 +241,12 @@ class Session:
                 t = tracker.by_name.get(name)
                 return None if t is None else self._stub(t, plan)
 
-            program = check(source, decls, errors, unparsed, known)
+            try:
+                program, failed = check(source, decls, errors, unparsed, known), None
+            except CompileError as e:
+                # Go on with the users of what changed, so that their errors are reported
+                # too, as a full build would.
+                program, failed = None, e
             touched = set(removed)
             for d in decls:
                 old = tracker.by_name.get(d.name)
@@ -250,6 +255,8 @@ class Session:
             again = {u for n in touched for u in tracker.users.get(n, ())
                      if u not in in_set and u not in gone}
             if not again:
+                if failed is not None:
+                    raise failed
                 break
         codes = [_lower(d, program, self.arch) for d in decls]
         shifted = self._shifted(plan, {d.name for d in decls})
