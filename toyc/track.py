@@ -196,16 +196,16 @@ class Tracker:
             chunks.append(make_chunk(new, start, end, line, line_start))
         else:
             stop = len(decls)
+        # Unchanged: a declaration of the window with the same text in the same column,
+        # wherever it went (declarations may be moved around in the file).
+        by_text: dict[tuple[str, int], list[int]] = {}
+        for i in range(stop - 1, first - 1, -1):
+            d = decls[i]
+            by_text.setdefault((old[d.start : d.end], d.col), []).append(i)
         same = []
-        by_start = {d.start: i for i, d in enumerate(decls[first:stop], first)}
         for c in chunks:
-            # Unchanged: the same text in the same column, before the edit or after it.
-            i = by_start.get(c.offset if c.offset < p else c.offset - delta, -1)
-            if i >= 0:
-                d = decls[i]
-                if d.col != c.col or old[d.start : d.end] != c.text:
-                    i = -1
-            same.append(i)
+            candidates = by_text.get((c.text, c.col))
+            same.append(candidates.pop() if candidates else -1)
         line_delta = new.count("\n", p, new_end) - old.count("\n", p, old_end)
         return Plan(new, p, first, stop, chunks, same, delta, line_delta)
 
