@@ -8,10 +8,13 @@ and bad escapes in string literals become `Diagnostic`s at file positions.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
+from lark import __version__ as LARK_VERSION
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from toyc import ast as A
@@ -272,9 +275,18 @@ def _is_hex(s: str) -> bool:
 def _parser() -> tuple[Lark, _Build]:
     build = _Build()
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
-    lark = Lark(grammar, start="decl", parser="lalr", lexer="basic",
-                transformer=build, maybe_placeholders=True, cache=False)
-    return lark, build
+    options = dict(start="decl", parser="lalr", lexer="basic", transformer=build,
+                   maybe_placeholders=True)
+    # Building the LALR tables takes longer than most incremental updates; lark can keep them
+    # in a file. It lives in the user's own cache directory (lark's default is a shared
+    # temporary directory), named after the grammar and lark's version.
+    key = hashlib.sha256(f"{grammar}{LARK_VERSION}".encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "toyc"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        return Lark(grammar, cache=str(base / f"grammar-{key}.lark-cache"), **options), build
+    except OSError:
+        return Lark(grammar, cache=False, **options), build
 
 
 def parse_chunk(chunk: Chunk) -> tuple[A.Decl | None, list[Diagnostic]]:

@@ -93,7 +93,7 @@ class Summary:
             parts.append(f"line numbers of {n} declaration{'s' if n != 1 else ''}")
         if not parts:
             parts.append("nothing changed")
-        return f"{', '.join(parts)}; {took}"
+        return f"{'; '.join(parts)}; {took}"
 
 
 def state_path(output: str) -> Path:

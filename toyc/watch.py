@@ -34,12 +34,13 @@ def watch(path: str, output: str, arch_name: str) -> int:
         raise UserError(f"{path}: no such directory")
     # A terminal's Ctrl-C and a supervisor's SIGTERM both end the watch the same clean way.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     session = _start(path, output, arch_name)
     _warm_up(arch_name)
     try:
         for changes in watchfiles.watch(src.parent, watch_filter=lambda _, p: Path(p) == src,
                                         step=STEP_MS, debounce=1600, rust_timeout=0,
-                                        raise_interrupt=False):
+                                        raise_interrupt=True):
             if not any(Path(p) == src for _, p in changes) or not src.exists():
                 continue
             if session is None:
