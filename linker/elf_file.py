@@ -228,10 +228,17 @@ class ElfFile:
         ehdr = elf.Ehdr(file_type, machine, entry, elf.EHDR_SIZE, self.shoff, len(self.phdrs),
                         len(self.sections), shstrndx).pack()
         phdrs = b"".join(p.pack() for p in self.phdrs)
-        for key, data, offset in (("shdrs", table, self.shoff), ("phdrs", phdrs, elf.EHDR_SIZE),
-                                  ("ehdr", ehdr, 0)):
-            if self._changed(key, data):
+        for key, data, offset, entry in (("shdrs", table, self.shoff, elf.SHDR_SIZE),
+                                         ("phdrs", phdrs, elf.EHDR_SIZE, elf.PHDR_SIZE),
+                                         ("ehdr", ehdr, 0, elf.EHDR_SIZE)):
+            old = self.written.get(key)
+            self.written[key] = data
+            if old is None or len(old) != len(data):
                 self.pwrite(data, offset)
+                continue
+            for i in range(0, len(data), entry):  # only the entries that changed
+                if data[i : i + entry] != old[i : i + entry]:
+                    self.pwrite(data[i : i + entry], offset + i)
         # The file ends where the last thing in it ends; keep it no longer than that.
         end = max(hi for _, hi in self._used_ranges())
         if os.fstat(self.fd).st_size < end:
