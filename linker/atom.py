@@ -46,6 +46,7 @@ class Atom:
     relocs: list = field(default_factory=list)
     code_hash: str = ""  # of the bytes, relocations and alignment last placed here
     line: int = 0  # the source line the line fields were last written for
+    epoch: int = 0  # how many line shifts had been recorded then
     line_fields: list = field(default_factory=list)  # (offset, line relative to `line`)
 
 

@@ -163,19 +163,6 @@ class ElfFile:
             return bytes(size)
         return self.pread(size, shdr.offset + value)
 
-    def write_changes(self, section: int, value: int, old: bytes, new: bytes) -> None:
-        """Write the runs of `new` that differ from `old`, the atom's bytes at `value`."""
-        i, n = 0, len(new)
-        while i < n:
-            if old[i] == new[i]:
-                i += 1
-                continue
-            j = i + 1
-            while j < n and new[j : j + 8] != old[j : j + 8]:
-                j += 1
-            self.write_atom(section, value + i, new[i:j])
-            i = j
-
     def write_atom(self, section: int, value: int, data: bytes) -> None:
         shdr = self.sections[section].shdr
         if shdr.type != elf.SHT_NOBITS and data:

@@ -26,5 +26,10 @@ def toyc_update_line(linker, name, line):
 
 
 @hookimpl
+def toyc_shift_lines(linker, first, delta):
+    linker.shift_lines(first, delta)
+
+
+@hookimpl
 def toyc_flush(linker):
     linker.flush()

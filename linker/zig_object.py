@@ -24,7 +24,7 @@ from linker import atom as atoms_mod
 from linker import elf
 from linker.atom import Atom, ideal_capacity
 from linker.elf_file import ElfFile, LinkError, Section
-from toyc.code import Code, Reloc, RelocationOverflow, Target
+from toyc.code import LINE_FIELD_SIZE, LINE_SHIFTS, Code, Reloc, RelocationOverflow, Target
 
 # name, virtual base, segment flags, section type, section flags, virtual room, min capacity
 ZIG_SECTIONS = {
@@ -40,7 +40,7 @@ ZIG_SECTIONS = {
 }
 SECTION_ALIGN = {"text": 16, "rodata": 8, "data": 8, "bss": 8}
 ENTRY = "_start"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def global_section(code: Code, const: bool) -> str:
@@ -55,7 +55,7 @@ def code_hash(code: Code) -> str:
     in them is the same code on other lines."""
     data = bytearray(code.data)
     for offset, _ in code.line_fields:
-        data[offset : offset + 4] = bytes(4)
+        data[offset : offset + LINE_FIELD_SIZE] = bytes(LINE_FIELD_SIZE)
     h = hashlib.blake2b(data, digest_size=16)
     h.update(repr((code.size, code.align, [(r.offset, r.type, r.target.kind, r.target.key,
                                             r.addend) for r in code.relocs],
@@ -72,6 +72,7 @@ class Symbol:
     target: Target | None = None  # what relocations call it
     slot: int = -1  # its row in .symtab, -1 while it has none
     trampoline: int = 0  # the atom holding its trampoline, 0 if it never moved
+    listed: bool = True  # whether it belongs in .symtab
 
 
 class ZigObject:
@@ -101,6 +102,7 @@ class ZigObject:
         self.trampolines: set[int] = set()  # symbols whose trampoline must be (re)written
         self.outcome: dict[str, str] = {}  # nav -> what its last update did, for summaries
         self.lines_rewritten = 0  # declarations whose line fields update_line rewrote
+        self.shifts: list[tuple[int, int]] = []  # (first line, delta) per recorded line shift
         if size_hints is not None:
             self._create_sections(size_hints)
 
@@ -206,26 +208,56 @@ class ZigObject:
         self.outcome[name] = outcome
         return outcome
 
+    def _line_field(self, line: int) -> bytes:
+        return (line | len(self.shifts) << 32).to_bytes(LINE_FIELD_SIZE, self.arch.info.byteorder)
+
     def update_line(self, name: str, line: int) -> bool:
         """The declaration `name` now starts on `line`: rewrite its line fields. Returns whether
-        it had any."""
-        a = self.symbol_atom(self.navs[name])
-        if not a.line_fields or a.line == line:
+        it had any to rewrite."""
+        index = self.symbols[self.navs[name]].atom
+        a = self.atoms[index]
+        if not a.line_fields or (a.line == line and a.epoch == len(self.shifts)):
             a.line = line
             return False
-        old = self.elf.read_atom(a.section, a.value, a.size)
-        buf = bytearray(old)
-        order = self.arch.info.byteorder
-        for offset, relative in a.line_fields:
-            buf[offset : offset + 4] = (line + relative).to_bytes(4, order)
-        a.line = line
+        a.line, a.epoch = line, len(self.shifts)
         self.lines_rewritten += 1
-        index = self.symbols[self.navs[name]].atom
-        if index in self.pending:
-            self.pending[index] = bytes(buf)  # not written yet: change what will be
+        if index in self.pending:  # not written yet: change what will be
+            buf = bytearray(self.pending[index])
+            for offset, relative in a.line_fields:
+                buf[offset : offset + LINE_FIELD_SIZE] = self._line_field(line + relative)
+            self.pending[index] = bytes(buf)
         else:
-            self.elf.write_changes(a.section, a.value, old, bytes(buf))
+            for offset, relative in a.line_fields:
+                self.elf.write_atom(a.section, a.value + offset,
+                                    self._line_field(line + relative))
         return True
+
+    def shift_lines(self, first: int, delta: int) -> None:
+        """Every line from `first` on (numbered as before) moved by `delta`: record it in the
+        line shift table instead of rewriting every line field below `first`."""
+        self.shifts.append((first, delta))
+        sym = self.lazy.get(LINE_SHIFTS)
+        if sym is None:
+            return  # nothing can panic yet; the table is created with all shifts when needed
+        index = self.symbols[sym].atom
+        a = self.atoms[index]
+        table = self._shift_table()
+        if len(table) <= atoms_mod.capacity(self, index) and index not in self.pending:
+            # The common case: append the entry and bump the count, 12 bytes.
+            a.size = len(table)
+            self.elf.grow_section(a.section, a.value + a.size)
+            self.elf.write_atom(a.section, a.value + len(table) - 8, table[-8:])
+            self.elf.write_atom(a.section, a.value, table[:4])
+            a.code_hash = code_hash(Code(table, [], 4))
+        else:
+            self._place(sym, Code(table, [], 4), a.section, 0)
+
+    def _shift_table(self) -> bytes:
+        order = self.arch.info.byteorder
+        out = bytearray(len(self.shifts).to_bytes(4, order))
+        for first, delta in self.shifts:
+            out += first.to_bytes(4, order) + delta.to_bytes(4, order, signed=True)
+        return bytes(out)
 
     def free_nav(self, name: str) -> None:
         sym = self.navs.pop(name, None)
@@ -254,8 +286,7 @@ class ZigObject:
         a = self.atoms[index]
         digest = code_hash(code)
         if a.alive and a.section == section and a.code_hash == digest:
-            if line and a.line != line:
-                self.update_line(a.name, line)
+            if line and self.update_line(a.name, line):
                 return "lines"
             return "unchanged"
         self._set_relocs(index, code.relocs)
@@ -269,7 +300,7 @@ class ZigObject:
         a.size = code.length
         a.align = max(code.align, 1)
         a.code_hash = digest
-        a.line = line
+        a.line, a.epoch = line, len(self.shifts)
         a.line_fields = code.line_fields
         trampoline = False
         if not a.alive:
@@ -285,7 +316,13 @@ class ZigObject:
             self.elf.grow_section(section, a.value + a.size)
             if a.size < old_size:
                 atoms_mod.note_surplus(self, index)
-        self.pending[index] = code.data if code.size < 0 else bytes(code.size)
+        data = code.data if code.size < 0 else bytes(code.size)
+        if code.line_fields and self.shifts:
+            buf = bytearray(data)
+            for offset, relative in code.line_fields:
+                buf[offset : offset + LINE_FIELD_SIZE] = self._line_field(line + relative)
+            data = bytes(buf)
+        self.pending[index] = data
         if moved or not was_alive or a.size != old_size:
             self._touch(sym)  # its .symtab row says where it is and how big
         if moved:
@@ -337,7 +374,11 @@ class ZigObject:
             bind = elf.STB_GLOBAL if lazy.binding == "global" else elf.STB_LOCAL
             sym = self.lazy[name] = self.new_symbol_with_atom(name, stype, Target("lazy", name),
                                                               bind)
-            self._place(sym, lazy.code, self.section_of[lazy.section], 0)
+            self.symbols[sym].listed = lazy.listed
+            code = lazy.code
+            if name == LINE_SHIFTS:  # the architecture says where; the linker knows what
+                code = Code(self._shift_table(), [], code.align)
+            self._place(sym, code, self.section_of[lazy.section], 0)
         return sym
 
     # ---- flush --------------------------------------------------------------------------------
@@ -398,7 +439,11 @@ class ZigObject:
             for r in a.relocs:
                 if r.target in targets:
                     self._apply(buf, base, r, a.name, {})
-            self.elf.write_changes(a.section, a.value, old, bytes(buf))
+                    # No field is wider than 8 bytes; write what changed of these.
+                    end = min(r.offset + 8, a.size)
+                    if buf[r.offset : end] != old[r.offset : end]:
+                        self.elf.write_atom(a.section, a.value + r.offset,
+                                            bytes(buf[r.offset : end]))
 
     def _apply(self, buf: bytearray, base: int, r: Reloc, owner: str,
                undefined: dict[str, list[str]]) -> None:
@@ -416,6 +461,8 @@ class ZigObject:
     def _touch(self, sym: int) -> None:
         """Symbol `sym` changed (or is new): its .symtab row must be rewritten."""
         s = self.symbols[sym]
+        if not s.listed:
+            return
         if s.slot < 0:
             self._add_row(sym)
         self.dirty_rows.add(s.slot)
@@ -529,9 +576,9 @@ class ZigObject:
             for r in a.relocs:
                 relocs += (r.offset, r.type, target(r.target), r.addend)
             atoms.append([a.name, a.section, a.value, a.size, a.align, a.prev, a.next, a.alive,
-                          relocs, a.code_hash, a.line, a.line_fields])
-        symbols = [[s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline]
-                   for s in self.symbols]
+                          relocs, a.code_hash, a.line, a.epoch, a.line_fields])
+        symbols = [[s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline,
+                    s.listed] for s in self.symbols]
         return {
             "version": STATE_VERSION,
             "elf": self.elf.state(),
@@ -543,6 +590,7 @@ class ZigObject:
             "slots": self.slots,
             "strtab": bytes(self.strtab.data).hex(),
             "section_of": self.section_of,
+            "shifts": self.shifts,
         }
 
     @classmethod
@@ -555,20 +603,20 @@ class ZigObject:
                  state["source_path"])
         users: dict[int, set[int]] = {}
         for index, (name, section, value, size, align, prev, nxt, alive, relocs, digest, line,
-                    fields) in enumerate(state["atoms"]):
+                    epoch, fields) in enumerate(state["atoms"]):
             zo.atoms.append(Atom(
                 name, section, value, size, align, prev, nxt, alive,
                 [Reloc(relocs[k], relocs[k + 1], targets[relocs[k + 2]], relocs[k + 3])
                  for k in range(0, len(relocs), 4)],
-                digest, line, [tuple(f) for f in fields]))
+                digest, line, epoch, [tuple(f) for f in fields]))
             if alive:
                 for t in set(relocs[2::4]):
                     users.setdefault(t, set()).add(index)
         zo.atoms.pop(0)
         zo.users = {targets[t]: atoms for t, atoms in users.items()}
-        for name, atom, stype, bind, t, slot, trampoline in state["symbols"]:
+        for name, atom, stype, bind, t, slot, trampoline, listed in state["symbols"]:
             zo.symbols.append(Symbol(name, atom, stype, bind, targets[t] if t >= 0 else None,
-                                     slot, trampoline))
+                                     slot, trampoline, listed))
         zo.symbols.pop(0)
         tables = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}
         for i, sym in enumerate(zo.symbols):
@@ -585,6 +633,7 @@ class ZigObject:
             start = end + 1
         zo.strtab_written = len(data)
         zo.section_of = dict(state["section_of"])
+        zo.shifts = [(first, delta) for first, delta in state["shifts"]]
         zo._init_tables()
         return zo
 

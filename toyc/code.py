@@ -38,14 +38,24 @@ class Code:
     relocs: list[Reloc] = field(default_factory=list)
     align: int = 1
     size: int = -1  # for zero-fill atoms: the size, with empty data
-    # (offset, line relative to the declaration's first line) of each 32-bit source line
-    # number in `data` (panic locations): when only the declaration's position in the file
-    # changes, the linker rewrites these instead of regenerating the code.
+    # (offset, line relative to the declaration's first line) of each line field in `data`:
+    # a 64-bit word (LINE_FIELD_SIZE bytes, the target's byte order) holding a source line in
+    # its low 32 bits and, in its high 32 bits, the number of line shifts recorded when it was
+    # written (see LINE_SHIFTS). The linker writes these, so that code which only moved to
+    # other lines is not regenerated.
     line_fields: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def length(self) -> int:
         return len(self.data) if self.size < 0 else self.size
+
+
+LINE_FIELD_SIZE = 8
+# The lazy data symbol that records line shifts: a u32 count N, then N entries of (u32 first
+# line, i32 delta), each saying "from this line on (numbered as before this shift), lines moved
+# by delta". A line field written after k shifts is turned into today's line by applying
+# entries k..N-1 in order; the runtime does this when it reports a panic.
+LINE_SHIFTS = "toy.rt.line_shifts"
 
 
 @dataclass(slots=True)
@@ -56,6 +66,7 @@ class LazySymbol:
     section: str  # "text", "rodata", "data" or "bss"
     kind: str = "func"  # "func" or "object"
     binding: str = "local"  # "local" or "global"
+    listed: bool = True  # whether it has a .symtab row
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +77,7 @@ class ArchInfo:
     page_size: int
     function_align: int
     trampoline_size: int
-    byteorder: str = "little"  # of line fields
+    byteorder: str = "little"  # of line fields and the line shift table
 
 
 class RelocationOverflow(Exception):

@@ -120,6 +120,14 @@ def toyc_update_line(linker, name, line):
 
 
 @hookspec
+def toyc_shift_lines(linker, first, delta):
+    """Every source line from `first` on (numbered as before this update) moved by `delta`
+    lines: the declarations there are unchanged, and their line fields stay as they are; the
+    backend records the shift so that panics report today's line numbers. Called before the
+    update's `toyc_update_func`/`toyc_update_nav` calls."""
+
+
+@hookspec
 def toyc_flush(linker):
     """End of an update: resolve pending relocations, re-patch references to moved symbols,
     write trampolines, and rewrite the parts of the symbol table and headers that changed."""

@@ -4,8 +4,9 @@ Code is written as Intel-syntax lines. An instruction that refers to something o
 atom is written with a zero displacement and followed by a label `.LrelocN`; after assembling, a
 table of those labels' offsets (appended as `.long` data and cut off again) says where each
 relocated field ends. Every such instruction has its field (32 bits, or 64 for `.quad` data)
-last. Line fields (instructions ending in a 32-bit source line number, which the linker
-patches when a declaration moves to another line) are labelled `.LlineN` and found the same way.
+last. Line fields (instructions ending in a 64-bit immediate holding a source line, which the
+linker patches when a declaration moves to another line) are labelled `.LlineN` and found the
+same way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import struct
 
 from keystone import KS_ARCH_X86, KS_MODE_64, Ks, KsError
 
-from toyc.code import Code, Reloc, Target
+from toyc.code import LINE_FIELD_SIZE, Code, Reloc, Target
 
 
 @functools.cache
@@ -44,8 +45,8 @@ class Asm:
         self._relocs.append((target, rtype, addend, size))
 
     def line_field(self, instr: str, relative: int) -> None:
-        """Emit `instr`, whose last four bytes are a source line number, `relative` lines
-        below the first line of the declaration."""
+        """Emit `instr`, whose last eight bytes are a line field (`toyc.code`), `relative`
+        lines below the first line of the declaration."""
         self.lines.append(instr)
         self.lines.append(f".Lline{len(self._lines)}:")
         self._lines.append(relative)
@@ -65,5 +66,6 @@ class Asm:
         relocs = [Reloc(end - size, rtype, target, addend)
                   for end, (target, rtype, addend, size)
                   in zip(offsets[1 : 1 + nrel], self._relocs, strict=True)]
-        lines = [(end - 4, rel) for end, rel in zip(offsets[1 + nrel :], self._lines, strict=True)]
+        lines = [(end - LINE_FIELD_SIZE, rel)
+                 for end, rel in zip(offsets[1 + nrel :], self._lines, strict=True)]
         return Code(raw[: offsets[0]], relocs, align, line_fields=lines)

@@ -4,9 +4,9 @@ The generated code is a plain stack machine, in the manner of chibicc: every exp
 its value in rax, a binary operator pushes its left operand while the right one is computed,
 every local lives in a stack slot below rbp. Panics jump to cold stubs after the function's
 return, which call the runtime's panic routine with a message, the file name, the line and the
-column. The line is an immediate operand the linker patches (a line field) when only the
-function's position in the file changes. The stack is kept 16-byte aligned at
-every call, so C functions can be called later on.
+column. The line is a 64-bit immediate operand the linker writes (a line field, see
+`toyc.code`), so that a function that only moved to other lines is not regenerated. The stack
+is kept 16-byte aligned at every call, so C functions can be called later on.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class FunctionGen:
             a(f"{label}:")
             self.lea("rdi", uav(message))
             self.lea("rsi", uav(self.path.encode()))
-            a.line_field(f"mov edx, {span.line}", span.line - self.fn.span.line)
+            a.line_field(f"movabs rdx, {span.line}", span.line - self.fn.span.line)
             a(f"mov ecx, {span.col}")
             a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
         return a.assemble(FUNCTION_ALIGN)

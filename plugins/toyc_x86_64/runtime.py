@@ -8,14 +8,15 @@ with raw system calls and follow the System V ABI (callee-saved rbx, rbp, r12-r1
   `values[count-1-i]`, kind i the byte `kinds[i]`: i, b or s) separated by spaces, ending in a
   newline, into one buffer, and writes it with one `write` (repeated only on short writes).
 - `toy.rt.panic(msg, file, line, col)`: `panic: MSG at FILE:LINE:COL` on stderr, exit
-  status 101.
+  status 101; `line` is a line field (`toyc.code`), turned into today's line with the line
+  shift table `toy.rt.line_shifts` (data the linker maintains; empty after a full build).
 - `toy.rt.streq`, `toy.rt.argv`, `toy.rt.parse_int`, `toy.rt.sleep_ms`, `toy.rt.clock_ns`,
   `toy.rt.fmt_int`, `toy.rt.write_all`, and the data `toy.rt.argc`, `toy.rt.args`.
 """
 
 from __future__ import annotations
 
-from toyc.code import Code, LazySymbol, Target
+from toyc.code import LINE_SHIFTS, Code, LazySymbol, Target
 
 from .assembler import Asm
 from .data import STR_HEADER
@@ -139,6 +140,13 @@ def _print(a: _Helper) -> None:
 def _panic(a: _Helper) -> None:
     # Upper-case kinds print without the separating space: "FILE:LINE:COL" is one word.
     a("push rbp", "mov rbp, rsp")
+    # Replay the line shifts recorded since the line field was written (its high half).
+    a("mov r8, rdx", "shr r8, 32", "mov edx, edx")
+    a.rip("lea r9, [rip]", LINE_SHIFTS)
+    a("mov r10d, dword ptr [r9]",
+      ".Lshift:", "cmp r8, r10", "jae .Lshifted", "cmp edx, dword ptr [r9 + r8*8 + 4]",
+      "jb .Lnext", "add edx, dword ptr [r9 + r8*8 + 8]", ".Lnext:", "inc r8", "jmp .Lshift",
+      ".Lshifted:")
     a.lea_str("rax", b"panic:")
     a("push rax", "push rdi")
     a.lea_str("rax", b"at")
@@ -211,6 +219,8 @@ _DATA = {"toy.rt.argc": 8, "toy.rt.args": 8}
 
 
 def lower_lazy_symbol(name: str) -> LazySymbol | None:
+    if name == LINE_SHIFTS:  # no shifts yet; the linker appends them
+        return LazySymbol(Code(bytes(4), [], 4), "rodata", kind="object", listed=False)
     if name in _DATA:
         return LazySymbol(Code(b"", [], 8, size=_DATA[name]), "bss", kind="object")
     gen = _CODE.get(name)
