@@ -114,7 +114,10 @@ class ZigObject:
                 ph = elf_file.add_load_segment(vaddr, pflags, 0, hint)
                 offset = 0
             else:
-                ph = elf_file.add_load_segment(vaddr, pflags, max(hint, 1), 0)
+                # Half as much again as the hint, so that later updates can grow the section
+                # in place instead of moving the segment's bytes elsewhere in the file (room
+                # that is never written stays a hole in the file).
+                ph = elf_file.add_load_segment(vaddr, pflags, max(hint + hint // 2, 1), 0)
                 offset = elf_file.phdrs[ph].offset
             phdr = elf_file.phdrs[ph]
             size = phdr.memsz if stype == elf.SHT_NOBITS else phdr.filesz
