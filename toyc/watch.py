@@ -20,8 +20,9 @@ import watchfiles
 from toyc.session import FullBuildNeeded, Session
 from toyc.source import CompileError, UserError
 
-# After a change, how long to wait for more before updating: editors often write in steps.
-STEP_MS = 5
+# After a change, how long to wait for more before updating. Short, for a fast loop; a save
+# caught half-written is not reported (see `_settled`) and is followed by another change.
+STEP_MS = 1
 
 
 def _report(line: str) -> None:
@@ -46,9 +47,12 @@ def watch(path: str, output: str, arch_name: str) -> int:
             if session is None:
                 session = _start(path, output, arch_name)
                 continue
+            before = _stamp(src)
             try:
                 summary = session.update()
             except CompileError as e:
+                if _stamp(src) != before:
+                    continue  # read while being written: the rest of the save is coming
                 sys.stdout.flush()
                 sys.stderr.write(e.render())
                 n = len(e.diagnostics)
@@ -66,6 +70,14 @@ def watch(path: str, output: str, arch_name: str) -> int:
         if session is not None:
             session.save_state()
     return 0
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _warm_up(arch_name: str) -> None:
