@@ -38,10 +38,11 @@ from toyc.driver import (
     RUNTIME_TEXT_HINT,
     Timings,
     parse_chunks,
+    read_source,
 )
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
-from toyc.source import CompileError, Source, UserError, decode
+from toyc.source import CompileError, Source, UserError
 from toyc.split import Chunk, split
 from toyc.track import Plan, Tracked, Tracker, interface, stub
 
@@ -108,16 +109,7 @@ def _stat_key(path: str) -> list[int]:
 
 
 def read_text(path: str) -> str:
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory") from None
-    except OSError as e:
-        raise UserError(f"{path}: {e.strerror or e}") from None
-    result = decode(path, data)
-    if isinstance(result, CompileError):
-        raise result
-    return result.text
+    return read_source(path).text
 
 
 def _kind(d: A.Decl) -> str:
