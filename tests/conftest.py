@@ -48,3 +48,9 @@ def require(tool: str) -> str:
     if path is None:
         pytest.fail(f"{tool} is not installed; .ci/run installs it")
     return path
+
+
+def pytest_configure(config):
+    # Long-running variants (e.g. the fuzz in test_incremental_random.py) skip themselves unless
+    # asked for; the marker lets `-m slow` select them.
+    config.addinivalue_line("markers", "slow: long-running variant, run only on request")

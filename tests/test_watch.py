@@ -1,0 +1,225 @@
+"""`toyc watch`: one line per save, the output kept up to date, a clean exit on SIGINT.
+
+`python -m toyc watch src.toy -o prog` runs as a subprocess; its stdout and stderr are read by
+threads into queues, so every wait is a wait for a line, with a timeout, never a fixed sleep.
+The watcher prints its first line before it starts watching; the test waits until the process
+has an inotify watch (listed in /proc/PID/fdinfo), so that the first save cannot be missed.
+
+Steps, in one watch session: a save in place; a save as editors do it (a new file renamed over
+the source); a save with a syntax error (diagnostics, "not updated", the output untouched) and
+its fix; a growing edit that moves a function and leaves a trampoline; then SIGINT, which must
+exit with status 0 and leave the state file, so that the next `toyc build -v` is incremental.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TOYC, run
+
+TIMEOUT = 10.0
+
+PROGRAM = """\
+const GREETING: str = "{greeting}";
+var calls: int = 0;
+
+fn helper(x: int) -> int {{
+    calls += 1;
+{body}
+}}
+
+fn main() -> int {{
+    print(GREETING, helper(20), calls);
+    return 3;
+}}
+"""
+
+
+def source(greeting: str = "hello", body: str = "return x * 2;") -> str:
+    return PROGRAM.format(greeting=greeting, body=f"    {body}")
+
+
+class Watcher:
+    """A running `toyc watch`, its output lines in queues."""
+
+    def __init__(self, cwd: Path):
+        self.proc = subprocess.Popen([*TOYC, "watch", "src.toy", "-o", "prog"], cwd=cwd,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.stdout: queue.Queue[str] = queue.Queue()
+        self.stderr: queue.Queue[str] = queue.Queue()
+        self.seen_stderr: list[str] = []
+        for stream, q in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
+            threading.Thread(target=self._pump, args=(stream, q), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, q: queue.Queue) -> None:
+        for line in stream:
+            q.put(line.rstrip("\n"))
+
+    def line(self, timeout: float = TIMEOUT) -> str:
+        """The next line on stdout."""
+        try:
+            return self.stdout.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no line from toyc watch within {timeout} s; stderr so far:\n"
+                        + "\n".join(self.drain_stderr()))
+
+    def quiet(self) -> None:
+        """No line is waiting: every save so far printed exactly one."""
+        assert self.stdout.empty(), f"unexpected line: {self.stdout.get_nowait()!r}"
+
+    def drain_stderr(self) -> list[str]:
+        while True:
+            try:
+                self.seen_stderr.append(self.stderr.get_nowait())
+            except queue.Empty:
+                return self.seen_stderr
+
+    def stderr_line(self, pattern: str, timeout: float = TIMEOUT) -> str:
+        """Wait for a line on stderr that matches `pattern`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.stderr.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no stderr line matching {pattern!r}: {self.seen_stderr}")
+            self.seen_stderr.append(line)
+            if re.search(pattern, line):
+                return line
+
+    def wait_watching(self, timeout: float = TIMEOUT) -> None:
+        """Until the process has an inotify instance with a watch in it: from then on, a save
+        queues an event even if the watcher is still busy."""
+        deadline = time.monotonic() + timeout
+        fds = Path(f"/proc/{self.proc.pid}/fd")
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "toyc watch exited"
+            for fd in fds.iterdir():
+                try:
+                    if os.readlink(fd) != "anon_inode:inotify":
+                        continue
+                    if "inotify wd:" in (fds.parent / "fdinfo" / fd.name).read_text():
+                        return
+                except OSError:  # the fd was closed meanwhile
+                    continue
+            time.sleep(0.01)
+        pytest.fail("toyc watch never started watching")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def watcher(tmp_path: Path):
+    (tmp_path / "src.toy").write_text(source())
+    w = Watcher(tmp_path)
+    yield w
+    w.stop()
+
+
+def run_prog(tmp_path: Path) -> tuple[int, str, str]:
+    r = run([str(tmp_path / "prog")])
+    return r.status, r.stdout, r.stderr
+
+
+def save_in_place(path: Path, text: str) -> None:
+    """Overwrite the file in place with one write(2). Not with O_TRUNC: under load the watcher
+    may read between the truncation and the write, see an empty program and rightly report
+    errors. A shorter text is padded with blank lines to the old length instead."""
+    data = text.encode()
+    data += b"\n" * (path.stat().st_size - len(data))
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        assert os.write(fd, data) == len(data)
+    finally:
+        os.close(fd)
+
+
+def save_by_rename(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".swp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_watch_updates_on_every_save(tmp_path: Path, watcher: Watcher):
+    src, prog = tmp_path / "src.toy", tmp_path / "prog"
+    first = watcher.line()
+    assert "(full build)" in first, first
+    assert run_prog(tmp_path) == (3, "hello 40 1\n", "")
+    watcher.wait_watching()
+
+    # (a) written in place
+    watcher.quiet()
+    save_in_place(src, source(body="return x * 3;"))
+    line = watcher.line()
+    assert line.startswith("updated helper (in place)"), line
+    assert run_prog(tmp_path) == (3, "hello 60 1\n", "")
+
+    # (b) a new file renamed over the source, as editors save
+    watcher.quiet()
+    save_by_rename(src, source(greeting="howdy", body="return x * 3;"))
+    line = watcher.line()
+    assert "GREETING" in line and "full build" not in line, line
+    assert run_prog(tmp_path) == (3, "howdy 60 1\n", "")
+
+    # (c) a syntax error: diagnostics, "not updated", the output untouched; then the fix
+    before = prog.read_bytes()
+    watcher.quiet()
+    save_in_place(src, source(greeting="howdy", body="return x * ;"))
+    line = watcher.line()
+    assert re.fullmatch(r"not updated: \d+ errors?; prog is unchanged", line), line
+    watcher.stderr_line(r"src\.toy:6:\d+: error: ")
+    assert prog.read_bytes() == before
+    assert run_prog(tmp_path) == (3, "howdy 60 1\n", "")
+    watcher.quiet()
+    save_by_rename(src, source(greeting="howdy", body="return x * 5;"))
+    line = watcher.line()
+    assert line.startswith("updated helper (in place)"), line
+    assert run_prog(tmp_path) == (3, "howdy 100 1\n", "")
+
+    # (d) a body that outgrows its room: the function moves and leaves a trampoline
+    grown = "\n    ".join(["let a = x;", *["a = a + 1;"] * 60, "return a;"])
+    watcher.quiet()
+    save_in_place(src, source(greeting="howdy", body=grown))
+    line = watcher.line()
+    assert line.startswith("updated helper (moved, trampoline)"), line
+    assert run_prog(tmp_path) == (3, "howdy 80 1\n", "")
+
+    # (e) SIGINT: status 0 and a state file the next build trusts
+    watcher.proc.send_signal(signal.SIGINT)
+    assert watcher.proc.wait(timeout=TIMEOUT) == 0, watcher.drain_stderr()
+    assert not any("Traceback" in line for line in watcher.drain_stderr()), watcher.seen_stderr
+    assert (tmp_path / ".prog.toyc-state").exists()
+    r = run([*TOYC, "build", "-v", "src.toy", "-o", "prog"], cwd=tmp_path)
+    assert r.status == 0, r.stderr
+    assert "full build" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert r.stdout.startswith("nothing changed"), r.stdout
+    assert run_prog(tmp_path) == (3, "howdy 80 1\n", "")
+
+
+def test_watch_exits_cleanly_on_sigterm(tmp_path: Path, watcher: Watcher):
+    """A supervisor's SIGTERM ends the watch like Ctrl-C: status 0, the state saved."""
+    assert "(full build)" in watcher.line()
+    watcher.wait_watching()
+    watcher.quiet()
+    save_in_place(tmp_path / "src.toy", source(body="return x * 7;"))
+    line = watcher.line()
+    assert line.startswith("updated helper (in place)"), line
+    watcher.proc.send_signal(signal.SIGTERM)
+    assert watcher.proc.wait(timeout=TIMEOUT) == 0, watcher.drain_stderr()
+    assert (tmp_path / ".prog.toyc-state").exists()
+    r = run([*TOYC, "build", "-v", "src.toy", "-o", "prog"], cwd=tmp_path)
+    assert r.status == 0 and "full build" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert run_prog(tmp_path) == (3, "hello 140 1\n", "")
