@@ -265,7 +265,8 @@ class Session:
                 records.append((chunk.offset, r))
             else:
                 rechecked[d.name] = r
-        tracker.commit(plan, [r for _, r in sorted(records, key=lambda x: x[0])], rechecked)
+        summary.lines += tracker.commit(
+            plan, [r for _, r in sorted(records, key=lambda x: x[0])], rechecked)
         summary.seconds = time.perf_counter() - start
         return summary
 
@@ -292,9 +293,9 @@ class Session:
             raise AssertionError(f"unchanged declaration {name} no longer parses: {errs}")
         return decl, chunk
 
-    def _shifted(self, plan: Plan, regenerated: set[str]) -> tuple[list[tuple[str, int]], int]:
+    def _shifted(self, plan: Plan, regenerated: set[str]) -> tuple[list[tuple[str, int]], bool]:
         """Unchanged declarations of the edited region with line fields that now start on
-        another line, and how many after the region have line fields (they all shift by
+        another line, and whether any after the region has line fields (they all shift by
         `plan.line_delta`)."""
         moved = []
         for c, i in zip(plan.chunks, plan.same, strict=True):
@@ -302,14 +303,12 @@ class Session:
                 t = self.tracker.decls[i]
                 if t.has_lines and t.line != c.line and t.name not in regenerated:
                     moved.append((t.name, c.line))
-        below = 0
-        if plan.line_delta:
-            below = sum(1 for t in islice(self.tracker.decls, plan.stop, None)
-                        if t.has_lines and t.name not in regenerated)
+        below = bool(plan.line_delta) and any(
+            t.has_lines for t in islice(self.tracker.decls, plan.stop, None))
         return moved, below
 
     def _link(self, plan: Plan, decls: list[A.Decl], codes: list[Code], chunk_of: dict,
-              removed: set[str], shifted: tuple[list[tuple[str, int]], int]) -> Summary:
+              removed: set[str], shifted: tuple[list[tuple[str, int]], bool]) -> Summary:
         try:
             fd = os.open(self.output, os.O_RDWR)
         except OSError as e:
@@ -346,7 +345,7 @@ class Session:
             os.close(fd)
         self.output_stat = _stat_key(self.output)
         outcomes = {n: zo.outcome[n] for n in zo.outcome}
-        return Summary(False, outcomes, zo.lines_rewritten + below, zo.elf.bytes_written,
+        return Summary(False, outcomes, zo.lines_rewritten, zo.elf.bytes_written,
                        zo.elf.bytes_read)
 
     # ---- the state file -----------------------------------------------------------------------

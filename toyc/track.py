@@ -211,9 +211,11 @@ class Tracker:
 
     # ---- committing ---------------------------------------------------------------------------
 
-    def commit(self, plan: Plan, records: list[Tracked], rechecked: dict[str, Tracked]) -> None:
+    def commit(self, plan: Plan, records: list[Tracked], rechecked: dict[str, Tracked]) -> int:
         """Make `plan`'s text the tracked one. `records` holds a record per changed chunk, in
-        order; `rechecked` new interface and uses of unchanged declarations checked again."""
+        order; `rechecked` new interface and uses of unchanged declarations checked again.
+        Returns how many declarations after the edit with line fields moved to other lines
+        (not counting those checked again)."""
         records = iter(records)
         replaced = []
         for c, i in zip(plan.chunks, plan.same, strict=True):
@@ -223,11 +225,17 @@ class Tracker:
                 replaced.append(d)
             else:
                 replaced.append(next(records))
+        shifted = 0
         if plan.delta or plan.line_delta:
+            delta, line_delta = plan.delta, plan.line_delta
             for d in islice(self.decls, plan.stop, None):
-                d.start += plan.delta
-                d.end += plan.delta
-                d.line += plan.line_delta
+                d.start += delta
+                d.end += delta
+                d.line += line_delta
+                if d.has_lines and d.name not in rechecked:
+                    shifted += 1
+            if not line_delta:
+                shifted = 0
         for d in self.decls[plan.first : plan.stop]:
             self._unlink(d)
             if self.by_name.get(d.name) is d:
@@ -245,6 +253,7 @@ class Tracker:
             self.by_name[name] = d
             self._link(d)
         self.text = plan.text
+        return shifted
 
     # ---- state --------------------------------------------------------------------------------
 

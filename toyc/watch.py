@@ -10,6 +10,7 @@ the next good save is compared with the last good one. Ctrl-C saves the state fo
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -38,6 +39,10 @@ def watch(path: str, output: str, arch_name: str) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     session = _start(path, output, arch_name)
     _warm_up(arch_name)
+    # The command line turned the cycle collector off for a short build; a watch runs for
+    # hours. What exists now lives as long as the watch: keep it out of the collector's way.
+    gc.freeze()
+    gc.enable()
     try:
         for changes in watchfiles.watch(src.parent, watch_filter=lambda _, p: Path(p) == src,
                                         step=STEP_MS, debounce=1600, rust_timeout=0,
