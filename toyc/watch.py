@@ -40,9 +40,9 @@ def watch(path: str, output: str, arch_name: str) -> int:
     session = _start(path, output, arch_name)
     _warm_up(arch_name)
     # The command line turned the cycle collector off for a short build; a watch runs for
-    # hours. What exists now lives as long as the watch: keep it out of the collector's way.
+    # hours. What exists now lives as long as the watch: keep it out of the collector's way,
+    # and collect the rest after each update, while waiting for the next save.
     gc.freeze()
-    gc.enable()
     try:
         for changes in watchfiles.watch(src.parent, watch_filter=lambda _, p: Path(p) == src,
                                         step=STEP_MS, debounce=1600, rust_timeout=0,
@@ -69,6 +69,7 @@ def watch(path: str, output: str, arch_name: str) -> int:
             if summary.full and summary.reason:
                 _report(f"full build: {summary.reason}")
             _report(summary.line())
+            gc.collect()
     except KeyboardInterrupt:
         pass
     finally:
