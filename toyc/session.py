@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 from linker.elf_file import ElfFile, LinkError
@@ -44,7 +43,7 @@ from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
 from toyc.source import CompileError, Source, UserError
 from toyc.split import Chunk, split
-from toyc.track import Plan, Tracked, Tracker, interface, stub
+from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 
 STATE_FORMAT = 1
 NO_OUTPUT = "no output file yet"
@@ -116,6 +115,12 @@ def _kind(d: A.Decl) -> str:
     return "fn" if isinstance(d, A.FnDecl) else d.kind
 
 
+def _record(d: A.Decl, code: Code, chunk: Chunk, program: Program) -> tuple[Tracked, Where]:
+    return (Tracked(d.name, _kind(d), chunk.col, interface(d),
+                    sorted(program.deps.get(d.name, ())), bool(code.line_fields)),
+            Where(chunk.offset, chunk.offset + len(chunk.text), chunk.line))
+
+
 def _lower(d: A.Decl, program: Program, arch: Arch) -> Code:
     if isinstance(d, A.FnDecl):
         return arch.lower_function(d, program)
@@ -175,12 +180,10 @@ class Session:
                 os.close(fd)
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        records = [Tracked(d.name, _kind(d), chunk_of[id(d)].offset,
-                           chunk_of[id(d)].offset + len(chunk_of[id(d)].text),
-                           chunk_of[id(d)].line, chunk_of[id(d)].col, interface(d),
-                           sorted(program.deps.get(d.name, ())), bool(code.line_fields))
+        records = [_record(d, code, chunk_of[id(d)], program)
                    for d, code in zip(decls, codes, strict=True)]
-        session = cls(path, output, arch, Tracker(text, records), zo, _stat_key(output))
+        tracker = Tracker(text, [r for r, _ in records], [w for _, w in records])
+        session = cls(path, output, arch, tracker, zo, _stat_key(output))
         summary = Summary(True, {d.name: "new" for d in decls}, written=zo.elf.bytes_written,
                           seconds=time.perf_counter() - start, reason=reason)
         return session, summary
@@ -258,36 +261,34 @@ class Session:
         records, rechecked = [], {}
         for d, code in zip(decls, codes, strict=True):
             chunk = chunk_of[id(d)]
-            r = Tracked(d.name, _kind(d), chunk.offset, chunk.offset + len(chunk.text),
-                        chunk.line, chunk.col, interface(d), sorted(program.deps.get(d.name, ())),
-                        bool(code.line_fields))
+            r, where = _record(d, code, chunk, program)
             if id(chunk) in changed_chunks:
-                records.append((chunk.offset, r))
+                records.append((r, where))
             else:
                 rechecked[d.name] = r
-        summary.lines += tracker.commit(
-            plan, [r for _, r in sorted(records, key=lambda x: x[0])], rechecked)
+        records.sort(key=lambda x: x[1].start)
+        summary.lines += tracker.commit(plan, records, rechecked)
         summary.seconds = time.perf_counter() - start
         return summary
 
-    def _position(self, t: Tracked, plan: Plan) -> tuple[int, int, int]:
-        """Where unchanged declaration `t` is in the new text: (start, line, col)."""
+    def _position(self, t: Tracked, plan: Plan) -> tuple[int, int, int, int]:
+        """Where unchanged declaration `t` is in the new text: (start, end, line, col)."""
+        tracker = self.tracker
         for c, i in zip(plan.chunks, plan.same, strict=True):
-            if i >= 0 and self.tracker.decls[i] is t:
-                return c.offset, c.line, c.col
-        if t.start < plan.edit:
-            return t.start, t.line, t.col
-        return t.start + plan.delta, t.line + plan.line_delta, t.col
+            if i >= 0 and tracker.decls[i] is t:
+                return c.offset, c.offset + len(c.text), c.line, c.col
+        i = tracker.index(t)
+        if i < plan.first:
+            return tracker.starts[i], tracker.ends[i], tracker.lines[i], t.col
+        return (tracker.starts[i] + plan.delta, tracker.ends[i] + plan.delta,
+                tracker.lines[i] + plan.line_delta, t.col)
 
     def _stub(self, t: Tracked, plan: Plan) -> A.Decl:
-        start, line, col = self._position(t, plan)
-        return stub(Tracked(t.name, t.kind, start, start, line, col, t.iface))
+        return stub(t, self._position(t, plan)[2])
 
     def _reparse(self, name: str, plan: Plan, source: Source) -> tuple[A.Decl, Chunk]:
-        t = self.tracker.by_name[name]
-        start, line, col = self._position(t, plan)
-        text = source.text[start : start + (t.end - t.start)]
-        chunk = Chunk(text, start, line, col)
+        start, end, line, col = self._position(self.tracker.by_name[name], plan)
+        chunk = Chunk(source.text[start:end], start, line, col)
         decl, errs = parse_chunk(chunk)
         if decl is None:  # it parsed before, with the same text
             raise AssertionError(f"unchanged declaration {name} no longer parses: {errs}")
@@ -297,14 +298,14 @@ class Session:
         """Unchanged declarations of the edited region with line fields that now start on
         another line, and whether any after the region has line fields (they all shift by
         `plan.line_delta`)."""
+        tracker = self.tracker
         moved = []
         for c, i in zip(plan.chunks, plan.same, strict=True):
             if i >= 0:
-                t = self.tracker.decls[i]
-                if t.has_lines and t.line != c.line and t.name not in regenerated:
+                t = tracker.decls[i]
+                if t.has_lines and tracker.lines[i] != c.line and t.name not in regenerated:
                     moved.append((t.name, c.line))
-        below = bool(plan.line_delta) and any(
-            t.has_lines for t in islice(self.tracker.decls, plan.stop, None))
+        below = bool(plan.line_delta) and any(tracker.flags[plan.stop :])
         return moved, below
 
     def _link(self, plan: Plan, decls: list[A.Decl], codes: list[Code], chunk_of: dict,
@@ -327,7 +328,7 @@ class Session:
             for name in sorted(removed):
                 hook.toyc_free_nav(linker=zo, name=name)
             if below:
-                first = self.tracker.decls[plan.stop].line
+                first = self.tracker.lines[plan.stop]
                 hook.toyc_shift_lines(linker=zo, first=first, delta=plan.line_delta)
             for d, code in zip(decls, codes, strict=True):
                 line = chunk_of[id(d)].line

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from itertools import islice
 
 from toyc import ast as A
 from toyc.source import Span
@@ -25,19 +24,27 @@ from toyc.types import SCALARS, VOID, Type, array_of
 _BLOCK = 1 << 16
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Tracked:
-    """One declaration of the last good build."""
+    """One declaration of the last good build. Where it is lives in the tracker's position
+    lists, which an edit shifts wholesale."""
 
     name: str
     kind: str  # "fn", "var" or "const"
-    start: int  # character offsets in the text of its first character and after its last
-    end: int
-    line: int
     col: int
     iface: list  # see `interface`
     deps: list[str] = field(default_factory=list)
     has_lines: bool = False  # its code holds line fields
+
+
+@dataclass(slots=True)
+class Where:
+    """A declaration's place in a text: character offsets of its first character and after
+    its last, and its first line."""
+
+    start: int
+    end: int
+    line: int
 
 
 @dataclass(slots=True)
@@ -88,9 +95,10 @@ def parse_type(s: str) -> Type:
     return VOID if s == "void" else SCALARS[s]
 
 
-def stub(t: Tracked) -> A.Decl:
-    """A stand-in for an unchanged declaration, carrying only its interface."""
-    span = Span(t.line, t.col, t.line, t.col + 1)
+def stub(t: Tracked, line: int) -> A.Decl:
+    """A stand-in for an unchanged declaration starting on `line`, carrying only its
+    interface."""
+    span = Span(line, t.col, line, t.col + 1)
     if t.kind == "fn":
         _, params, result = t.iface
         return A.FnDecl(span, t.name, span, [], None, None, [],
@@ -137,13 +145,22 @@ def _col(text: str, pos: int) -> int:
 
 
 class Tracker:
-    def __init__(self, text: str, decls: list[Tracked]):
+    def __init__(self, text: str, decls: list[Tracked], where: list[Where]):
         self.text = text
         self.decls = decls  # in file order
+        # Per declaration, in the same order: start, end and first line. Plain lists of
+        # numbers, so that shifting the declarations after an edit is a list comprehension.
+        self.starts = [w.start for w in where]
+        self.ends = [w.end for w in where]
+        self.lines = [w.line for w in where]
+        self.flags = [d.has_lines for d in decls]
         self.by_name: dict[str, Tracked] = {d.name: d for d in decls}
         self.users: dict[str, set[str]] = {}  # name -> declarations that use it
         for d in decls:
             self._link(d)
+
+    def index(self, t: Tracked) -> int:
+        return self.decls.index(t)  # by identity: Tracked compares so
 
     def _link(self, d: Tracked) -> None:
         for n in d.deps:
@@ -171,21 +188,21 @@ class Tracker:
         s = common_suffix(old, new, min(len(old), len(new)) - p)
         old_end, new_end = len(old) - s, len(new) - s
         delta = new_end - old_end
-        decls = self.decls
-        first = bisect.bisect_right(decls, p, key=lambda d: d.start) - 1
+        decls, starts = self.decls, self.starts
+        first = bisect.bisect_right(starts, p) - 1
         if first < 0:
             first, pos, line = 0, 0, 1
         else:
-            pos, line = decls[first].start, decls[first].line
+            pos, line = starts[first], self.lines[first]
         line_start = pos - _col(new, pos) + 1
         chunks: list[Chunk] = []
         stop = first
         last = pos
         for start, end in ranges(new, pos):
             old_start = start - delta
-            while stop < len(decls) and decls[stop].start < old_start:
+            while stop < len(decls) and starts[stop] < old_start:
                 stop += 1
-            if (start >= new_end and stop < len(decls) and decls[stop].start == old_start
+            if (start >= new_end and stop < len(decls) and starts[stop] == old_start
                     and old_start >= old_end and _col(new, start) == decls[stop].col):
                 break
             nl = new.count("\n", last, start)
@@ -200,8 +217,7 @@ class Tracker:
         # wherever it went (declarations may be moved around in the file).
         by_text: dict[tuple[str, int], list[int]] = {}
         for i in range(stop - 1, first - 1, -1):
-            d = decls[i]
-            by_text.setdefault((old[d.start : d.end], d.col), []).append(i)
+            by_text.setdefault((old[starts[i] : self.ends[i]], decls[i].col), []).append(i)
         same = []
         for c in chunks:
             candidates = by_text.get((c.text, c.col))
@@ -211,36 +227,39 @@ class Tracker:
 
     # ---- committing ---------------------------------------------------------------------------
 
-    def commit(self, plan: Plan, records: list[Tracked], rechecked: dict[str, Tracked]) -> int:
-        """Make `plan`'s text the tracked one. `records` holds a record per changed chunk, in
-        order; `rechecked` new interface and uses of unchanged declarations checked again.
-        Returns how many declarations after the edit with line fields moved to other lines
-        (not counting those checked again)."""
+    def commit(self, plan: Plan, records: list[tuple[Tracked, Where]],
+               rechecked: dict[str, Tracked]) -> int:
+        """Make `plan`'s text the tracked one. `records` holds a record and its place per
+        changed chunk, in order; `rechecked` new interface and uses of unchanged declarations
+        checked again. Returns how many declarations after the edit with line fields moved to
+        other lines (not counting those checked again)."""
+        first, stop = plan.first, plan.stop
         records = iter(records)
-        replaced = []
+        replaced, where = [], []
         for c, i in zip(plan.chunks, plan.same, strict=True):
             if i >= 0:
                 d = self.decls[i]
-                d.start, d.end, d.line, d.col = c.offset, c.offset + len(c.text), c.line, c.col
-                replaced.append(d)
+                d.col = c.col
+                w = Where(c.offset, c.offset + len(c.text), c.line)
             else:
-                replaced.append(next(records))
+                d, w = next(records)
+            replaced.append(d)
+            where.append(w)
+        delta, line_delta = plan.delta, plan.line_delta
         shifted = 0
-        if plan.delta or plan.line_delta:
-            delta, line_delta = plan.delta, plan.line_delta
-            for d in islice(self.decls, plan.stop, None):
-                d.start += delta
-                d.end += delta
-                d.line += line_delta
-                if d.has_lines and d.name not in rechecked:
-                    shifted += 1
-            if not line_delta:
-                shifted = 0
-        for d in self.decls[plan.first : plan.stop]:
+        if line_delta:
+            shifted = sum(self.flags[stop:]) - sum(
+                1 for name in rechecked
+                if self.by_name[name].has_lines and self.index(self.by_name[name]) >= stop)
+        for d in self.decls[first:stop]:
             self._unlink(d)
             if self.by_name.get(d.name) is d:
                 del self.by_name[d.name]
-        self.decls[plan.first : plan.stop] = replaced
+        self.decls[first:stop] = replaced
+        self.starts[first:] = [w.start for w in where] + [x + delta for x in self.starts[stop:]]
+        self.ends[first:] = [w.end for w in where] + [x + delta for x in self.ends[stop:]]
+        self.lines[first:] = [w.line for w in where] + [x + line_delta
+                                                        for x in self.lines[stop:]]
         for d in replaced:
             if d.name in rechecked:
                 continue
@@ -252,6 +271,9 @@ class Tracker:
             d.iface, d.deps, d.has_lines = r.iface, r.deps, r.has_lines
             self.by_name[name] = d
             self._link(d)
+        self.flags[first:stop] = [d.has_lines for d in replaced]
+        if rechecked:
+            self.flags = [d.has_lines for d in self.decls]
         self.text = plan.text
         return shifted
 
@@ -259,9 +281,15 @@ class Tracker:
 
     def state(self) -> dict:
         return {"text": self.text,
-                "decls": [[d.name, d.kind, d.start, d.end, d.line, d.col, d.iface, d.deps,
-                           d.has_lines] for d in self.decls]}
+                "decls": [[d.name, d.kind, d.col, d.iface, d.deps, d.has_lines]
+                          for d in self.decls],
+                "starts": self.starts, "ends": self.ends, "lines": self.lines}
 
     @classmethod
     def from_state(cls, state: dict) -> Tracker:
-        return cls(state["text"], [Tracked(*row) for row in state["decls"]])
+        where = [Where(*w) for w in zip(state["starts"], state["ends"], state["lines"],
+                                        strict=True)]
+        decls = [Tracked(*row) for row in state["decls"]]
+        if len(decls) != len(where):
+            raise ValueError("declarations and places do not match")
+        return cls(state["text"], decls, where)
