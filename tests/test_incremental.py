@@ -359,7 +359,7 @@ def test_scenarios_exist():
         assert (SCENARIO_DIR / f"{name}.toyinc").exists(), f"KNOWN_BUGS names {name}"
 
 
-@pytest.mark.parametrize("path", _params())
+@pytest.mark.parametrize("path", list(_params()))
 def test_scenario(path: Path, tmp_path: Path, env: dict[str, str]):
     steps = parse_scenario(path)
     good: Step | None = None
