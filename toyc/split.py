@@ -90,17 +90,21 @@ def make_chunk(text: str, start: int, end: int, line: int, line_start: int) -> C
     return Chunk(text[start:end].rstrip(), start, line, start - line_start + 1)
 
 
-def split(text: str) -> list[Chunk]:
-    chunks = []
-    line, line_start, last = 1, 0, 0
-    for s, e in ranges(text):
+def chunks_from(text: str, pos: int = 0, line: int = 1, line_start: int = 0):
+    """Yield the chunk of each declaration from `pos` (0 or a declaration start) on, given the
+    line `pos` is on and where that line starts."""
+    last = pos
+    for s, e in ranges(text, pos):
         nl = text.count("\n", last, s)
         if nl:
             line += nl
             line_start = text.rfind("\n", 0, s) + 1
         last = s
-        chunks.append(make_chunk(text, s, e, line, line_start))
-    return chunks
+        yield make_chunk(text, s, e, line, line_start)
+
+
+def split(text: str) -> list[Chunk]:
+    return list(chunks_from(text))
 
 
 def declared_name(text: str) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from toyc import ast as A
 from toyc.source import Span
-from toyc.split import Chunk, make_chunk, ranges
+from toyc.split import Chunk, chunks_from
 from toyc.types import SCALARS, VOID, Type, array_of
 
 _BLOCK = 1 << 16
@@ -194,23 +194,17 @@ class Tracker:
             first, pos, line = 0, 0, 1
         else:
             pos, line = starts[first], self.lines[first]
-        line_start = pos - _col(new, pos) + 1
         chunks: list[Chunk] = []
         stop = first
-        last = pos
-        for start, end in ranges(new, pos):
+        for chunk in chunks_from(new, pos, line, pos - _col(new, pos) + 1):
+            start = chunk.offset
             old_start = start - delta
             while stop < len(decls) and starts[stop] < old_start:
                 stop += 1
             if (start >= new_end and stop < len(decls) and starts[stop] == old_start
-                    and old_start >= old_end and _col(new, start) == decls[stop].col):
+                    and old_start >= old_end and chunk.col == decls[stop].col):
                 break
-            nl = new.count("\n", last, start)
-            if nl:
-                line += nl
-                line_start = new.rfind("\n", 0, start) + 1
-            last = start
-            chunks.append(make_chunk(new, start, end, line, line_start))
+            chunks.append(chunk)
         else:
             stop = len(decls)
         # Unchanged: a declaration of the window with the same text in the same column,
