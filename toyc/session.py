@@ -74,7 +74,8 @@ class Summary:
     def line(self) -> str:
         took = f"{self.written} bytes written in {self.seconds * 1000:.1f} ms"
         if self.full:
-            return f"built {len(self.outcomes)} declarations (full build); {took}"
+            n = len(self.outcomes)
+            return f"built {n} declaration{'s' if n != 1 else ''} (full build); {took}"
         groups: dict[str, list[str]] = {"new": [], "removed": []}
         updated = []
         for name, what in self.outcomes.items():
