@@ -6,7 +6,7 @@ free, and otherwise its bytes move to free space (virtual addresses stay the sam
 that refers to them changes). Non-allocated sections (symbol and string tables) and the section
 header table are placed in free space the same way. Everything is written with `pwrite`, so an
 update touches only the bytes that change: headers are compared with what was last written, and
-the bytes read and written are counted for the update summary.
+the bytes written are counted for the update summary.
 
 `state` and `from_state` turn the layout into plain data (lists, numbers, strings) and back, so
 that the next `toyc build` can continue where this one stopped.
@@ -52,7 +52,6 @@ class ElfFile:
         self.shdr_capacity = 0
         self.written: dict[str, bytes] = {}  # header tables as last written
         self.bytes_written = 0
-        self.bytes_read = 0
 
     # ---- building the structure ---------------------------------------------------------------
 
@@ -145,9 +144,7 @@ class ElfFile:
     # ---- reading and writing ------------------------------------------------------------------
 
     def pread(self, size: int, offset: int) -> bytes:
-        data = os.pread(self.fd, size, offset)
-        self.bytes_read += len(data)
-        return data.ljust(size, b"\0")
+        return os.pread(self.fd, size, offset).ljust(size, b"\0")
 
     def pwrite(self, data: bytes, offset: int) -> None:
         view = memoryview(data)

@@ -25,7 +25,7 @@ ARCH = get_arch("x86_64")
 def compile_to_codes(tmp_path: Path, text: str):
     src = tmp_path / "p.toy"
     src.write_text(text)
-    program = front_end(str(src), Timings())
+    program, _ = front_end(str(src), Timings())
     funcs, globals_ = lower(program, ARCH)
     return program, funcs, globals_
 

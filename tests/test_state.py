@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,26 @@ def test_missing_output_is_rebuilt(tmp_path: Path):
     out.unlink()
     r = rebuild(src, out)
     assert "full build" in r.stdout
+
+
+def test_output_being_run_gets_a_full_build_beside_it(tmp_path: Path):
+    # A running executable cannot be opened for writing (ETXTBSY): the update becomes a full
+    # build to a new file renamed over the output, and the running program is not disturbed.
+    src = tmp_path / "p.toy"
+    src.write_text('fn main() { sleep_ms(1500); print("old"); }\n')
+    out = tmp_path / "p"
+    assert toyc("build", str(src), "-o", str(out)).status == 0
+    running = subprocess.Popen([str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.2)
+        src.write_text('fn main() { sleep_ms(1500); print("new"); }\n')
+        r = toyc("build", "-v", str(src), "-o", str(out))
+        assert r.status == 0, r.stderr
+        assert "full build" in r.stdout
+        assert r.stderr == "toyc: full build: the output file is being run\n"
+    finally:
+        stdout, _ = running.communicate(timeout=10)
+    assert (running.returncode, stdout) == (0, "old\n")
+    assert run([str(out)]).stdout == "new\n"
+    r = toyc("build", "-v", str(src), "-o", str(out))
+    assert r.stdout.startswith("nothing changed"), r.stdout

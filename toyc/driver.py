@@ -71,23 +71,27 @@ def parse_chunks(chunks: list[Chunk]) -> tuple[list[A.Decl], list[Diagnostic], s
     return decls, errors, unparsed, chunk_of
 
 
-def parse(source: Source) -> tuple[list[A.Decl], list[Diagnostic], set[str]]:
-    decls, errors, unparsed, _ = parse_chunks(split(source.text))
-    return decls, errors, unparsed
+def lower_decl(d: A.Decl, program: Program, arch: Arch) -> Code:
+    if isinstance(d, A.FnDecl):
+        return arch.lower_function(d, program)
+    return arch.lower_global(d)
 
 
 def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code]]:
-    funcs = {f.name: arch.lower_function(f, program) for f in program.functions}
-    globals_ = {g.name: arch.lower_global(g) for g in program.globals}
+    funcs = {f.name: lower_decl(f, program, arch) for f in program.functions}
+    globals_ = {g.name: lower_decl(g, program, arch) for g in program.globals}
     return funcs, globals_
 
 
-def front_end(path: str, timings: Timings) -> Program:
+def front_end(path: str, timings: Timings) -> tuple[Program, dict]:
+    """Read, split, parse and check a whole file: the checked program, and the chunk each
+    declaration came from (by `id` of the declaration)."""
     # The checker and code generators recurse once or a few times per level of nesting.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     source = timings.run("read", read_source, path)
-    decls, syntax_errors, unparsed = timings.run("parse", parse, source)
-    return timings.run("check", check, source, decls, syntax_errors, unparsed)
+    decls, syntax_errors, unparsed, chunk_of = timings.run(
+        "parse", parse_chunks, split(source.text))
+    return timings.run("check", check, source, decls, syntax_errors, unparsed), chunk_of
 
 
 def default_output(path: str) -> str:

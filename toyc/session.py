@@ -32,17 +32,18 @@ from toyc import ast as A
 from toyc.check import Program, check
 from toyc.code import Code
 from toyc.driver import (
-    RECURSION_LIMIT,
     RUNTIME_RODATA_HINT,
     RUNTIME_TEXT_HINT,
     Timings,
+    front_end,
+    lower_decl,
     parse_chunks,
     read_source,
 )
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
 from toyc.source import CompileError, Source, UserError
-from toyc.split import Chunk, split
+from toyc.split import Chunk
 from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 
 STATE_FORMAT = 1
@@ -62,7 +63,6 @@ class Summary:
     outcomes: dict[str, str] = field(default_factory=dict)  # declaration -> what happened
     lines: int = 0  # declarations whose line fields were rewritten
     written: int = 0
-    read: int = 0
     seconds: float = 0.0
     reason: str = ""  # why a full build was made
 
@@ -122,10 +122,13 @@ def _record(d: A.Decl, code: Code, chunk: Chunk, program: Program) -> tuple[Trac
             Where(chunk.offset, chunk.offset + len(chunk.text), chunk.line))
 
 
-def _lower(d: A.Decl, program: Program, arch: Arch) -> Code:
+def _hand_over(hook, zo: ZigObject, d: A.Decl, code: Code, line: int) -> None:
+    """Give one lowered declaration to the backend."""
     if isinstance(d, A.FnDecl):
-        return arch.lower_function(d, program)
-    return arch.lower_global(d)
+        hook.toyc_update_func(linker=zo, name=d.name, code=code, line=line)
+    else:
+        hook.toyc_update_nav(linker=zo, name=d.name, code=code, const=d.kind == "const",
+                             line=line)
 
 
 class Session:
@@ -146,14 +149,10 @@ class Session:
                    timings: Timings | None = None, reason: str = "") -> tuple[Session, Summary]:
         timings = timings or Timings()
         start = time.perf_counter()
-        sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
-        text = timings.run("read", read_text, path)
-        source = Source(path, text)
-        chunks = split(text)
-        decls, errors, unparsed, chunk_of = timings.run("parse", parse_chunks, chunks)
-        program = timings.run("check", check, source, decls, errors, unparsed)
+        program, chunk_of = front_end(path, timings)
+        decls, text = program.decls, program.source.text
         arch = get_arch(arch_name)
-        codes = timings.run("lower", lambda: [_lower(d, program, arch) for d in decls])
+        codes = timings.run("lower", lambda: [lower_decl(d, program, arch) for d in decls])
         _check_output(path, output)
         out = Path(output)
         directory = out.parent if str(out.parent) else Path(".")
@@ -255,7 +254,7 @@ class Session:
                 if failed is not None:
                     raise failed
                 break
-        codes = [_lower(d, program, self.arch) for d in decls]
+        codes = [lower_decl(d, program, self.arch) for d in decls]
         shifted = self._shifted(plan, {d.name for d in decls})
         summary = self._link(plan, decls, codes, chunk_of, removed, shifted)
         changed_chunks = {id(c) for c in plan.changed()}
@@ -319,7 +318,7 @@ class Session:
             raise FullBuildNeeded(f"cannot open the output file: {e.strerror}") from None
         zo = self.zo
         zo.elf.fd = fd
-        zo.elf.bytes_written = zo.elf.bytes_read = 0
+        zo.elf.bytes_written = 0
         zo.outcome = {}
         _remove_state(self.output)
         hook = self.hooks
@@ -332,12 +331,7 @@ class Session:
                 first = self.tracker.lines[plan.stop]
                 hook.toyc_shift_lines(linker=zo, first=first, delta=plan.line_delta)
             for d, code in zip(decls, codes, strict=True):
-                line = chunk_of[id(d)].line
-                if isinstance(d, A.FnDecl):
-                    hook.toyc_update_func(linker=zo, name=d.name, code=code, line=line)
-                else:
-                    hook.toyc_update_nav(linker=zo, name=d.name, code=code,
-                                         const=d.kind == "const", line=line)
+                _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
             for name, line in moved:
                 hook.toyc_update_line(linker=zo, name=name, line=line)
             hook.toyc_flush(linker=zo)
@@ -347,8 +341,7 @@ class Session:
             os.close(fd)
         self.output_stat = _stat_key(self.output)
         outcomes = {n: zo.outcome[n] for n in zo.outcome}
-        return Summary(False, outcomes, zo.lines_rewritten, zo.elf.bytes_written,
-                       zo.elf.bytes_read)
+        return Summary(False, outcomes, zo.lines_rewritten, zo.elf.bytes_written)
 
     # ---- the state file -----------------------------------------------------------------------
 
@@ -436,31 +429,30 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
                    size_hints(sizes))
     hook = plugin_manager().hook
     for d, code in zip(decls, codes, strict=True):
-        line = chunk_of[id(d)].line
-        if isinstance(d, A.FnDecl):
-            hook.toyc_update_func(linker=zo, name=d.name, code=code, line=line)
-        else:
-            hook.toyc_update_nav(linker=zo, name=d.name, code=code, const=d.kind == "const",
-                                 line=line)
+        _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
     hook.toyc_flush(linker=zo)
     return zo
 
 
-def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
-          timings: Timings | None = None) -> Summary:
-    """`toyc build`: update the output incrementally from the state file if it can be trusted,
-    else build it from scratch; then save the state for the next build."""
+def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
+                 timings: Timings | None = None) -> tuple[Session, Summary]:
+    """Bring `output` up to date: incrementally from the state file if it can be trusted,
+    else from scratch."""
     _check_output(path, output)
-    session = None
     reason = FULL_ASKED
     if not full:
         try:
             session = Session.load(path, output, arch_name)
         except FullBuildNeeded as e:
             reason = str(e)
-    if session is not None:
-        summary = session.update()
-    else:
-        session, summary = Session.full_build(path, output, arch_name, timings, reason)
+        else:
+            return session, session.update()
+    return Session.full_build(path, output, arch_name, timings, reason)
+
+
+def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
+          timings: Timings | None = None) -> Summary:
+    """`toyc build`: `open_session`, then save the state for the next build."""
+    session, summary = open_session(path, output, arch_name, full=full, timings=timings)
     session.save_state()
     return summary

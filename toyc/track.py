@@ -52,7 +52,6 @@ class Plan:
     """How a new text differs from the tracked one."""
 
     text: str
-    edit: int  # where the texts start to differ
     first: int  # tracked declarations [first, stop) are replaced by `chunks`
     stop: int
     chunks: list[Chunk]
@@ -217,7 +216,7 @@ class Tracker:
             candidates = by_text.get((c.text, c.col))
             same.append(candidates.pop() if candidates else -1)
         line_delta = new.count("\n", p, new_end) - old.count("\n", p, old_end)
-        return Plan(new, p, first, stop, chunks, same, delta, line_delta)
+        return Plan(new, first, stop, chunks, same, delta, line_delta)
 
     # ---- committing ---------------------------------------------------------------------------
 

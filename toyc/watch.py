@@ -18,7 +18,7 @@ from pathlib import Path
 
 import watchfiles
 
-from toyc.session import FullBuildNeeded, Session
+from toyc.session import Session, open_session
 from toyc.source import CompileError, UserError
 
 # After a change, how long to wait for more before updating. Short, for a fast loop; a save
@@ -104,11 +104,7 @@ def _start(path: str, output: str, arch_name: str) -> Session | None:
     """The first build of a watch: incremental from a trusted state file, else full. None if
     the source has errors (the next good save builds)."""
     try:
-        try:
-            session = Session.load(path, output, arch_name)
-            summary = session.update()
-        except FullBuildNeeded as e:
-            session, summary = Session.full_build(path, output, arch_name, reason=str(e))
+        session, summary = open_session(path, output, arch_name)
     except CompileError as e:
         sys.stderr.write(e.render())
         _report(f"not built: {len(e.diagnostics)} error(s); waiting for a save")
