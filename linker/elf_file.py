@@ -23,6 +23,10 @@ from linker.atom import align_forward, pad_to_ideal
 
 MAX_PHDRS = 16
 HEADER_RESERVE = elf.EHDR_SIZE + MAX_PHDRS * elf.PHDR_SIZE
+# A segment's memory size reaches this far past its section (at least; as far again as the
+# section for bigger ones), so that a running copy of the program, whose mappings are fixed
+# when it starts, has zero-filled memory where the section grows and can be patched there.
+MEMORY_HEADROOM = 1 << 20
 
 
 class LinkError(Exception):
@@ -77,6 +81,12 @@ class ElfFile:
         mem = align_forward(max(memsz, size, 1), self.page)
         return self.add_phdr(elf.Phdr(elf.PT_LOAD, flags, offset, vaddr, size, mem, self.page))
 
+    def memory_size(self, index: int) -> int:
+        """What section `index`'s segment should map: the section, and room to grow into."""
+        sec = self.sections[index]
+        size = sec.shdr.size
+        return min(size + max(size, MEMORY_HEADROOM), max(sec.max_size, size))
+
     # ---- free space ---------------------------------------------------------------------------
 
     def _used_ranges(self):
@@ -125,7 +135,8 @@ class ElfFile:
         phdr = self.phdrs[sec.phdr]
         new_size = min(align_forward(pad_to_ideal(needed), self.page), sec.max_size)
         if sec.shdr.type == elf.SHT_NOBITS:
-            phdr.memsz = sec.shdr.size = new_size
+            sec.shdr.size = new_size
+            phdr.memsz = self.memory_size(index)
             return
         own = (phdr.offset, phdr.offset + phdr.filesz)
         if not self._is_free(phdr.offset, phdr.offset + new_size, own):
@@ -133,7 +144,8 @@ class ElfFile:
             self.copy(phdr.offset, new_offset, phdr.filesz)
             phdr.offset = new_offset
             sec.shdr.offset = new_offset
-        phdr.filesz = phdr.memsz = sec.shdr.size = new_size
+        phdr.filesz = sec.shdr.size = new_size
+        phdr.memsz = self.memory_size(index)
 
     def copy(self, src: int, dst: int, size: int) -> None:
         chunk = 1 << 20

@@ -17,8 +17,9 @@ strings and headers that changed. `state`/`from_state` carry everything across p
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from linker import atom as atoms_mod
 from linker import elf
@@ -63,6 +64,25 @@ def code_hash(code: Code) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class Patch:
+    """An update that is also to be written into a running copy of the program.
+
+    Set on the ZigObject (`patch`) for the length of one update. While it is set, nothing the
+    running program may still execute or read is overwritten or reused: a function a thread is
+    inside of (or will return into) moves instead of being rewritten in place, and its old body
+    stays, with a jump at its entry; removed declarations and constants nothing refers to any
+    more stay where they are. `release_retired` gives that room back once no copy runs.
+    """
+
+    busy: list[int]  # sorted code addresses that threads execute or return to
+    writes: list[tuple[int, bytes]] = field(default_factory=list)  # (address, bytes) to write
+    kept: list[str] = field(default_factory=list)  # globals whose running value is kept
+    blockers: list[str] = field(default_factory=list)  # why the update cannot be written
+    running: list[str] = field(default_factory=list)  # functions whose old body stays in use
+    private: set[int] = field(default_factory=set)  # atoms written to the file only
+
+
 @dataclass(slots=True)
 class Symbol:
     name: str
@@ -103,6 +123,9 @@ class ZigObject:
         self.outcome: dict[str, str] = {}  # nav -> what its last update did, for summaries
         self.lines_rewritten = 0  # declarations whose line fields update_line rewrote
         self.shifts: list[tuple[int, int]] = []  # (first line, delta) per recorded line shift
+        self.patch: Patch | None = None  # set while an update is also written to a running copy
+        self.retired: list[tuple[int, int]] = []  # (atom, function symbol or 0) kept for it
+        self.deferred: set[Target] = set()  # unused targets not freed while it runs
         if size_hints is not None:
             self._create_sections(size_hints)
 
@@ -124,6 +147,7 @@ class ZigObject:
             shdr = elf.Shdr(name, stype, sflags, vaddr, offset, size, addralign=SECTION_ALIGN[key])
             self.section_of[key] = elf_file.add_section(
                 Section(shdr, ph, max_size=room, min_capacity=min_cap))
+            phdr.memsz = elf_file.memory_size(self.section_of[key])
             if key in ("text", "bss"):
                 # eu-elflint judges a segment writable only if a PROGBITS section in it is; an
                 # executable section may not be, and .bss.zig is NOBITS. An empty writable
@@ -204,7 +228,7 @@ class ZigObject:
             s.type = stype
             self._touch(sym)
             if s.trampoline:  # no longer a function: nothing may jump through it
-                atoms_mod.free(self, s.trampoline)
+                self._drop_atom(s.trampoline)
                 self.trampolines.discard(sym)
                 s.trampoline = 0
         outcome = self._place(sym, code, self.section_of[key], line)
@@ -231,8 +255,7 @@ class ZigObject:
             self.pending[index] = bytes(buf)
         else:
             for offset, relative in a.line_fields:
-                self.elf.write_atom(a.section, a.value + offset,
-                                    self._line_field(line + relative))
+                self._write(index, offset, self._line_field(line + relative))
         return True
 
     def shift_lines(self, first: int, delta: int) -> None:
@@ -249,8 +272,8 @@ class ZigObject:
             # The common case: append the entry and bump the count, 12 bytes.
             a.size = len(table)
             self.elf.grow_section(a.section, a.value + a.size)
-            self.elf.write_atom(a.section, a.value + len(table) - 8, table[-8:])
-            self.elf.write_atom(a.section, a.value, table[:4])
+            self._write(index, len(table) - 8, table[-8:])
+            self._write(index, 0, table[:4])
             a.code_hash = code_hash(Code(table, [], 4))
         else:
             self._place(sym, Code(table, [], 4), a.section, 0)
@@ -268,7 +291,7 @@ class ZigObject:
             return
         s = self.symbols[sym]
         if s.trampoline:
-            atoms_mod.free(self, s.trampoline)
+            self._drop_atom(s.trampoline)
             self.trampolines.discard(sym)
         self._free_symbol(sym)
         self.outcome[name] = "removed"
@@ -276,8 +299,7 @@ class ZigObject:
     def _free_symbol(self, sym: int) -> None:
         s = self.symbols[sym]
         index = s.atom
-        self._set_relocs(index, [])
-        atoms_mod.free(self, index)
+        self._drop_atom(index)
         self.pending.pop(index, None)
         self.moved.discard(sym)
         self.users.pop(s.target, None)
@@ -292,9 +314,13 @@ class ZigObject:
             if line and self.update_line(a.name, line):
                 return "lines"
             return "unchanged"
+        old_relocs = a.relocs
         self._set_relocs(index, code.relocs)
         old_size, old_value, old_prev = a.size, a.value, a.prev
         was_alive = a.alive
+        busy = was_alive and self._busy(index)
+        if was_alive and self.patch is not None:
+            self._check_running_value(index, code, section)
         moved = False
         if a.alive and a.section != section:
             atoms_mod.free(self, index)
@@ -308,9 +334,12 @@ class ZigObject:
         trampoline = False
         if not a.alive:
             atoms_mod.allocate(self, index)
-        elif a.size > atoms_mod.capacity(self, index) or a.value % a.align:
+        elif busy or a.size > atoms_mod.capacity(self, index) or a.value % a.align:
             atoms_mod.free(self, index)
-            if self.symbols[sym].type == elf.STT_FUNC:
+            if busy:
+                self._retire_body(sym, old_value, old_size, old_prev, old_relocs)
+                trampoline = True
+            elif self.symbols[sym].type == elf.STT_FUNC:
                 self._leave_trampoline(sym, old_value, old_prev)
                 trampoline = True
             atoms_mod.allocate(self, index)
@@ -340,6 +369,112 @@ class ZigObject:
         if a.size < old_size:
             return "shrunk in place"
         return "in place"
+
+    # ---- a running copy -----------------------------------------------------------------------
+
+    def _write(self, index: int, offset: int, data: bytes) -> None:
+        """Write bytes of atom `index` to the file and, during a patch, to the running copy."""
+        a = self.atoms[index]
+        self.elf.write_atom(a.section, a.value + offset, data)
+        p = self.patch
+        if p is not None and index not in p.private:
+            p.writes.append((self.atom_address(index) + offset, data))
+
+    def _busy(self, index: int) -> bool:
+        """Whether a thread of the running copy is inside code atom `index` past its first
+        byte, or will return into it. (At the first byte, new code in place is simply what it
+        runs next.)"""
+        p = self.patch
+        a = self.atoms[index]
+        if p is None or a.section != self.section_of["text"]:
+            return False
+        lo = self.atom_address(index)
+        i = bisect.bisect_right(p.busy, lo)
+        return i < len(p.busy) and p.busy[i] < lo + a.size
+
+    def entry_busy(self, names: list[str], busy: list[int]) -> list[str]:
+        """The functions among `names` that a thread is stopped in the first bytes of, where a
+        jump would be written if they moved."""
+        out = []
+        size = self.arch.info.trampoline_size
+        for name in names:
+            sym = self.navs.get(name)
+            if sym is None or not self.symbol_atom(sym).alive:
+                continue
+            lo = self.address(sym)
+            i = bisect.bisect_right(busy, lo)
+            if i < len(busy) and busy[i] < lo + size:
+                out.append(name)
+        return out
+
+    def _check_running_value(self, index: int, code: Code, section: int) -> None:
+        """A global that exists in the running copy changes: its running value is kept (the
+        new initial value goes to the file only), unless its size or place changes."""
+        a = self.atoms[index]
+        if a.section not in (self.section_of["data"], self.section_of["bss"]):
+            return
+        p = self.patch
+        if a.size != code.length:
+            p.blockers.append(f"global {a.name} changed size")
+        elif a.section != section:
+            old, new = (self.elf.sections[i].shdr.name for i in (a.section, section))
+            p.blockers.append(f"global {a.name} moved from {old} to {new}")
+        else:
+            p.private.add(index)
+            p.kept.append(a.name)
+
+    def _drop_atom(self, index: int) -> None:
+        """Free atom `index`, or, during a patch, keep it for the running copy."""
+        if self.patch is not None:
+            self.retired.append((index, 0))
+            return
+        self._set_relocs(index, [])
+        atoms_mod.free(self, index)
+
+    def _retire_body(self, sym: int, value: int, size: int, prev: int, relocs: list) -> None:
+        """Keep a busy function's old body where it is, for the threads inside it, with a
+        jump to the new body at its entry (it is the trampoline if the function has none)."""
+        s = self.symbols[sym]
+        self.trampolines.add(sym)
+        self.atoms.append(Atom(f"{s.name}$old"))
+        r = len(self.atoms) - 1
+        ra = self.atoms[r]
+        ra.section = self.symbol_atom(sym).section
+        ra.size = size
+        atoms_mod.place_at(self, r, value, prev)
+        # Its code still refers to other symbols: keep them, and follow them if they move.
+        jump = self.arch.info.trampoline_size
+        self._set_relocs(r, [x for x in relocs if x.offset >= jump])
+        if not s.trampoline:
+            s.trampoline = r
+        self.retired.append((r, sym))
+        self.patch.running.append(s.name)
+
+    def _entries(self, sym: int) -> list[int]:
+        """The atoms that must jump to function `sym`: its trampoline and old bodies."""
+        t = self.symbols[sym].trampoline
+        return [t] + [r for r, owner in self.retired
+                      if owner == sym and r != t and self.atoms[r].alive]
+
+    def release_retired(self) -> bool:
+        """No running copy needs what patches kept for it any more: free it (the next flush
+        frees the constants only it used). Whether there was anything."""
+        if not self.retired and not self.deferred:
+            return False
+        for index, owner in self.retired:
+            a = self.atoms[index]
+            if not a.alive:
+                continue
+            self._set_relocs(index, [])
+            if owner and self.symbols[owner].trampoline == index:
+                a.size = self.arch.info.trampoline_size
+                atoms_mod.note_surplus(self, index)
+            else:
+                atoms_mod.free(self, index)
+        self.retired = []
+        self.unused |= self.deferred
+        self.deferred = set()
+        return True
 
     def _leave_trampoline(self, sym: int, old_value: int, old_prev: int) -> None:
         """Jump from the function's first address to wherever it is now (as the seed does, one
@@ -396,18 +531,16 @@ class ZigObject:
             base = self.atom_address(index)
             for r in a.relocs:
                 self._apply(buf, base, r, a.name, undefined)
-            self.elf.write_atom(a.section, a.value, bytes(buf))
+            self._write(index, 0, bytes(buf))
         if undefined:
             lines = [f"undefined symbol: {name} (referenced by {', '.join(sorted(set(refs)))})"
                      for name, refs in sorted(undefined.items())]
             raise LinkError("\n".join(lines))
         self._repatch_moved()
         for sym in self.trampolines:
-            t = self.symbols[sym].trampoline
-            source = self.atom_address(t)
-            ta = self.atoms[t]
-            self.elf.write_atom(ta.section, ta.value,
-                                self.arch.trampoline(source, self.address(sym)))
+            target = self.address(sym)
+            for t in self._entries(sym):
+                self._write(t, 0, self.arch.trampoline(self.atom_address(t), target))
         self.pending.clear()
         self.moved.clear()
         self.trampolines.clear()
@@ -417,6 +550,9 @@ class ZigObject:
     def _free_unused(self) -> None:
         """Free the uavs and lazy symbols nothing refers to any more (in turn, what only they
         referred to)."""
+        if self.patch is not None:  # the running copy may still use them
+            self.deferred |= self.unused
+            self.unused.clear()
         while self.unused:
             t = self.unused.pop()
             if self.users.get(t) or t == Target("lazy", ENTRY):
@@ -445,8 +581,7 @@ class ZigObject:
                     # No field is wider than 8 bytes; write what changed of these.
                     end = min(r.offset + 8, a.size)
                     if buf[r.offset : end] != old[r.offset : end]:
-                        self.elf.write_atom(a.section, a.value + r.offset,
-                                            bytes(buf[r.offset : end]))
+                        self._write(index, r.offset, bytes(buf[r.offset : end]))
 
     def _apply(self, buf: bytearray, base: int, r: Reloc, owner: str,
                undefined: dict[str, list[str]]) -> None:

@@ -46,11 +46,19 @@ def _arg_parser() -> argparse.ArgumentParser:
                    help="print what the build changed, in one line")
 
     w = sub.add_parser("watch", help="rebuild FILE.toy incrementally on every save",
+                       usage="toyc watch [-h] [-o OUT] [--arch ARCH] [--run [--restart]] "
+                       "FILE.toy [-- ARGS...]",
                        description="Build FILE.toy, then update the output each time the file "
-                       "is saved, printing one line per update (or the errors). Ctrl-C stops.")
+                       "is saved, printing one line per update (or the errors). With --run, "
+                       "also run it (with ARGS) and write every update into the running "
+                       "program. Ctrl-C stops.")
     w.add_argument("file", metavar="FILE.toy")
     w.add_argument("-o", dest="output", metavar="OUT", help="write the executable to OUT")
     w.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
+    w.add_argument("--run", action="store_true",
+                   help="run the program and write every update into it while it runs")
+    w.add_argument("--restart", action="store_true",
+                   help="with --run: restart the program when an update cannot be swapped in")
 
     r = sub.add_parser("run", help="compile FILE.toy and run it",
                        description="Compile FILE.toy to a cached executable and run it with "
@@ -84,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     # A build allocates many small objects and frees few: the cycle collector would spend a
     # fifth of the time finding nothing. The process is short-lived.
     gc.disable()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    program_args = []
+    if argv[:1] == ["watch"] and "--" in argv:  # the program's own, never toyc's options
+        i = argv.index("--")
+        argv, program_args = argv[:i], argv[i + 1 :]
     args = _arg_parser().parse_args(argv)
     try:
         if args.command in ("build", "watch"):
@@ -104,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "watch":
             from toyc.watch import watch
 
-            return watch(args.file, output, args.arch)
+            if (program_args or args.restart) and not args.run:
+                raise UserError("program arguments and --restart need --run")
+            return watch(args.file, output, args.arch, program_args if args.run else None,
+                         args.restart)
         return _run(args)
     except CompileError as e:
         sys.stderr.write(e.render())

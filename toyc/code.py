@@ -77,7 +77,10 @@ class ArchInfo:
     page_size: int
     function_align: int
     trampoline_size: int
-    byteorder: str = "little"  # of line fields and the line shift table
+    byteorder: str = "little"  # of line fields, the line shift table and registers
+    # where the stack pointer is in the NT_PRSTATUS register set that ptrace returns (for hot
+    # swap, which scans each thread's stack for code addresses)
+    sp_offset: int = 0
 
 
 class RelocationOverflow(Exception):

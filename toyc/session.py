@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from linker.elf_file import ElfFile, LinkError
+from linker.hot_swap import HotSwap
 from linker.zig_object import ZigObject, global_section, size_hints
 from toyc import __version__
 from toyc import ast as A
@@ -141,6 +142,7 @@ class Session:
         self.zo = zo
         self.output_stat = output_stat
         self.hooks = plugin_manager().hook
+        self.swap: HotSwap | None = None  # the running program updates are written into too
 
     # ---- full builds --------------------------------------------------------------------------
 
@@ -203,8 +205,11 @@ class Session:
                 raise FullBuildNeeded("the output file was changed by something else")
             summary = self._update(text, start)
         except FullBuildNeeded as e:
+            if self.swap is not None:
+                self.swap.cancel(self.zo, "the output was rebuilt from scratch")
             session, summary = Session.full_build(self.path, self.output, self.arch.info.name,
                                                   reason=str(e))
+            session.swap = self.swap
             self.__dict__.update(session.__dict__)
         return summary
 
@@ -324,6 +329,8 @@ class Session:
         hook = self.hooks
         moved, below = shifted
         zo.lines_rewritten = 0
+        if self.swap is not None:
+            self.swap.begin(zo, [d.name for d in decls if isinstance(d, A.FnDecl)])
         try:
             for name in sorted(removed):
                 hook.toyc_free_nav(linker=zo, name=name)
@@ -339,9 +346,23 @@ class Session:
             raise FullBuildNeeded(str(e)) from None
         finally:
             os.close(fd)
+        if self.swap is not None:
+            self.swap.finish(zo)
         self.output_stat = _stat_key(self.output)
         outcomes = {n: zo.outcome[n] for n in zo.outcome}
         return Summary(False, outcomes, zo.lines_rewritten, zo.elf.bytes_written)
+
+    def release(self) -> None:
+        """No running program needs what updates kept for it: free that in the output."""
+        if not self.zo.release_retired():
+            return
+        fd = os.open(self.output, os.O_RDWR)
+        try:
+            self.zo.elf.fd = fd
+            self.hooks.toyc_flush(linker=self.zo)
+        finally:
+            os.close(fd)
+        self.output_stat = _stat_key(self.output)
 
     # ---- the state file -----------------------------------------------------------------------
 

@@ -6,6 +6,11 @@ changes to the file leads to one update and one line on stdout; a save with erro
 errors, says that nothing was written, and leaves the output and the session as they were, so
 the next good save is compared with the last good one. Ctrl-C saves the state for the next
 `toyc build` and exits with status 0.
+
+With `--run`, the program is started after the first build and every update is also written
+into it while it runs (`linker/hot_swap.py`); the update's line says whether it was, and if
+not, why. The program ending is reported when it happens, and the next good save starts it
+again. The watch ends the program when it ends itself.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pathlib import Path
 
 import watchfiles
 
+from linker.hot_swap import HotSwap
+from toyc.plugins import get_arch
 from toyc.session import Session, open_session
 from toyc.source import CompileError, UserError
 
@@ -27,17 +34,28 @@ STEP_MS = 1
 
 
 def _report(line: str) -> None:
-    print(line, flush=True)
+    # One write, so that a running program's output sharing the terminal cannot split it.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
-def watch(path: str, output: str, arch_name: str) -> int:
+# How often to look whether a running program has ended, while no file changes.
+POLL_MS = 50
+
+
+def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
+          restart: bool = False) -> int:
+    """Watch `path`; with `run` (the program's arguments), run the program and hot-swap."""
     src = Path(path).resolve()
     if not src.parent.is_dir():
         raise UserError(f"{path}: no such directory")
     # A terminal's Ctrl-C and a supervisor's SIGTERM both end the watch the same clean way.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
-    session = _start(path, output, arch_name)
+    swap = None
+    if run is not None:
+        swap = HotSwap(output, run, get_arch(arch_name).info, restart)
+    session = _start(path, output, arch_name, swap)
     _warm_up(arch_name)
     # The command line turned the cycle collector off for a short build; a watch runs for
     # hours. What exists now lives as long as the watch: keep it out of the collector's way,
@@ -45,12 +63,16 @@ def watch(path: str, output: str, arch_name: str) -> int:
     gc.freeze()
     try:
         for changes in watchfiles.watch(src.parent, watch_filter=lambda _, p: Path(p) == src,
-                                        step=STEP_MS, debounce=1600, rust_timeout=0,
+                                        step=STEP_MS, debounce=1600,
+                                        rust_timeout=POLL_MS if swap else 0,
+                                        yield_on_timeout=swap is not None,
                                         raise_interrupt=True):
+            if swap is not None and (ended := swap.exited()):
+                _report(ended)
             if not any(Path(p) == src for _, p in changes) or not src.exists():
                 continue
             if session is None:
-                session = _start(path, output, arch_name)
+                session = _start(path, output, arch_name, swap)
                 continue
             before = _stamp(src)
             try:
@@ -68,12 +90,16 @@ def watch(path: str, output: str, arch_name: str) -> int:
                 continue
             if summary.full and summary.reason:
                 _report(f"full build: {summary.reason}")
-            _report(summary.line())
+            note = swap.report() if swap is not None else ""
+            _report(f"{summary.line()}; {note}" if note else summary.line())
             gc.collect()
     except KeyboardInterrupt:
         pass
     finally:
+        if swap is not None:
+            swap.stop()
         if session is not None:
+            session.release()
             session.save_state()
     return 0
 
@@ -100,9 +126,10 @@ def _warm_up(arch_name: str) -> None:
     get_arch(arch_name).lower_function(decl, program)
 
 
-def _start(path: str, output: str, arch_name: str) -> Session | None:
-    """The first build of a watch: incremental from a trusted state file, else full. None if
-    the source has errors (the next good save builds)."""
+def _start(path: str, output: str, arch_name: str, swap: HotSwap | None) -> Session | None:
+    """The first build of a watch: incremental from a trusted state file, else full; then
+    the program is started, with `--run`. None if the source has errors (the next good save
+    builds)."""
     try:
         session, summary = open_session(path, output, arch_name)
     except CompileError as e:
@@ -114,5 +141,10 @@ def _start(path: str, output: str, arch_name: str) -> Session | None:
             raise
         _report(f"not built: {e}; waiting for a save")
         return None
-    _report(summary.line())
+    if swap is not None:
+        session.swap = swap
+        session.release()  # nothing runs yet that could need what a previous run kept
+        _report(f"{summary.line()}; {swap.start()}")
+    else:
+        _report(summary.line())
     return session

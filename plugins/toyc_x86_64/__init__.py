@@ -21,6 +21,7 @@ INFO = ArchInfo(
     page_size=0x1000,
     function_align=codegen.FUNCTION_ALIGN,
     trampoline_size=relocs.TRAMPOLINE_SIZE,
+    sp_offset=19 * 8,  # struct user_regs_struct: r15 ... rip, cs, eflags, rsp
 )
 
 

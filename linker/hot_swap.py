@@ -1,0 +1,183 @@
+"""Hot swap: each update written into the running program as well as into the output file.
+
+`toyc watch --run` keeps one `HotSwap`. It starts the program (`process.py`) after the first
+build; around the linking of each update (`begin`, `finish`) it stops every thread of the
+program, finds the code addresses the threads are executing or will return into (every word of
+their registers and of their stacks that points into the code section: conservative, like a
+garbage collector's stack scan, so no frame layout is assumed), hands them to the ZigObject as
+a `Patch`, and, once the linker has written the file, writes the same bytes into the program
+and lets it go on. The ZigObject keeps code that is in use intact (see `Patch`).
+
+Not everything can be swapped. A global whose initializer changed keeps its running value (the
+new one goes to the file: it is what the next start sees). A global that changed size or
+section, a full rebuild of the output, memory the program does not have, or a thread that stays
+in the first bytes of a function that must move, mean that the program is left running the
+previous version; it is then "stale" and no later update is written into it, until it is
+restarted (`--restart` does that at once). `report` says, in one clause for the summary line,
+which of these happened. toyc writes only into the process it started.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+from linker.process import Process, ProcessGone, describe_status
+from linker.zig_object import Patch, ZigObject
+
+# How long to wait for a thread to leave the first bytes of a function that must move.
+ENTRY_RETRIES = 50
+ENTRY_WAIT_S = 0.001
+
+
+class HotSwap:
+    def __init__(self, executable: str, args: list[str], arch_info, restart: bool = False):
+        self.executable = executable
+        self.args = args
+        self.info = arch_info
+        self.restart = restart
+        self.process: Process | None = None
+        self.stale = ""  # why the running program no longer matches the file
+        self.stale_reported = False
+        self.busy_functions: list[str] = []
+        self.attempted = False  # whether the last update reached the linker
+        self.result = ""  # what the last update did to the program
+
+    # ---- the program's life -------------------------------------------------------------------
+
+    def start(self) -> str:
+        self.process = Process.start(self.executable, self.args, self.info.sp_offset,
+                                     self.info.byteorder)
+        self.stale = ""
+        self.stale_reported = False
+        return f"started pid {self.process.pid}"
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def exited(self) -> str | None:
+        """If the program ended since the last call: a line saying how (once)."""
+        p = self.process
+        if p is None or p.poll() is None:
+            return None
+        self.process = None
+        return f"program (pid {p.pid}) {describe_status(p.status)}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
+    # ---- one update ---------------------------------------------------------------------------
+
+    def begin(self, zo: ZigObject, functions: list[str]) -> None:
+        """Before the linker runs: stop the program and give the ZigObject the patch to fill,
+        if the program is running the version in the file."""
+        self.attempted = True
+        self.result = ""
+        self.busy_functions = []
+        if not self.running() or self.stale:
+            zo.release_retired()
+            return
+        text = zo.elf.sections[zo.section_of["text"]].shdr
+        lo, hi = text.addr, text.addr + zo.elf.sections[zo.section_of["text"]].max_size
+        try:
+            for _ in range(ENTRY_RETRIES):
+                busy = self._busy(self.process.stop(), lo, hi)
+                waiting = zo.entry_busy(functions, busy)
+                if not waiting:
+                    zo.patch = Patch(busy)
+                    return
+                self.process.resume()
+                time.sleep(ENTRY_WAIT_S)
+        except ProcessGone:
+            zo.release_retired()
+            return
+        self.stale = (f"the running code could not be safely patched (a thread stays in the "
+                      f"first bytes of {', '.join(waiting)})")
+        zo.release_retired()
+
+    def _busy(self, threads, lo: int, hi: int) -> list[int]:
+        words = set()
+        for t in threads:
+            for blob in (t.regs, t.stack):
+                n = len(blob) // 8
+                fmt = ("<" if self.info.byteorder == "little" else ">") + f"{n}Q"
+                words.update(w for w in struct.unpack(fmt, blob[: n * 8]) if lo <= w < hi)
+        return sorted(words)
+
+    def finish(self, zo: ZigObject) -> None:
+        """After the linker wrote the file: write the same into the program, or say why not,
+        and let it go on."""
+        patch, zo.patch = zo.patch, None
+        if patch is None:
+            return
+        p = self.process
+        try:
+            if patch.blockers:
+                self.stale = "; ".join(patch.blockers)
+            else:
+                missing = self._unmapped(patch.writes)
+                if missing:
+                    self.stale = missing
+                else:
+                    p.write(patch.writes)
+                    self.result = self._applied(patch)
+        except ProcessGone:
+            pass
+        except OSError as e:
+            self.stale = f"writing into the program failed ({e.strerror or e})"
+        finally:
+            p.resume()
+
+    def cancel(self, zo: ZigObject, reason: str) -> None:
+        """The update did not go through the linker as planned: leave the program as it is."""
+        self.attempted = True
+        if zo.patch is not None:
+            zo.patch = None
+            self.process.resume()
+        if self.running():
+            self.stale = reason
+
+    def _unmapped(self, writes: list[tuple[int, bytes]]) -> str:
+        maps = [(lo, hi) for lo, hi, perms in self.process.maps() if "w" in perms]
+        for address, data in writes:
+            if not any(lo <= address and address + len(data) <= hi for lo, hi in maps):
+                return (f"the program has no memory at {address:#x} (the section grew past "
+                        f"what it mapped when it started)")
+        return ""
+
+    def _applied(self, patch: Patch) -> str:
+        parts = [f"swapped into pid {self.process.pid}"]
+        if patch.kept:
+            parts.append(f"running value of {', '.join(patch.kept)} kept")
+        if patch.running:
+            verb = "is" if len(patch.running) == 1 else "are"
+            parts.append(f"{', '.join(patch.running)} {verb} running the old code until "
+                         "it returns")
+        return "; ".join(parts)
+
+    def report(self) -> str:
+        """What the last update did to the program, as clauses for its summary line; restarts
+        or starts the program if that is what is due."""
+        if not self.attempted:
+            return ""
+        self.attempted = False
+        if self.process is None or not self.running():
+            how = ""
+            if self.process is not None:
+                how = f" ({describe_status(self.process.status)})"
+            return f"not swapped: the program had ended{how}; {self.start()}"
+        if self.stale:
+            pid = self.process.pid
+            if self.restart:
+                reason = self.stale
+                self.stop()
+                self.start()
+                return f"not swapped: {reason}; restarted: pid {pid} is now {self.process.pid}"
+            if self.stale_reported:
+                return (f"not swapped: pid {pid} runs an older version (since: {self.stale})")
+            self.stale_reported = True
+            return (f"not swapped: {self.stale}; pid {pid} runs the previous version "
+                    "(--restart restarts it)")
+        return self.result

@@ -1,0 +1,241 @@
+"""A program toyc started and may patch while it runs (Linux only).
+
+The program runs from a private in-memory copy of the output (a memfd), so the output file
+stays writable and toyc's later writes to it never show through into the running program's
+pages: only what `write` puts there changes the running program.
+
+`stop` attaches to every thread with ptrace (PTRACE_SEIZE, then PTRACE_INTERRUPT, listing
+/proc/PID/task again until no new thread appears, so a thread created meanwhile is caught too)
+and returns each thread's register set (NT_PRSTATUS, as the kernel lays it out) and the words
+of its stack from the stack pointer up. `write` puts bytes into the program's memory with
+process_vm_writev, as the seed does; `resume` detaches, handing back any signal that arrived
+while the threads were stopped. Between updates the program runs untraced, so its signals,
+terminal and exit behave as if toyc were not there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import struct
+from dataclasses import dataclass
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_libc.process_vm_writev.restype = ctypes.c_ssize_t
+_libc.process_vm_readv.restype = ctypes.c_ssize_t
+
+PTRACE_DETACH = 17
+PTRACE_GETREGSET = 0x4204
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_EVENT_STOP = 128
+NT_PRSTATUS = 1
+WALL = 0x40000000
+IOV_MAX = 1024
+REGS_MAX = 4096  # larger than any architecture's NT_PRSTATUS register set
+
+
+class ProcessGone(Exception):
+    """The program ended; `Process.status` says how."""
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+@dataclass
+class Thread:
+    tid: int
+    regs: bytes  # the NT_PRSTATUS register set
+    stack: bytes  # from the stack pointer to the end of the mapping holding it
+    signal: int = 0  # a signal that arrived while stopped, to hand back on resume
+
+
+def describe_status(status: int) -> str:
+    """'exited with status N' or 'killed by SIGNAME', from a wait status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        core = " (core dumped)" if os.WCOREDUMP(status) else ""
+        return f"killed by {name}{core}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def _ptrace(request: int, tid: int, addr: int = 0, data: int = 0) -> int:
+    rc = _libc.ptrace(request, tid, ctypes.c_void_p(addr), ctypes.c_void_p(data))
+    if rc == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return rc
+
+
+class Process:
+    """A child process running a copy of an executable."""
+
+    def __init__(self, pid: int, sp_offset: int, byteorder: str = "little"):
+        self.pid = pid
+        self.sp_offset = sp_offset  # where the stack pointer is in the register set
+        self.word = "<Q" if byteorder == "little" else ">Q"
+        self.status: int | None = None  # the wait status, once it has ended
+        self.stopped: list[Thread] = []
+
+    @classmethod
+    def start(cls, executable: str, args: list[str], sp_offset: int,
+              byteorder: str = "little") -> Process:
+        """Run a private copy of `executable` with `args` (argv[0] is `executable`)."""
+        with open(executable, "rb") as f:
+            image = f.read()
+        fd = os.memfd_create(f"toyc:{os.path.basename(executable)}", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, image)
+            # The kernel opens the path before it closes the close-on-exec descriptors.
+            pid = os.posix_spawn(f"/proc/self/fd/{fd}", [executable, *args], os.environ)
+        finally:
+            os.close(fd)
+        return cls(pid, sp_offset, byteorder)
+
+    # ---- life and death -----------------------------------------------------------------------
+
+    def poll(self) -> int | None:
+        """The wait status if the program has ended (reaping it), else None."""
+        if self.status is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return self.status
+            if pid:
+                self.status = status
+        return self.status
+
+    def kill(self) -> None:
+        if self.poll() is not None:
+            return
+        if self.stopped:
+            self.resume()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while self.status is None:
+            try:
+                _, self.status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                break
+
+    # ---- stopping and resuming ----------------------------------------------------------------
+
+    def _tids(self) -> set[int]:
+        try:
+            return {int(t) for t in os.listdir(f"/proc/{self.pid}/task")}
+        except (FileNotFoundError, ProcessLookupError):
+            self.poll()
+            raise ProcessGone from None
+
+    def stop(self) -> list[Thread]:
+        """Stop every thread; their registers and stacks. Raises ProcessGone."""
+        if self.poll() is not None:
+            raise ProcessGone
+        seized: dict[int, int] = {}  # tid -> pending signal
+        try:
+            while True:
+                new = self._tids() - seized.keys()
+                if not new:
+                    break
+                for tid in sorted(new):
+                    try:
+                        _ptrace(PTRACE_SEIZE, tid)
+                        _ptrace(PTRACE_INTERRUPT, tid)
+                    except OSError:  # the thread ended meanwhile
+                        continue
+                    seized[tid] = self._wait_stop(tid)
+                seized = {t: s for t, s in seized.items() if s >= 0}
+            threads = [Thread(tid, self._regs(tid), b"", sig) for tid, sig in seized.items()]
+        except BaseException:
+            self.stopped = [Thread(t, b"", b"", max(s, 0)) for t, s in seized.items()]
+            self.resume()
+            raise
+        maps = self.maps()
+        for t in threads:
+            sp = struct.unpack_from(self.word, t.regs, self.sp_offset)[0]
+            for lo, hi, _ in maps:
+                if lo <= sp < hi:
+                    t.stack = self.read(sp & ~7, hi - (sp & ~7))
+                    break
+        self.stopped = threads
+        return threads
+
+    def _wait_stop(self, tid: int) -> int:
+        """Wait until seized thread `tid` stops: the signal it stopped with (0 for our
+        interrupt), or -1 if it ended instead."""
+        while True:
+            try:
+                _, status = os.waitpid(tid, WALL)
+            except ChildProcessError:
+                return -1
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                if tid == self.pid:
+                    self.status = status
+                    raise ProcessGone
+                return -1
+            if os.WIFSTOPPED(status):
+                if status >> 16 == PTRACE_EVENT_STOP:
+                    return 0
+                return os.WSTOPSIG(status)  # a signal arrived first; it is handed back later
+
+    def _regs(self, tid: int) -> bytes:
+        buf = ctypes.create_string_buffer(REGS_MAX)
+        iov = _Iovec(ctypes.cast(buf, ctypes.c_void_p), REGS_MAX)
+        _ptrace(PTRACE_GETREGSET, tid, NT_PRSTATUS, ctypes.addressof(iov))
+        return buf.raw[: iov.len]
+
+    def resume(self) -> None:
+        for t in self.stopped:
+            try:
+                _ptrace(PTRACE_DETACH, t.tid, 0, t.signal)
+            except OSError:
+                pass  # ended while stopped (SIGKILL)
+        self.stopped = []
+
+    # ---- memory -------------------------------------------------------------------------------
+
+    def maps(self) -> list[tuple[int, int, str]]:
+        """The program's mappings: (start, end, permissions)."""
+        try:
+            with open(f"/proc/{self.pid}/maps") as f:
+                lines = f.read().splitlines()
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGone from None
+        out = []
+        for line in lines:
+            span, perms = line.split()[:2]
+            lo, hi = span.split("-")
+            out.append((int(lo, 16), int(hi, 16), perms))
+        return out
+
+    def read(self, address: int, size: int) -> bytes:
+        buf = ctypes.create_string_buffer(size)
+        local = _Iovec(ctypes.cast(buf, ctypes.c_void_p), size)
+        remote = _Iovec(address, size)
+        n = _libc.process_vm_readv(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        return buf.raw[: max(n, 0)]
+
+    def write(self, writes: list[tuple[int, bytes]]) -> None:
+        """Put each (address, bytes) into the program's memory. Raises OSError if any part
+        could not be written."""
+        for start in range(0, len(writes), IOV_MAX):
+            batch = writes[start : start + IOV_MAX]
+            keep = [ctypes.create_string_buffer(data, len(data)) for _, data in batch]
+            local = (_Iovec * len(batch))(*[_Iovec(ctypes.cast(b, ctypes.c_void_p), len(d))
+                                            for b, (_, d) in zip(keep, batch, strict=True)])
+            remote = (_Iovec * len(batch))(*[_Iovec(a, len(d)) for a, d in batch])
+            total = sum(len(d) for _, d in batch)
+            n = _libc.process_vm_writev(self.pid, local, len(batch), remote, len(batch), 0)
+            if n != total:
+                err = ctypes.get_errno() if n < 0 else 0
+                raise OSError(err, os.strerror(err) if err else f"wrote {n} of {total} bytes")

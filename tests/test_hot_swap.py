@@ -1,0 +1,299 @@
+"""`toyc watch --run`: updates written into the running program, checked from its own output.
+
+The program prints `out I F(I) TICKS` every few milliseconds, counting I up from 0 and TICKS (a
+global) with it, so each line shows which `f` ran, that the program was not restarted (I goes
+on rising) and that globals kept their values. After every update the output file is also run
+to a bounded count and compared with a clean build of the same source.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import TOYC, run
+from linker.hot_swap import HotSwap
+from linker.process import Thread
+from toyc.plugins import get_arch
+from toyc.session import Session
+from watching import Watcher, line_matching, save_in_place
+
+PROGRAM = """\
+var ticks: int = {ticks};
+var pair: [int; {pair}];
+{extra}
+fn f(i: int) -> int {{
+    {body}
+}}
+
+fn main() -> int {{
+    let limit: int = -1;
+    if argc() > 1 {{
+        limit = parse_int(argv(1));
+    }}
+    let i: int = 0;
+    while i != limit {{
+        ticks += 1;
+        pair[0] = i;
+        print("out", i, f(i), ticks);
+        sleep_ms({sleep});
+        i = i + 1;
+    }}
+    return 0;
+}}
+"""
+OUT = r"out (\d+) (-?\d+) (\d+)$"
+
+
+def source(body: str = "return i * 2;", ticks: int = 1, pair: int = 2, sleep: int = 3,
+           extra: str = "") -> str:
+    return PROGRAM.format(body=body, ticks=ticks, pair=pair, sleep=sleep, extra=extra)
+
+
+def grown(factor: int) -> str:
+    """A body of f that outgrows the room of the short one, so f moves."""
+    return "\n    ".join(["let a: int = 0;", *["a = a + i;" for _ in range(40)],
+                           f"return a / 40 * {factor};"])
+
+
+class Program:
+    """The watched program's output lines, as (i, value, ticks)."""
+
+    def __init__(self, w: Watcher):
+        self.w = w
+        self.last_i = -1
+
+    def until(self, value, timeout: float = 10.0) -> tuple[int, int]:
+        """Wait for a line whose value is value(i); it must not restart the count."""
+        while True:
+            m = line_matching(self.w, OUT, timeout)
+            i, v, ticks = (int(g) for g in m.groups())
+            assert i > self.last_i, f"the program restarted: {i} after {self.last_i}"
+            self.last_i = i
+            if v == value(i):
+                return i, ticks
+
+
+def summary(w: Watcher, pattern: str) -> str:
+    m = line_matching(w, r"(?!out |fresh )(.*)$")
+    line = m.group(1)
+    assert re.search(pattern, line), line
+    return line
+
+
+def same_as_clean_build(tmp_path: Path, text: str) -> None:
+    """The watched output behaves as a clean build of `text` does."""
+    (tmp_path / "clean.toy").write_text(text)
+    r = run([*TOYC, "build", "--full", "clean.toy", "-o", "clean"], cwd=tmp_path)
+    assert r.status == 0, r.stderr
+    got = run([str(tmp_path / "prog"), "3"])
+    want = run([str(tmp_path / "clean"), "3"])
+    assert (got.status, got.stdout, got.stderr) == (want.status, want.stdout, want.stderr)
+
+
+@pytest.fixture
+def start(tmp_path: Path):
+    watchers = []
+
+    def start(text: str, *args: str) -> tuple[Watcher, Program, int]:
+        (tmp_path / "src.toy").write_text(text)
+        w = Watcher(tmp_path, "--run", *args)
+        watchers.append(w)
+        pid = int(summary(w, r"\(full build\).*; started pid \d+$").rsplit(" ", 1)[1])
+        w.wait_watching()
+        return w, Program(w), pid
+
+    yield start
+    for w in watchers:
+        w.stop()
+
+
+def edit(tmp_path: Path, w: Watcher, text: str, pattern: str) -> str:
+    save_in_place(tmp_path / "src.toy", text)
+    return summary(w, pattern)
+
+
+def test_edits_reach_the_running_program(tmp_path: Path, start):
+    w, prog, pid = start(source())
+    prog.until(lambda i: 2 * i)
+    swapped = f"swapped into pid {pid}"
+
+    text = source("return i * 3;")
+    edit(tmp_path, w, text, rf"^updated f \(in place\);.*; {swapped}$")
+    _, ticks = prog.until(lambda i: 3 * i)
+    same_as_clean_build(tmp_path, text)
+
+    for factor in (5, 7):  # moves (leaving a trampoline), then grows in its new place
+        text = source(grown(factor))
+        edit(tmp_path, w, text, rf"^updated f \((moved, trampoline|in place)\);.*; {swapped}$")
+        prog.until(lambda i, k=factor: i * k)
+        same_as_clean_build(tmp_path, text)
+
+    # A new function, called from the edited one, printing a new string literal.
+    extra = '\nfn g(x: int) -> int {\n    print("fresh", x);\n    return x * 11;\n}\n'
+    text = source("return g(i) + 1;", extra=extra)
+    edit(tmp_path, w, text, rf"^updated f .*added g;.*; {swapped}$")
+    prog.until(lambda i: 11 * i + 1)
+    line_matching(w, r"fresh \d+$")
+    same_as_clean_build(tmp_path, text)
+
+    # main is never left: its new body is for the next call; the loop goes on as it was.
+    text = source("return g(i) + 1;", extra=extra, sleep=4)
+    edit(tmp_path, w, text, rf"^updated main .*; {swapped}; main is running the old code")
+    prog.until(lambda i: 11 * i + 1)
+    same_as_clean_build(tmp_path, text)
+
+    # A new initial value: the running value is kept, and the file has the new one.
+    text = source("return g(i) + 1;", ticks=1000, extra=extra, sleep=4)
+    edit(tmp_path, w, text, rf"^updated ticks \(in place\);.*; {swapped}; running value of "
+         r"ticks kept$")
+    _, later = prog.until(lambda i: 11 * i + 1)
+    assert ticks < later < 1000
+    same_as_clean_build(tmp_path, text)
+
+    # Removing g while the old code could still call it; then back to a simple f.
+    text = source("return i * 13;", ticks=1000, sleep=4)
+    edit(tmp_path, w, text, rf"^updated f .*removed g;.*; {swapped}$")
+    prog.until(lambda i: 13 * i)
+    same_as_clean_build(tmp_path, text)
+    assert os.path.exists(f"/proc/{pid}")
+
+
+def test_what_cannot_be_swapped_is_reported(tmp_path: Path, start):
+    w, prog, pid = start(source())
+    prog.until(lambda i: 2 * i)
+
+    text = source(pair=3)
+    edit(tmp_path, w, text, rf"^updated pair .*; not swapped: global pair changed "
+         rf"size; pid {pid} runs the previous version \(--restart restarts it\)$")
+    same_as_clean_build(tmp_path, text)
+    # From then on the program is stale: later updates say so, and it is left alone.
+    text = source("return i * 3;", pair=3)
+    edit(tmp_path, w, text, rf"^updated f .*; not swapped: pid {pid} runs an older version "
+         r"\(since: global pair changed size\)$")
+    prog.until(lambda i: 2 * i)
+    same_as_clean_build(tmp_path, text)
+
+
+def test_a_full_rebuild_is_not_swapped(tmp_path: Path, start):
+    w, prog, pid = start(source())
+    prog.until(lambda i: 2 * i)
+    os.utime(tmp_path / "prog", ns=(1, 1))  # someone else changed the output
+    text = source("return i * 3;")
+    save_in_place(tmp_path / "src.toy", text)
+    summary(w, r"^full build: the output file was changed by something else$")
+    summary(w, rf"\(full build\);.*; not swapped: the output was rebuilt from scratch; pid "
+            rf"{pid} runs the previous version")
+    prog.until(lambda i: 2 * i)
+    same_as_clean_build(tmp_path, text)
+
+
+def test_restart_when_a_change_cannot_be_swapped(tmp_path: Path, start):
+    w, prog, pid = start(source(ticks=0), "--restart")
+    prog.until(lambda i: 2 * i)
+    text = source(ticks=500)  # from .bss.zig to .data.zig
+    line = edit(tmp_path, w, text, rf"^updated ticks \(moved\);.*; not swapped: global ticks "
+                rf"moved from \.bss\.zig to \.data\.zig; restarted: pid {pid} is now \d+$")
+    new_pid = int(line.rsplit(" ", 1)[1])
+    assert new_pid != pid and not os.path.exists(f"/proc/{pid}")
+    i, _, ticks = (int(g) for g in line_matching(w, OUT).groups())
+    assert ticks == 501 + i, (i, ticks)  # a fresh start, with the new initial value
+    prog.last_i = i
+    text = source("return i * 3;", ticks=500)
+    edit(tmp_path, w, text, rf"^updated f \(in place\);.*; swapped into pid {new_pid}$")
+    prog.until(lambda i: 3 * i)
+
+
+def test_program_end_is_reported_and_the_next_update_starts_it(tmp_path: Path, start):
+    w, prog, pid = start(source(), "--", "20")
+    summary(w, rf"^program \(pid {pid}\) exited with status 0$")
+    text = source("return 100 / (i - i);")  # divides by zero
+    line = edit(tmp_path, w, text, r"^updated f .*; not swapped: the program "
+                r"had ended; started pid \d+$")
+    new_pid = int(line.rsplit(" ", 1)[1])
+    summary(w, rf"^program \(pid {new_pid}\) exited with status 101$")
+    w.stderr_line(r"^panic: division by zero at .*src\.toy:5:")
+
+
+def test_program_arguments_and_stdin(tmp_path: Path, start):
+    w, prog, pid = start(source(), "--", "3")
+    for i in range(3):
+        assert line_matching(w, OUT).group(1) == str(i)
+    summary(w, rf"^program \(pid {pid}\) exited with status 0$")
+
+
+# ---- the decisions, with a stand-in for the running program ---------------------------------
+
+class StoppedAt:
+    """A process stand-in whose one thread is always stopped at `address`."""
+
+    def __init__(self, address: int):
+        self.pid = 1
+        self.address = address
+        self.writes = []
+
+    def poll(self):
+        return None
+
+    def stop(self):
+        regs = bytearray(27 * 8)
+        struct.pack_into("<Q", regs, 16 * 8, self.address)
+        return [Thread(1, bytes(regs), b"")]
+
+    def resume(self):
+        pass
+
+    def maps(self):
+        return [(0x4000000, 0x4001000, "rwxp")]
+
+    def write(self, writes):
+        self.writes += writes
+
+
+def session_with(tmp_path: Path, text: str) -> Session:
+    (tmp_path / "p.toy").write_text(text)
+    session, _ = Session.full_build(str(tmp_path / "p.toy"), str(tmp_path / "p"))
+    return session
+
+
+def test_a_thread_in_the_first_bytes_of_a_moving_function_blocks_the_swap(tmp_path: Path):
+    session = session_with(tmp_path, source())
+    zo = session.zo
+    f_entry = zo.address(zo.navs["f"])
+    swap = HotSwap(str(tmp_path / "p"), [], get_arch("x86_64").info)
+    swap.process = StoppedAt(f_entry + 1)
+    swap.attempted = False
+    session.swap = swap
+    session.update(source(grown(3)))
+    assert swap.report() == ("not swapped: the running code could not be safely patched (a "
+                             "thread stays in the first bytes of f); pid 1 runs the previous "
+                             "version (--restart restarts it)")
+    assert swap.process.writes == []
+
+
+def test_code_a_thread_is_in_stays_until_released(tmp_path: Path):
+    session = session_with(tmp_path, source())
+    zo = session.zo
+    f = zo.navs["f"]
+    old = zo.address(f)
+    swap = HotSwap(str(tmp_path / "p"), [], get_arch("x86_64").info)
+    swap.process = StoppedAt(old + 8)  # inside f
+    session.swap = swap
+    session.update(source("return i * 3;"))
+    assert swap.report() == "swapped into pid 1; f is running the old code until it returns"
+    assert zo.address(f) != old
+    jump = dict(swap.process.writes)[old]
+    assert jump[0] == 0xE9 and int.from_bytes(jump[1:5], "little", signed=True) == \
+        zo.address(f) - (old + 5)
+    # The old body is not reused while the program runs; once it does not, it is free.
+    held = [zo.atoms[r] for r, _ in zo.retired]
+    assert [a.name for a in held] == ["f$old"] and held[0].size > 5
+    session.swap = None
+    session.release()
+    assert zo.retired == [] and held[0].size == 5
+    r = run([str(tmp_path / "p"), "2"])
+    assert r.stdout == "out 0 0 2\nout 1 3 3\n"
