@@ -41,7 +41,6 @@ BUILTINS: dict[str, tuple[list[Type] | None, Type]] = {
     "spawn": (None, INT),
     "join": ([INT], INT),
 }
-NOT_YET = {"spawn", "join"}
 
 
 @dataclass
@@ -739,9 +738,6 @@ class Checker:
     def builtin_call(self, e: A.Call, name: str) -> Type:
         e.builtin = True
         params, result = BUILTINS[name]
-        if name in NOT_YET:
-            self.error(e.callee.span, f"'{name}' is not supported yet")
-            raise _Fail
         if params is not None:
             self.check_args(e, name, params)
             return result
@@ -754,6 +750,8 @@ class Checker:
                 if not ty.is_scalar:
                     self.error(a.span, f"'{name}' cannot print a value of type {ty}")
             return VOID
+        if name == "spawn":
+            return self.spawn(e)
         # len
         if len(e.args) != 1:
             self.error(e.span, f"'len' takes 1 argument but {len(e.args)} were given")
@@ -762,6 +760,62 @@ class Checker:
         if ty != STR and not ty.is_array:
             self.error(e.args[0].span, f"'len' needs an array or a str, found {ty}")
         return INT
+
+    def spawn(self, e: A.Call) -> Type:
+        if len(e.args) != 2:
+            self.error(e.span, f"'spawn' takes 2 arguments but {len(e.args)} "
+                               f"{'were' if len(e.args) != 1 else 'was'} given")
+            if e.args:  # the first is still in the function's place
+                self.spawned_function(e.args[0])
+            for a in e.args[1:]:
+                self.quiet_expr(a)
+            return INT
+        f, arg = e.args
+        self.spawned_function(f)
+        try:
+            ty = self.expr(arg)
+        except _Fail:
+            return INT
+        if ty != INT:
+            self.error(arg.span, f"argument 2 of 'spawn' must be int, found {ty}")
+        return INT
+
+    def spawned_function(self, f: A.Expr) -> None:
+        """Check that `f`, the first argument of `spawn`, names a function fn(int) -> int."""
+        want = "the first argument of 'spawn' must be a function fn(int) -> int"
+        if not isinstance(f, A.Name) or self.lookup_local(f.name) != -1:
+            # Any other expression (a local included) is a value, which is not a function.
+            try:
+                ty = self.expr(f, allow_void=True)
+            except _Fail:
+                return
+            self.error(f.span, f"{want}, found {ty}")
+            return
+        # lookup() records `f` as a dependency, so a change of its signature re-checks us.
+        d = self.lookup(f.name)
+        if d is None:
+            if f.name in BUILTINS:
+                self.error(f.span, f"{want}, found built-in function '{f.name}'")
+            elif f.name not in self.unparsed:
+                self.error(f.span, f"unknown function '{f.name}'")
+            return
+        if isinstance(d, A.GlobalDecl):
+            f.kind = "global"
+            if d.ty is not None:
+                self.error(f.span, f"{want}, found {d.ty}")
+            return
+        f.kind = "fn"
+        f.ty = VOID  # no value: the code generator takes the function's address
+        if d.result_type is None:  # its signature had errors, already reported
+            return
+        if d.param_types != [INT] or d.result_type != INT:
+            self.error(f.span, f"{want}, found {signature(d)}")
+
+
+def signature(d: A.FnDecl) -> str:
+    params = ", ".join(str(t) for t in d.param_types)
+    result = "" if d.result_type == VOID else f" -> {d.result_type}"
+    return f"fn({params}){result}"
 
 
 def article(ty: Type) -> str:

@@ -435,6 +435,17 @@ class FunctionGen:
             self.call(lazy("toy.rt.sleep_ms"))
         elif name == "clock_ns":
             self.call(lazy("toy.rt.clock_ns"))
+        elif name == "spawn":
+            # The function's address comes from a relocation to its nav, as a call's target
+            # does, so the linker keeps it right when the function moves.
+            self.expr(args[1])
+            a("mov rsi, rax")
+            self.lea("rdi", nav(args[0].name))
+            self.call(lazy("toy.rt.spawn"))
+        elif name == "join":
+            self.expr(args[0])
+            a("mov rdi, rax")
+            self.call(lazy("toy.rt.join"))
         else:
             raise AssertionError(f"built-in {name} has no code generator")
 

@@ -10,6 +10,16 @@ with raw system calls and follow the System V ABI (callee-saved rbx, rbp, r12-r1
 - `toy.rt.panic(msg, file, line, col)`: `panic: MSG at FILE:LINE:COL` on stderr, exit
   status 101; `line` is a line field (`toyc.code`), turned into today's line with the line
   shift table `toy.rt.line_shifts` (data the linker maintains; empty after a full build).
+- `toy.rt.spawn(f, arg)`: starts a kernel thread (clone) running `f(arg)` on a stack of its
+  own, an 8 MiB mapping with a guard page at its low end and the thread's control block at its
+  top, and returns the handle: the control block's address. The block holds, at byte offsets,
+  0 `f`, 8 `arg`, 16 the result, 24 the thread id word (u32, set by the kernel at clone and
+  cleared when the thread ends), 32 the mapping's base and 40 its size. Prints a panic line
+  and exits with status 101 when the stack cannot be mapped or the thread cannot be created.
+- `toy.rt.thread_start(block)`: where a new thread begins: calls `f(arg)`, stores the result
+  in the block and ends the thread alone (SYS_exit; `exit` and panics end the process).
+- `toy.rt.join(handle)`: waits (futex) until the thread has ended, unmaps its mapping and
+  returns its result. Joining a handle twice, or a value that is no handle, is undefined.
 - `toy.rt.streq`, `toy.rt.argv`, `toy.rt.parse_int`, `toy.rt.sleep_ms`, `toy.rt.clock_ns`,
   `toy.rt.fmt_int`, `toy.rt.write_all`, and the data `toy.rt.argc`, `toy.rt.args`.
 """
@@ -22,9 +32,25 @@ from .assembler import Asm
 from .data import STR_HEADER
 from .relocs import R_X86_64_PC32, R_X86_64_PLT32
 
-SYS_WRITE, SYS_MMAP, SYS_MUNMAP, SYS_NANOSLEEP = 1, 9, 11, 35
-SYS_CLOCK_GETTIME, SYS_EXIT_GROUP = 228, 231
+SYS_WRITE, SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP, SYS_NANOSLEEP = 1, 9, 10, 11, 35
+SYS_CLONE, SYS_EXIT, SYS_FUTEX, SYS_CLOCK_GETTIME, SYS_EXIT_GROUP = 56, 60, 202, 228, 231
 EINTR = 4
+PROT_NONE, PROT_READ_WRITE = 0, 3
+MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_STACK = 0x02, 0x20, 0x4000, 0x20000
+FUTEX_WAIT = 0  # not FUTEX_PRIVATE_FLAG: the kernel's wake on thread exit is a shared one
+CLONE_THREAD_FLAGS = (0x100 | 0x200 | 0x400 | 0x800  # VM, FS, FILES, SIGHAND
+                      | 0x10000 | 0x40000  # THREAD, SYSVSEM
+                      | 0x100000 | 0x200000)  # PARENT_SETTID, CHILD_CLEARTID
+PAGE_SIZE = 4096
+
+# A thread's mapping: a guard page at its low end, the stack above it, and the control block
+# at its top, where the stack starts (growing down, away from it). Like the main thread's
+# usual limit, so that programs that run in main also run in a thread; MAP_NORESERVE because
+# only the pages a thread touches are ever used.
+THREAD_MAPPING_SIZE = 8 << 20
+# The control block; its address is the thread's handle.
+TB_FN, TB_ARG, TB_RESULT, TB_TID, TB_BASE, TB_SIZE = 0, 8, 16, 24, 32, 40
+THREAD_BLOCK_SIZE = 64  # a multiple of 16, so the stack below it starts aligned
 STACK_BUFFER_MAX = 16384  # print buffers up to this size live on the stack, larger ones are mmapped
 
 
@@ -159,6 +185,68 @@ def _panic(a: _Helper) -> None:
     a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
 
+def _spawn(a: _Helper) -> None:
+    # Three pushes after the return address: the stack is aligned for the calls on failure.
+    a("push rbx", "push r12", "push r13", "mov r12, rdi", "mov r13, rsi")
+    a("xor edi, edi", f"mov esi, {THREAD_MAPPING_SIZE}", f"mov edx, {PROT_READ_WRITE}",
+      f"mov r10d, {MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK:#x}", "mov r8, -1",
+      "xor r9d, r9d", f"mov eax, {SYS_MMAP}", "syscall", "cmp rax, -4096", "ja .Lnomem",
+      "mov rbx, rax")
+    # A stack overflow then faults at once instead of writing over whatever is mapped below.
+    a("mov rdi, rbx", f"mov esi, {PAGE_SIZE}", f"mov edx, {PROT_NONE}",
+      f"mov eax, {SYS_MPROTECT}", "syscall", "test rax, rax", "jne .Lnomem")
+    # The new thread's stack pointer is the block itself (a fresh mapping is already zero).
+    a(f"lea rsi, [rbx + {THREAD_MAPPING_SIZE - THREAD_BLOCK_SIZE}]",
+      f"mov qword ptr [rsi + {TB_FN}], r12", f"mov qword ptr [rsi + {TB_ARG}], r13",
+      f"mov qword ptr [rsi + {TB_BASE}], rbx",
+      f"mov qword ptr [rsi + {TB_SIZE}], {THREAD_MAPPING_SIZE}")
+    # clone(flags, stack, parent_tid, child_tid, tls): the kernel writes the thread id into the
+    # block's tid word before clone returns, and clears it (and wakes futex waiters on it) when
+    # the thread ends, which is what join waits for. The tls argument (r8) is where a thread's
+    # TLS block will go, with CLONE_SETTLS; there is none yet.
+    a(f"mov edi, {CLONE_THREAD_FLAGS:#x}", f"lea rdx, [rsi + {TB_TID}]", "mov r10, rdx",
+      "xor r8d, r8d", f"mov eax, {SYS_CLONE}", "syscall",
+      "test rax, rax", "je .Lchild", "js .Lnothread",
+      f"lea rax, [rbx + {THREAD_MAPPING_SIZE - THREAD_BLOCK_SIZE}]",
+      "pop r13", "pop r12", "pop rbx", "ret")
+    # The new thread resumes here, with rsp at its control block; rbp = 0 ends backtraces.
+    a(".Lchild:", "xor ebp, ebp", "mov rdi, rsp")
+    a.call("toy.rt.thread_start")
+    a("hlt")
+    nomem, nothread = b"panic: out of memory\n", b"panic: cannot start a thread\n"
+    a(".Lnomem:")
+    a.lea_str("rsi", nomem)
+    a(f"mov edx, {len(nomem)}", "jmp .Ldie", ".Lnothread:")
+    a.lea_str("rsi", nothread)
+    a(f"mov edx, {len(nothread)}", ".Ldie:", "mov edi, 2")
+    a.call("toy.rt.write_all")
+    a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
+def _thread_start(a: _Helper) -> None:
+    # Called (never returning) with the control block in rdi and rsp just below it; the push
+    # aligns the stack for the call of f.
+    a("push rbx", "mov rbx, rdi", f"mov rdi, qword ptr [rbx + {TB_ARG}]",
+      f"call qword ptr [rbx + {TB_FN}]", f"mov qword ptr [rbx + {TB_RESULT}], rax",
+      "xor edi, edi", f"mov eax, {SYS_EXIT}", "syscall", "hlt")
+
+
+def _join(a: _Helper) -> None:
+    # The tid word is non-zero from spawn's return until the kernel clears it as the thread
+    # ends. FUTEX_WAIT returns at once (EAGAIN) if the word already changed, or early on a
+    # signal (EINTR); either way the loop looks at the word again. Joining a handle twice is
+    # undefined: the first join unmapped the block.
+    a("mov r8, rdi",
+      ".Lwait:", f"mov edx, dword ptr [r8 + {TB_TID}]", "test edx, edx", "je .Lended",
+      f"lea rdi, [r8 + {TB_TID}]", f"mov esi, {FUTEX_WAIT}", "xor r10d, r10d",
+      f"mov eax, {SYS_FUTEX}", "syscall", "jmp .Lwait")
+    # The thread's stack is no longer in use once the word is cleared: unmap it, and with it
+    # the block, so read the result first.
+    a(".Lended:", f"mov r9, qword ptr [r8 + {TB_RESULT}]",
+      f"mov rdi, qword ptr [r8 + {TB_BASE}]", f"mov rsi, qword ptr [r8 + {TB_SIZE}]",
+      f"mov eax, {SYS_MUNMAP}", "syscall", "mov rax, r9", "ret")
+
+
 def _streq(a: _Helper) -> None:
     # With equal lengths and rcx == 0, `repe cmpsb` leaves the flags of the length compare.
     a("mov rcx, qword ptr [rdi - 8]", "cmp rcx, qword ptr [rsi - 8]", "jne .Lne", "repe cmpsb",
@@ -214,6 +302,9 @@ _CODE = {
     "toy.rt.parse_int": _parse_int,
     "toy.rt.sleep_ms": _sleep_ms,
     "toy.rt.clock_ns": _clock_ns,
+    "toy.rt.spawn": _spawn,
+    "toy.rt.thread_start": _thread_start,
+    "toy.rt.join": _join,
 }
 _DATA = {"toy.rt.argc": 8, "toy.rt.args": 8}
 
