@@ -1,8 +1,10 @@
 """A program toyc started and may patch while it runs (Linux only).
 
-The program runs from a private in-memory copy of the output (a memfd), so the output file
-stays writable and toyc's later writes to it never show through into the running program's
-pages: only what `write` puts there changes the running program.
+The program runs from a private copy of the output (written beside it, started, and removed at
+once; it keeps the output's name, which `ps` shows), so the output file stays writable and
+toyc's later writes to it never show through into the running program's pages: only what
+`write` puts there changes the running program. It is killed if toyc dies
+(PR_SET_PDEATHSIG), so that no program toyc started outlives it.
 
 `stop` attaches to every thread with ptrace (PTRACE_SEIZE, then PTRACE_INTERRUPT, listing
 /proc/PID/task again until no new thread appears, so a thread created meanwhile is caught too)
@@ -17,9 +19,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import struct
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.ptrace.restype = ctypes.c_long
@@ -27,6 +33,7 @@ _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c
 _libc.process_vm_writev.restype = ctypes.c_ssize_t
 _libc.process_vm_readv.restype = ctypes.c_ssize_t
 
+PR_SET_PDEATHSIG = 1
 PTRACE_DETACH = 17
 PTRACE_GETREGSET = 0x4204
 PTRACE_SEIZE = 0x4206
@@ -78,8 +85,9 @@ def _ptrace(request: int, tid: int, addr: int = 0, data: int = 0) -> int:
 class Process:
     """A child process running a copy of an executable."""
 
-    def __init__(self, pid: int, sp_offset: int, byteorder: str = "little"):
-        self.pid = pid
+    def __init__(self, popen: subprocess.Popen, sp_offset: int, byteorder: str = "little"):
+        self.popen = popen  # kept, so that subprocess does not reap the program behind our back
+        self.pid = popen.pid
         self.sp_offset = sp_offset  # where the stack pointer is in the register set
         self.word = "<Q" if byteorder == "little" else ">Q"
         self.status: int | None = None  # the wait status, once it has ended
@@ -89,16 +97,31 @@ class Process:
     def start(cls, executable: str, args: list[str], sp_offset: int,
               byteorder: str = "little") -> Process:
         """Run a private copy of `executable` with `args` (argv[0] is `executable`)."""
-        with open(executable, "rb") as f:
-            image = f.read()
-        fd = os.memfd_create(f"toyc:{os.path.basename(executable)}", os.MFD_CLOEXEC)
+        out = Path(executable)
+        parent = os.getpid()
+        prctl = _libc.prctl
+
+        def die_with_parent() -> None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # toyc died before that took effect
+                os._exit(1)
+
+        # Beside the output, not in /tmp, which may be mounted noexec.
+        private = tempfile.mkdtemp(prefix=f".{out.name}.run-", dir=out.parent)
         try:
-            os.write(fd, image)
-            # The kernel opens the path before it closes the close-on-exec descriptors.
-            pid = os.posix_spawn(f"/proc/self/fd/{fd}", [executable, *args], os.environ)
+            copy = Path(private) / out.name
+            shutil.copyfile(out, copy)
+            os.chmod(copy, 0o700)
+            # Popen returns once the program runs (or failed to start), so the copy can go.
+            popen = subprocess.Popen([executable, *args], executable=copy, close_fds=False,
+                                     preexec_fn=die_with_parent)
         finally:
-            os.close(fd)
-        return cls(pid, sp_offset, byteorder)
+            shutil.rmtree(private, ignore_errors=True)
+        return cls(popen, sp_offset, byteorder)
+
+    def _ended(self, status: int) -> None:
+        self.status = status
+        self.popen.returncode = os.waitstatus_to_exitcode(status)
 
     # ---- life and death -----------------------------------------------------------------------
 
@@ -110,7 +133,7 @@ class Process:
             except ChildProcessError:
                 return self.status
             if pid:
-                self.status = status
+                self._ended(status)
         return self.status
 
     def kill(self) -> None:
@@ -124,9 +147,10 @@ class Process:
             pass
         while self.status is None:
             try:
-                _, self.status = os.waitpid(self.pid, 0)
+                _, status = os.waitpid(self.pid, 0)
             except ChildProcessError:
                 break
+            self._ended(status)
 
     # ---- stopping and resuming ----------------------------------------------------------------
 
@@ -180,7 +204,7 @@ class Process:
                 return -1
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 if tid == self.pid:
-                    self.status = status
+                    self._ended(status)
                     raise ProcessGone
                 return -1
             if os.WIFSTOPPED(status):

@@ -32,6 +32,7 @@ class Watcher:
         self.stdout: queue.Queue[str] = queue.Queue()
         self.stderr: queue.Queue[str] = queue.Queue()
         self.seen_stderr: list[str] = []
+        self.seen: list[str] = []  # stdout lines that line_matching read
         for stream, q in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
             threading.Thread(target=self._pump, args=(stream, q), daemon=True).start()
 
@@ -90,9 +91,15 @@ class Watcher:
         pytest.fail("toyc watch never started watching")
 
     def stop(self) -> None:
+        """SIGTERM, as a supervisor would (the watch ends a program it runs); SIGKILL if it
+        does not end."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def save_in_place(path: Path, text: str) -> None:
@@ -125,6 +132,7 @@ def line_matching(w: Watcher, pattern: str, timeout: float = TIMEOUT) -> re.Matc
         except queue.Empty:
             pytest.fail(f"no line matching {pattern!r} within {timeout} s; stderr:\n"
                         + "\n".join(w.drain_stderr()))
+        w.seen.append(line)
         m = re.match(pattern, line)
         if m:
             return m
