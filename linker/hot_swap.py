@@ -93,6 +93,10 @@ class HotSwap:
         except ProcessGone:
             zo.release_retired()
             return
+        except OSError as e:  # ptrace refused (a seccomp or Yama policy, say)
+            self.stale = f"cannot stop the program's threads ({e.strerror})"
+            zo.release_retired()
+            return
         self.stale = (f"the running code could not be safely patched (a thread stays in the "
                       f"first bytes of {', '.join(waiting)})")
         zo.release_retired()

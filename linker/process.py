@@ -18,6 +18,7 @@ terminal and exit behave as if toyc were not there.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import shutil
 import signal
@@ -175,8 +176,10 @@ class Process:
                     try:
                         _ptrace(PTRACE_SEIZE, tid)
                         _ptrace(PTRACE_INTERRUPT, tid)
-                    except OSError:  # the thread ended meanwhile
-                        continue
+                    except OSError as e:
+                        if e.errno == errno.ESRCH:  # the thread ended meanwhile
+                            continue
+                        raise  # not allowed to trace: nothing may be written then
                     seized[tid] = self._wait_stop(tid)
                 seized = {t: s for t, s in seized.items() if s >= 0}
             threads = [Thread(tid, self._regs(tid), b"", sig) for tid, sig in seized.items()]

@@ -366,3 +366,21 @@ def test_threads_busy_in_the_edited_code(tmp_path: Path, start):
         assert int(line_matching(w, r"t \d (\d+) ").group(1)) % 200 == 0
     assert not any(line.startswith("program (pid") for line in w.seen)
     assert os.path.exists(f"/proc/{pid}")
+
+
+class NotTraceable(StoppedAt):
+    def stop(self):
+        raise PermissionError(1, "Operation not permitted")
+
+
+def test_a_program_that_cannot_be_stopped_is_not_written(tmp_path: Path):
+    session = session_with(tmp_path, source())
+    swap = HotSwap(str(tmp_path / "p"), [], get_arch("x86_64").info)
+    swap.process = NotTraceable(0)
+    session.swap = swap
+    session.update(source("return i * 3;"))
+    assert swap.report() == ("not swapped: cannot stop the program's threads (Operation not "
+                             "permitted); pid 1 runs the previous version (--restart restarts "
+                             "it)")
+    assert swap.process.writes == []
+    assert run([str(tmp_path / "p"), "2"]).stdout == "out 0 0 2\nout 1 3 3\n"
