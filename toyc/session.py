@@ -356,13 +356,19 @@ class Session:
         """No running program needs what updates kept for it: free that in the output."""
         if not self.zo.release_retired():
             return
-        fd = os.open(self.output, os.O_RDWR)
         try:
-            self.zo.elf.fd = fd
-            self.hooks.toyc_flush(linker=self.zo)
-        finally:
-            os.close(fd)
-        self.output_stat = _stat_key(self.output)
+            if _stat_key(self.output) != self.output_stat:
+                raise OSError("the output file was changed by something else")
+            fd = os.open(self.output, os.O_RDWR)
+            try:
+                self.zo.elf.fd = fd
+                self.hooks.toyc_flush(linker=self.zo)
+            finally:
+                os.close(fd)
+            self.output_stat = _stat_key(self.output)
+        except (OSError, LinkError):
+            # The layout no longer describes the file: a state saved now must not be trusted.
+            self.output_stat = []
 
     # ---- the state file -----------------------------------------------------------------------
 
