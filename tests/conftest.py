@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +55,16 @@ def pytest_configure(config):
     # Long-running variants (e.g. the fuzz in test_incremental_random.py) skip themselves unless
     # asked for; the marker lets `-m slow` select them.
     config.addinivalue_line("markers", "slow: long-running variant, run only on request")
+
+
+def symbols(exe: Path) -> Counter:
+    """`readelf -sW`'s rows as (name, type, size, binding, section index), without the null,
+    FILE and SECTION rows."""
+    out = run([require("readelf"), "-sW", str(exe)]).stdout
+    rows = Counter()
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 8 and f[0].rstrip(":").isdigit() and f[3] not in ("FILE", "SECTION") \
+                and f[0] != "0:":
+            rows[(f[7], f[3], int(f[2]), f[4], f[6])] += 1
+    return rows

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOYC, run
+from conftest import TOYC, require, run, symbols
 from linker.hot_swap import HotSwap
 from linker.process import Thread
 from toyc.plugins import get_arch
@@ -88,12 +88,16 @@ def summary(w: Watcher, pattern: str) -> str:
 
 def same_as_clean_build(tmp_path: Path, text: str) -> None:
     """The watched output behaves as a clean build of `text` does."""
-    (tmp_path / "clean.toy").write_text(text)
-    r = run([*TOYC, "build", "--full", "clean.toy", "-o", "clean"], cwd=tmp_path)
+    clean = tmp_path / "clean"  # the same file name, so that panic messages match too
+    clean.mkdir(exist_ok=True)
+    (clean / "src.toy").write_text(text)
+    r = run([*TOYC, "build", "--full", "src.toy", "-o", "prog"], cwd=clean)
     assert r.status == 0, r.stderr
     got = run([str(tmp_path / "prog"), "3"])
-    want = run([str(tmp_path / "clean"), "3"])
+    want = run([str(clean / "prog"), "3"])
     assert (got.status, got.stdout, got.stderr) == (want.status, want.stdout, want.stderr)
+    lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "prog")])
+    assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout + lint.stderr
 
 
 @pytest.fixture
@@ -166,6 +170,14 @@ def test_edits_reach_the_running_program(tmp_path: Path, start):
     prog.until(lambda i: 13 * i)
     same_as_clean_build(tmp_path, text)
     assert os.path.exists(f"/proc/{pid}")
+
+    # What was kept for the running program is freed when the watch ends: the file then has
+    # a clean build's symbols, and its saved state is good for the next `toyc build`.
+    w.stop()
+    assert w.proc.returncode == 0
+    assert symbols(tmp_path / "prog") == symbols(tmp_path / "clean" / "prog")
+    r = run([*TOYC, "build", "-v", "src.toy", "-o", "prog"], cwd=tmp_path)
+    assert r.stdout.startswith("nothing changed"), r.stdout + r.stderr
 
 
 def test_what_cannot_be_swapped_is_reported(tmp_path: Path, start):
@@ -252,8 +264,10 @@ class StoppedAt:
     def resume(self):
         pass
 
+    maps_ = [(0x4000000, 0x4001000, "rwxp")]
+
     def maps(self):
-        return [(0x4000000, 0x4001000, "rwxp")]
+        return self.maps_
 
     def write(self, writes):
         self.writes += writes
@@ -384,3 +398,17 @@ def test_a_program_that_cannot_be_stopped_is_not_written(tmp_path: Path):
                              "it)")
     assert swap.process.writes == []
     assert run([str(tmp_path / "p"), "2"]).stdout == "out 0 0 2\nout 1 3 3\n"
+
+
+def test_memory_the_program_does_not_have_is_not_written(tmp_path: Path):
+    session = session_with(tmp_path, source())
+    swap = HotSwap(str(tmp_path / "p"), [], get_arch("x86_64").info)
+    swap.process = StoppedAt(0)
+    swap.process.maps_ = [(0x4000000, 0x4000010, "rwxp")]
+    session.swap = swap
+    session.update(source("return i * 3;"))
+    report = swap.report()
+    assert re.fullmatch(r"not swapped: the program has no memory at 0x[0-9a-f]+ \(the section "
+                        r"grew past what it mapped when it started\); pid 1 runs the previous "
+                        r"version \(--restart restarts it\)", report), report
+    assert swap.process.writes == []

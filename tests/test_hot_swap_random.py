@@ -7,7 +7,7 @@ nothing calls them, new string literals (through `len`), a changed `const`. Afte
 the watch's line must say the update was swapped into the same pid, and from some line on, the
 next lines of the running program must all equal what a clean build of the same source prints
 for the same I (the clean build, run as `clean I`, prints `compute(I)` once); so must the
-patched output file.
+patched output file. When the watch ends, the file's symbols must be a clean build's.
 
 By default three fixed seeds of ten edits each run; TOYC_HOT_SWAP_SEQUENCES=N runs N more
 seeds (new ones every run, printed on failure), and `-m slow` runs 30.
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from test_hot_swap import symbols
 
 from conftest import TOYC, run
 from watching import Watcher, line_matching, save_in_place
@@ -90,7 +91,7 @@ def edit(m: Model, rng: random.Random) -> str:
 
 def clean_value(tmp_path: Path, i: int, cache: dict) -> str:
     if i not in cache:
-        r = run([str(tmp_path / "clean"), str(i)])
+        r = run([str(tmp_path / "clean" / "prog"), str(i)])
         assert r.status == 0, r.stderr
         cache[i] = r.stdout.strip()
     return cache[i]
@@ -101,6 +102,8 @@ def sequence(tmp_path: Path, seed: int, steps: int) -> None:
     m = Model()
     src = tmp_path / "src.toy"
     src.write_text(m.source())
+    clean = tmp_path / "clean"  # the same file name, so that the symbols can be compared
+    clean.mkdir()
     w = Watcher(tmp_path, "--run")
     try:
         first = line_matching(w, r"(built|not built).*$").group(0)
@@ -111,8 +114,8 @@ def sequence(tmp_path: Path, seed: int, steps: int) -> None:
             history.append(edit(m, rng))
             text = m.source()
             save_in_place(src, text)
-            (tmp_path / "clean.toy").write_text(text)
-            r = run([*TOYC, "build", "--full", "clean.toy", "-o", "clean"], cwd=tmp_path)
+            (clean / "src.toy").write_text(text)
+            r = run([*TOYC, "build", "--full", "src.toy", "-o", "prog"], cwd=clean)
             assert r.status == 0, r.stderr
             line = line_matching(w, r"(updated|added|removed|nothing|not |full).*$").group(0)
             where = f"seed {seed}, steps {history}:\n{text}"
@@ -131,6 +134,10 @@ def sequence(tmp_path: Path, seed: int, steps: int) -> None:
                 patched = run([str(tmp_path / "prog"), i]).stdout.strip()
                 assert patched == v, f"the output file says {patched} for {i}; {where}"
         assert os.path.exists(f"/proc/{pid}")
+        # Ending the watch frees what was kept for the program: a clean build's symbols.
+        w.stop()
+        assert w.proc.returncode == 0, w.drain_stderr()
+        assert symbols(tmp_path / "prog") == symbols(clean / "prog"), f"seed {seed}, {history}"
     finally:
         w.stop()
 
