@@ -157,15 +157,15 @@ def test_edits_reach_the_running_program(tmp_path: Path, start):
     same_as_clean_build(tmp_path, text)
 
     # A new initial value: the running value is kept, and the file has the new one.
-    text = source("return g(i) + 1;", ticks=1000, extra=extra, sleep=4)
+    text = source("return g(i) + 1;", ticks=10**9, extra=extra, sleep=4)
     edit(tmp_path, w, text, rf"^updated ticks \(in place\);.*; {swapped}; running value of "
          r"ticks kept$")
     _, later = prog.until(lambda i: 11 * i + 1)
-    assert ticks < later < 1000
+    assert ticks < later < 10**9
     same_as_clean_build(tmp_path, text)
 
     # Removing g while the old code could still call it; then back to a simple f.
-    text = source("return i * 13;", ticks=1000, sleep=4)
+    text = source("return i * 13;", ticks=10**9, sleep=4)
     edit(tmp_path, w, text, rf"^updated f .*removed g;.*; {swapped}$")
     prog.until(lambda i: 13 * i)
     same_as_clean_build(tmp_path, text)
