@@ -838,8 +838,12 @@ def test_nm_lists_every_declaration(prog: Built):
     assert "_start" in rows and rows["_start"][0][1] == "T"
 
 
+SAMPLE_ARGS = {"ticker": ["2"]}  # it runs until stopped, unless given a count
+
+
 def test_program_runs(prog: Built):
-    r = run([str(prog.exe)], cwd=prog.exe.parent, timeout=30)
+    args = SAMPLE_ARGS.get(prog.program.path.stem, []) if prog.program.expect is None else []
+    r = run([str(prog.exe), *args], cwd=prog.exe.parent, timeout=30)
     assert r.status >= 0, f"killed by signal {-r.status}"
     if prog.program.expect is not None:
         assert r.stdout.splitlines() == prog.program.expect
