@@ -39,7 +39,6 @@ class HotSwap:
         self.process: Process | None = None
         self.stale = ""  # why the running program no longer matches the file
         self.stale_reported = False
-        self.busy_functions: list[str] = []
         self.attempted = False  # whether the last update reached the linker
         self.result = ""  # what the last update did to the program
 
@@ -75,7 +74,6 @@ class HotSwap:
         if the program is running the version in the file."""
         self.attempted = True
         self.result = ""
-        self.busy_functions = []
         if not self.running() or self.stale:
             zo.release_retired()
             return
@@ -83,7 +81,7 @@ class HotSwap:
         lo, hi = text.addr, text.addr + zo.elf.sections[zo.section_of["text"]].max_size
         try:
             for _ in range(ENTRY_RETRIES):
-                busy = self._busy(self.process.stop(), lo, hi)
+                busy = self._code_addresses(self.process.stop(), lo, hi)
                 waiting = zo.entry_busy(functions, busy)
                 if not waiting:
                     zo.patch = Patch(busy)
@@ -101,7 +99,8 @@ class HotSwap:
                       f"first bytes of {', '.join(waiting)})")
         zo.release_retired()
 
-    def _busy(self, threads, lo: int, hi: int) -> list[int]:
+    def _code_addresses(self, threads, lo: int, hi: int) -> list[int]:
+        """Every word of the threads' registers and stacks that points into [lo, hi)."""
         words = set()
         for t in threads:
             for blob in (t.regs, t.stack):

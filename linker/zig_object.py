@@ -13,6 +13,11 @@ relocation the linker made is remembered per target (`users`), so when a symbol 
 linker re-patches exactly the fields that refer to it. Uavs and lazy symbols nothing refers to
 any more are freed. `flush` applies pending relocations and rewrites only the symbol table rows,
 strings and headers that changed. `state`/`from_state` carry everything across processes.
+
+While an update is also written into a running copy of the program (`patch`, see `Patch` and
+`hot_swap.py`), every write is queued for it too, functions a thread is in move instead of
+being overwritten, and what the running code may still use is kept (`retired`, `deferred`)
+until `release_retired`.
 """
 
 from __future__ import annotations
