@@ -20,6 +20,7 @@ which of these happened. toyc writes only into the process it started.
 from __future__ import annotations
 
 import struct
+import subprocess
 import time
 
 from linker.process import Process, ProcessGone, describe_status
@@ -45,8 +46,13 @@ class HotSwap:
     # ---- the program's life -------------------------------------------------------------------
 
     def start(self) -> str:
-        self.process = Process.start(self.executable, self.args, self.info.sp_offset,
-                                     self.info.byteorder)
+        """Start the program; what happened, for a line."""
+        try:
+            self.process = Process.start(self.executable, self.args, self.info.sp_offset,
+                                         self.info.byteorder)
+        except (OSError, subprocess.SubprocessError) as e:
+            self.process = None
+            return f"cannot start the program ({getattr(e, 'strerror', None) or e})"
         self.stale = ""
         self.stale_reported = False
         return f"started pid {self.process.pid}"
@@ -176,7 +182,9 @@ class HotSwap:
             if self.restart:
                 reason = self.stale
                 self.stop()
-                self.start()
+                started = self.start()
+                if self.process is None:
+                    return f"not swapped: {reason}; stopped pid {pid}; {started}"
                 return f"not swapped: {reason}; restarted: pid {pid} is now {self.process.pid}"
             if self.stale_reported:
                 return (f"not swapped: pid {pid} runs an older version (since: {self.stale})")

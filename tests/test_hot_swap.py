@@ -412,3 +412,9 @@ def test_memory_the_program_does_not_have_is_not_written(tmp_path: Path):
                         r"grew past what it mapped when it started\); pid 1 runs the previous "
                         r"version \(--restart restarts it\)", report), report
     assert swap.process.writes == []
+
+
+def test_a_program_that_cannot_start_is_reported(tmp_path: Path):
+    swap = HotSwap(str(tmp_path / "missing"), [], get_arch("x86_64").info)
+    assert swap.start() == "cannot start the program (No such file or directory)"
+    assert not swap.running()
