@@ -329,6 +329,8 @@ class ZigObject:
         moved = False
         if a.alive and a.section != section:
             atoms_mod.free(self, index)
+            if busy:  # a function a thread is in became a global: its code stays for it
+                self._keep_old_body(a.name, a.section, old_value, old_size, old_prev, old_relocs)
             moved = True
         a.section = section
         a.size = code.length
@@ -436,24 +438,32 @@ class ZigObject:
         self._set_relocs(index, [])
         atoms_mod.free(self, index)
 
-    def _retire_body(self, sym: int, value: int, size: int, prev: int, relocs: list) -> None:
-        """Keep a busy function's old body where it is, for the threads inside it, with a
-        jump to the new body at its entry (it is the trampoline if the function has none)."""
-        s = self.symbols[sym]
-        self.trampolines.add(sym)
-        self.atoms.append(Atom(f"{s.name}$old"))
+    def _keep_old_body(self, name: str, section: int, value: int, size: int, prev: int,
+                       relocs: list, owner: int = 0) -> int:
+        """Keep the old code of busy function `name` where it was (just freed), for the
+        threads inside it, until `release_retired`. Its atom."""
+        self.atoms.append(Atom(f"{name}$old"))
         r = len(self.atoms) - 1
         ra = self.atoms[r]
-        ra.section = self.symbol_atom(sym).section
+        ra.section = section
         ra.size = size
         atoms_mod.place_at(self, r, value, prev)
         # Its code still refers to other symbols: keep them, and follow them if they move.
-        jump = self.arch.info.trampoline_size
+        jump = self.arch.info.trampoline_size if owner else 0
         self._set_relocs(r, [x for x in relocs if x.offset >= jump])
+        self.retired.append((r, owner))
+        self.patch.running.append(name)
+        return r
+
+    def _retire_body(self, sym: int, value: int, size: int, prev: int, relocs: list) -> None:
+        """Keep a busy function's old body, with a jump to the new body at its entry (it is
+        the trampoline if the function has none)."""
+        s = self.symbols[sym]
+        self.trampolines.add(sym)
+        r = self._keep_old_body(s.name, self.symbol_atom(sym).section, value, size, prev,
+                                relocs, sym)
         if not s.trampoline:
             s.trampoline = r
-        self.retired.append((r, sym))
-        self.patch.running.append(s.name)
 
     def _entries(self, sym: int) -> list[int]:
         """The atoms that must jump to function `sym`: its trampoline and old bodies."""

@@ -264,7 +264,8 @@ class StoppedAt:
     def resume(self):
         pass
 
-    maps_ = [(0x4000000, 0x4001000, "rwxp")]
+    maps_ = [(0x4000000, 0x4100000, "rwxp"), (0xC000000, 0xC100000, "rw-p"),
+             (0x10000000, 0x10100000, "rw-p"), (0x14000000, 0x14100000, "rw-p")]
 
     def maps(self):
         return self.maps_
@@ -418,3 +419,23 @@ def test_a_program_that_cannot_start_is_reported(tmp_path: Path):
     swap = HotSwap(str(tmp_path / "missing"), [], get_arch("x86_64").info)
     assert swap.start() == "cannot start the program (No such file or directory)"
     assert not swap.running()
+
+
+def test_a_function_a_thread_is_in_keeps_its_code_when_it_becomes_a_global(tmp_path: Path):
+    session = session_with(tmp_path, source())
+    zo = session.zo
+    old = zo.address(zo.navs["f"])
+    size = zo.symbol_atom(zo.navs["f"]).size
+    swap = HotSwap(str(tmp_path / "p"), [], get_arch("x86_64").info)
+    swap.process = StoppedAt(old + 8)
+    session.swap = swap
+    text = source().replace("fn f(i: int) -> int {\n    return i * 2;\n}", "var f: int = 3;")
+    session.update(text.replace("f(i)", "f"))
+    assert swap.report() == "swapped into pid 1; f is running the old code until it returns"
+    kept = [zo.atoms[r] for r, _ in zo.retired if zo.atoms[r].name == "f$old"]
+    assert len(kept) == 1 and kept[0].alive and kept[0].size == size
+    assert zo.atom_address(zo.retired[0][0]) == old
+    session.swap = None
+    session.release()
+    assert not kept[0].alive
+    assert run([str(tmp_path / "p"), "2"]).stdout == "out 0 3 2\nout 1 3 3\n"
