@@ -21,6 +21,16 @@ def toyc_free_nav(linker, name):
 
 
 @hookimpl
+def toyc_update_exports(linker, name, exports):
+    linker.update_exports(name, exports)
+
+
+@hookimpl
+def toyc_delete_export(linker, name, export):
+    linker.delete_export(name, export)
+
+
+@hookimpl
 def toyc_update_line(linker, name, line):
     linker.update_line(name, line)
 

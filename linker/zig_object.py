@@ -46,7 +46,9 @@ ZIG_SECTIONS = {
 }
 SECTION_ALIGN = {"text": 16, "rodata": 8, "data": 8, "bss": 8}
 ENTRY = "_start"
-STATE_VERSION = 2
+STATE_VERSION = 3
+# an export's linkage -> its symbol's binding
+BINDINGS = {"strong": elf.STB_GLOBAL, "weak": elf.STB_WEAK, "internal": elf.STB_LOCAL}
 
 
 def global_section(code: Code, const: bool) -> str:
@@ -98,6 +100,7 @@ class Symbol:
     slot: int = -1  # its row in .symtab, -1 while it has none
     trampoline: int = 0  # the atom holding its trampoline, 0 if it never moved
     listed: bool = True  # whether it belongs in .symtab
+    exports: str = ""  # for an export under another name: the nav it names
 
 
 class ZigObject:
@@ -111,6 +114,8 @@ class ZigObject:
         self.navs: dict[str, int] = {}  # name -> symbol
         self.uavs: dict[bytes, int] = {}  # value -> symbol
         self.lazy: dict[str, int] = {}  # name -> symbol
+        # nav -> its exports under other names: export name -> symbol (sharing the nav's atom)
+        self.exports: dict[str, dict[str, int]] = {}
         self.users: dict[Target, set[int]] = {}  # target -> atoms with relocations to it
         self.section_of: dict[str, int] = {}  # "text"... -> section index
         # .symtab rows: fixed ones (null, file, sections), then locals, then globals
@@ -290,10 +295,78 @@ class ZigObject:
             out += first.to_bytes(4, order) + delta.to_bytes(4, order, signed=True)
         return bytes(out)
 
+    # ---- exports ------------------------------------------------------------------------------
+
+    def update_exports(self, name: str, exports: list[tuple[str, str]]) -> None:
+        """Nav `name` is exported under these (name, linkage) pairs, and no others. Under its
+        own name, an export sets the binding of the nav's symbol; under another name, it is a
+        symbol of its own with the nav's type, value and size. Only .symtab changes."""
+        sym = self.navs[name]
+        wanted = dict(exports)
+        own = self.symbols[sym]
+        bind = BINDINGS[wanted.pop(name, "internal")]
+        changed = False
+        if own.bind != bind:
+            self._rebind(sym, bind)
+            changed = True
+        current = self.exports.setdefault(name, {})
+        for export in [e for e in current if e not in wanted]:
+            self.delete_export(name, export)
+            changed = True
+        for export, linkage in wanted.items():
+            e = current.get(export)
+            if e is not None and self.symbols[e].bind == BINDINGS[linkage]:
+                continue
+            if e is None:
+                self.symbols.append(Symbol(export, own.atom, own.type, BINDINGS[linkage],
+                                           exports=name))
+                current[export] = len(self.symbols) - 1
+                self._touch(current[export])
+            else:
+                self._rebind(e, BINDINGS[linkage])
+            changed = True
+        if not current:
+            del self.exports[name]
+        if changed:
+            self._exports_changed(name)
+
+    def _exports_changed(self, name: str) -> None:
+        if self.outcome.get(name, "unchanged") in ("unchanged", "lines"):
+            self.outcome[name] = "exports"
+
+    def delete_export(self, name: str, export: str) -> None:
+        """Nav `name` is no longer exported as `export`."""
+        if export == name:
+            self._rebind(self.navs[name], elf.STB_LOCAL)
+        else:
+            sym = self.exports.get(name, {}).pop(export, None)
+            if sym is None:
+                return
+            self._remove_row(sym)
+            self.symbols[sym] = Symbol("")
+        if name in self.navs:
+            self._exports_changed(name)
+
+    def _rebind(self, sym: int, bind: int) -> None:
+        """Give symbol `sym` another binding: locals and globals sit in different rows."""
+        s = self.symbols[sym]
+        if s.bind == bind:
+            return
+        listed = s.slot >= 0
+        if listed:
+            self._remove_row(sym)
+        s.bind = bind
+        if listed:
+            self._touch(sym)
+
     def free_nav(self, name: str) -> None:
-        sym = self.navs.pop(name, None)
+        sym = self.navs.get(name)
         if sym is None:
             return
+        for export in list(self.exports.get(name, {})):
+            self.delete_export(name, export)
+        self.exports.pop(name, None)
+        del self.navs[name]
         s = self.symbols[sym]
         if s.trampoline:
             self._drop_atom(s.trampoline)
@@ -612,13 +685,18 @@ class ZigObject:
     # ---- the symbol table ---------------------------------------------------------------------
 
     def _touch(self, sym: int) -> None:
-        """Symbol `sym` changed (or is new): its .symtab row must be rewritten."""
+        """Symbol `sym` changed (or is new): its .symtab row must be rewritten, and so must
+        the rows of its exports."""
         s = self.symbols[sym]
         if not s.listed:
             return
         if s.slot < 0:
             self._add_row(sym)
         self.dirty_rows.add(s.slot)
+        if s.target is not None and s.target.kind == "nav":
+            for e in self.exports.get(s.target.key, {}).values():
+                self.symbols[e].type = s.type
+                self.dirty_rows.add(self.symbols[e].slot)
 
     def _row_sym(self, row: int) -> int:
         return self.slots[row - self.fixed_rows]
@@ -731,7 +809,7 @@ class ZigObject:
             atoms.append([a.name, a.section, a.value, a.size, a.align, a.prev, a.next, a.alive,
                           relocs, a.code_hash, a.line, a.epoch, a.line_fields])
         symbols = [[s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline,
-                    s.listed] for s in self.symbols]
+                    s.listed, s.exports] for s in self.symbols]
         return {
             "version": STATE_VERSION,
             "elf": self.elf.state(),
@@ -767,14 +845,16 @@ class ZigObject:
                     users.setdefault(t, set()).add(index)
         zo.atoms.pop(0)
         zo.users = {targets[t]: atoms for t, atoms in users.items()}
-        for name, atom, stype, bind, t, slot, trampoline, listed in state["symbols"]:
+        for name, atom, stype, bind, t, slot, trampoline, listed, exports in state["symbols"]:
             zo.symbols.append(Symbol(name, atom, stype, bind, targets[t] if t >= 0 else None,
-                                     slot, trampoline, listed))
+                                     slot, trampoline, listed, exports))
         zo.symbols.pop(0)
         tables = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}
         for i, sym in enumerate(zo.symbols):
             if sym.target is not None and sym.atom:
                 tables[sym.target.kind][sym.target.key] = i
+            if sym.exports:
+                zo.exports.setdefault(sym.exports, {})[sym.name] = i
         zo.slots = list(state["slots"])
         data = bytes.fromhex(state["strtab"])
         zo.strtab.data = bytearray(data)

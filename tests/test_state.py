@@ -41,7 +41,7 @@ def rebuild(src: Path, out: Path, *extra: str):
 def test_state_is_versioned_json_naming_its_files(tmp_path: Path):
     src, out, state = setup(tmp_path)
     data = json.loads(state.read_text())
-    assert data["format"] == 1
+    assert data["format"] == 2
     assert data["source"] == str(src.resolve()) and data["output"] == str(out.resolve())
     r = rebuild(src, out)
     assert "full build" not in r.stdout and "updated twice (" in r.stdout

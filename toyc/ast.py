@@ -180,8 +180,10 @@ Stmt = Let | Assign | Block | If | While | Break | Continue | Return | ExprStmt
 @dataclass(slots=True)
 class Export:
     span: Span
-    name: str | None
-    linkage: str | None
+    args: list[tuple[str, str, Span]]  # ("name", a string's text) or ("word", a NAME)
+    # checker: the symbol name and linkage ("strong", "weak" or "internal")
+    name: str = ""
+    linkage: str = "strong"
 
 
 @dataclass(slots=True)

@@ -41,6 +41,7 @@ BUILTINS: dict[str, tuple[list[Type] | None, Type]] = {
     "spawn": (None, INT),
     "join": ([INT], INT),
 }
+LINKAGES = ("strong", "weak", "internal")
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Checker:
         # Declarations with syntax errors: known to exist, so uses of them are not reported.
         self.unparsed = unparsed
         self.by_name: dict[str, A.Decl] = {}
+        self.exported: dict[str, Span] = {}  # export name -> where it was first exported
         self.known = known
         self.deps: dict[str, set[str]] = {}
         self.current: set[str] = set()  # the names the declaration being checked uses
@@ -137,12 +139,44 @@ class Checker:
                 self.error(d.name_span, f"'{d.name}' is already declared (at line {first.line})")
             else:
                 self.by_name[d.name] = d
-            for e in d.exports:
-                self.error(e.span, "'export' is not supported yet")
+            self.check_exports(d)
             if d.is_extern:
                 self.error(d.span, "'extern' declarations are not supported yet")
             if isinstance(d, A.GlobalDecl) and d.threadlocal:
                 self.error(d.span, "'threadlocal' variables are not supported yet")
+
+    def check_exports(self, d: A.Decl) -> None:
+        """Resolve each `export(...)` of `d` to a symbol name and a linkage; two declarations
+        may not export one name (the later one is reported)."""
+        for e in d.exports:
+            names = [(text, span) for kind, text, span in e.args if kind == "name"]
+            words = [(text, span) for kind, text, span in e.args if kind == "word"]
+            ok = True
+            for _, span in names[1:]:
+                self.error(span, "an export has one name; give each name its own export(...)")
+                ok = False
+            for _, span in words[1:]:
+                self.error(span, "an export has one linkage")
+                ok = False
+            if words:
+                word, span = words[0]
+                if word not in LINKAGES:
+                    self.error(span, f"unknown linkage '{word}': expected strong, weak or "
+                               "internal")
+                    ok = False
+                e.linkage = word
+            e.name = names[0][0] if names else d.name
+            if names and (not e.name or "\0" in e.name):
+                self.error(names[0][1], "an export name must be non-empty and have no NUL "
+                           "character")
+                ok = False
+            if not ok:
+                continue
+            first = self.exported.get(e.name)
+            if first is not None:
+                self.error(e.span, f"'{e.name}' is already exported (at line {first.line})")
+            else:
+                self.exported[e.name] = e.span
 
     def check_main(self) -> None:
         main = self.lookup("main")
@@ -855,6 +889,11 @@ def breaks(s: A.Stmt) -> bool:
     if isinstance(s, A.If):
         return breaks(s.then) or (s.els is not None and breaks(s.els))
     return False
+
+
+def export_names(d: A.Decl) -> list[str]:
+    """The names `d` exports, as written (before checking)."""
+    return [next((t for k, t, _ in e.args if k == "name"), d.name) for e in d.exports]
 
 
 def check(source: Source, decls: list[A.Decl], syntax_errors: list[Diagnostic] | None = None,

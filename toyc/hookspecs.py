@@ -111,7 +111,20 @@ def toyc_update_nav(linker, name, code, const, line):
 
 @hookspec
 def toyc_free_nav(linker, name):
-    """The declaration `name` was removed: free its atom and drop its symbol."""
+    """The declaration `name` was removed: free its atom and drop its symbol and exports."""
+
+
+@hookspec
+def toyc_update_exports(linker, name, exports):
+    """The declaration `name` (already handed over) is exported under `exports`, a list of
+    (symbol name, linkage) pairs with linkage "strong", "weak" or "internal", and under no
+    other name. Called after its update when its exports differ from the last build's."""
+
+
+@hookspec
+def toyc_delete_export(linker, name, export):
+    """The declaration `name` is no longer exported as `export` (called before
+    `toyc_update_exports` with the remaining ones)."""
 
 
 @hookspec

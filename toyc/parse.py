@@ -120,14 +120,15 @@ class _Build(Transformer):
 
     def export(self, c):
         kw, _lp, args, rp = c
-        name = linkage = None
+        out = []
         for tok in args or []:
             if tok.type == "STRING":
-                name = self._string(tok).decode("utf-8", "replace")
+                out.append(("name", self._string(tok).decode("utf-8", "replace"),
+                            self._span(tok)))
             else:
-                linkage = str(tok)
+                out.append(("word", str(tok), self._span(tok)))
         end = self._span(rp) if rp is not None else self._span(kw)
-        return A.Export(self._span(kw).to(end), name, linkage)
+        return A.Export(self._span(kw).to(end), out)
 
     def export_args(self, c):
         return [t for t in c if t is not None]

@@ -30,7 +30,7 @@ from linker.hot_swap import HotSwap
 from linker.zig_object import ZigObject, global_section, size_hints
 from toyc import __version__
 from toyc import ast as A
-from toyc.check import Program, check
+from toyc.check import Program, check, export_names
 from toyc.code import Code
 from toyc.driver import (
     RUNTIME_RODATA_HINT,
@@ -47,7 +47,7 @@ from toyc.source import CompileError, Source, UserError
 from toyc.split import Chunk
 from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 NO_OUTPUT = "no output file yet"
 FULL_ASKED = "--full was given"
 
@@ -119,17 +119,33 @@ def _kind(d: A.Decl) -> str:
 
 def _record(d: A.Decl, code: Code, chunk: Chunk, program: Program) -> tuple[Tracked, Where]:
     return (Tracked(d.name, _kind(d), chunk.col, interface(d),
-                    sorted(program.deps.get(d.name, ())), bool(code.line_fields)),
+                    sorted(program.deps.get(d.name, ())), bool(code.line_fields),
+                    _exports(d)),
             Where(chunk.offset, chunk.offset + len(chunk.text), chunk.line))
 
 
-def _hand_over(hook, zo: ZigObject, d: A.Decl, code: Code, line: int) -> None:
-    """Give one lowered declaration to the backend."""
+def _exports(d: A.Decl) -> list[list[str]]:
+    return [[e.name, e.linkage] for e in d.exports]
+
+
+def _hand_over(hook, zo: ZigObject, d: A.Decl, code: Code, line: int,
+               old_exports: list | None = None) -> None:
+    """Give one lowered declaration to the backend, and its exports if they changed from
+    `old_exports` (None: it had none)."""
     if isinstance(d, A.FnDecl):
         hook.toyc_update_func(linker=zo, name=d.name, code=code, line=line)
     else:
         hook.toyc_update_nav(linker=zo, name=d.name, code=code, const=d.kind == "const",
                              line=line)
+    exports = _exports(d)
+    old = old_exports or []
+    if exports != old:
+        names = {name for name, _ in exports}
+        for name, _ in old:
+            if name not in names:
+                hook.toyc_delete_export(linker=zo, name=d.name, export=name)
+        hook.toyc_update_exports(linker=zo, name=d.name,
+                                 exports=[(name, linkage) for name, linkage in exports])
 
 
 class Session:
@@ -228,6 +244,10 @@ class Session:
         # An unchanged declaration that a new one duplicates is checked again, so that the
         # error lands where a full build puts it: on the later of the two.
         again = {n for n in new_names if n in tracker.by_name and n not in gone}
+        # Likewise an unchanged declaration exporting a name that a changed one exports.
+        again |= {owner for d in decls for e in export_names(d)
+                  if (owner := tracker.exported.get(e)) is not None
+                  and owner not in new_names and owner not in gone}
         while True:
             more = [self._reparse(n, plan, source) for n in sorted(again)]
             for d, chunk in more:
@@ -338,7 +358,9 @@ class Session:
                 first = self.tracker.lines[plan.stop]
                 hook.toyc_shift_lines(linker=zo, first=first, delta=plan.line_delta)
             for d, code in zip(decls, codes, strict=True):
-                _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
+                old = self.tracker.by_name.get(d.name)
+                _hand_over(hook, zo, d, code, chunk_of[id(d)].line,
+                           old.exports if old is not None and d.name not in removed else None)
             for name, line in moved:
                 hook.toyc_update_line(linker=zo, name=name, line=line)
             hook.toyc_flush(linker=zo)

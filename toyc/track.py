@@ -35,6 +35,7 @@ class Tracked:
     iface: list  # see `interface`
     deps: list[str] = field(default_factory=list)
     has_lines: bool = False  # its code holds line fields
+    exports: list = field(default_factory=list)  # [symbol name, linkage] per export
 
 
 @dataclass(slots=True)
@@ -155,6 +156,7 @@ class Tracker:
         self.flags = [d.has_lines for d in decls]
         self.by_name: dict[str, Tracked] = {d.name: d for d in decls}
         self.users: dict[str, set[str]] = {}  # name -> declarations that use it
+        self.exported: dict[str, str] = {}  # export name -> the declaration exporting it
         for d in decls:
             self._link(d)
 
@@ -164,8 +166,13 @@ class Tracker:
     def _link(self, d: Tracked) -> None:
         for n in d.deps:
             self.users.setdefault(n, set()).add(d.name)
+        for export, _ in d.exports:
+            self.exported[export] = d.name
 
     def _unlink(self, d: Tracked) -> None:
+        for export, _ in d.exports:
+            if self.exported.get(export) == d.name:
+                del self.exported[export]
         for n in d.deps:
             users = self.users.get(n)
             if users is not None:
@@ -261,7 +268,7 @@ class Tracker:
         for name, r in rechecked.items():
             d = self.by_name.get(name) or next(x for x in replaced if x.name == name)
             self._unlink(d)
-            d.iface, d.deps, d.has_lines = r.iface, r.deps, r.has_lines
+            d.iface, d.deps, d.has_lines, d.exports = r.iface, r.deps, r.has_lines, r.exports
             self.by_name[name] = d
             self._link(d)
         self.flags[first:stop] = [d.has_lines for d in replaced]
@@ -274,7 +281,7 @@ class Tracker:
 
     def state(self) -> dict:
         return {"text": self.text,
-                "decls": [[d.name, d.kind, d.col, d.iface, d.deps, d.has_lines]
+                "decls": [[d.name, d.kind, d.col, d.iface, d.deps, d.has_lines, d.exports]
                           for d in self.decls],
                 "starts": self.starts, "ends": self.ends, "lines": self.lines}
 
