@@ -9,7 +9,8 @@ outgrow their room in the file), shrink it, add a function, remove an unused one
 call, rename a function and its callers, change a signature and its callers, add or remove a
 global, change a global's initializer (to and from zero) or its kind (const <-> var), change a
 string literal, insert or delete blank lines and comments anywhere (which moves panics to other
-lines), reorder declarations. Now and then a step first saves a broken version (a syntax or type
+lines), reorder declarations, export a declaration (under its own name or another, with any
+linkage) or drop or relink one of its exports. Now and then a step first saves a broken version (a syntax or type
 error), which must be rejected without touching the output.
 
 Each step updates the same output incrementally, in-process with `Session.update()` or, one step
@@ -102,6 +103,7 @@ class Global:
     pad: list[str] = field(default_factory=list)  # blank and comment lines before it
     indent: int = 0  # spaces before each of its lines
     join: bool = False  # on the same line as the end of the declaration before it
+    exports: list = field(default_factory=list)  # [name or None (its own), linkage or None]
 
 
 @dataclass
@@ -127,6 +129,7 @@ class Func:
     tail_pad: list[str] = field(default_factory=list)
     indent: int = 0
     join: bool = False
+    exports: list = field(default_factory=list)  # as Global.exports
 
 
 @dataclass
@@ -199,6 +202,15 @@ def render_value(v) -> str:
     return hex(v) if v > 1000 else str(v)
 
 
+def render_exports(exports: list) -> str:
+    out = []
+    for name, linkage in exports:
+        args = [f'"{name}"'] if name is not None else []
+        args += [linkage] if linkage is not None else []
+        out.append(f"export({', '.join(args)}) " if args else "export ")
+    return "".join(out)
+
+
 def render_global(g: Global) -> list[str]:
     if g.ty in ("arr", "barr"):
         ty = f"[{'int' if g.ty == 'arr' else 'bool'}; {g.length_ref or g.length}]"
@@ -215,7 +227,8 @@ def render_global(g: Global) -> list[str]:
     else:
         ty = "bool"
         init = None if g.value is None else render_value(g.value)
-    return [f"{g.kind} {g.name}: {ty}" + ("" if init is None else f" = {init}") + ";"]
+    return [f"{render_exports(g.exports)}{g.kind} {g.name}: {ty}"
+            + ("" if init is None else f" = {init}") + ";"]
 
 
 def render_stmt(p: Program, f: Func, s: Stmt) -> list[str]:
@@ -273,7 +286,8 @@ def render_stmt(p: Program, f: Func, s: Stmt) -> list[str]:
 
 def render_func(p: Program, f: Func) -> list[str]:
     params = ", ".join(f"p{i}: int" for i in range(f.nparams))
-    head = f"fn {f.name}({params})" + (" -> int" if f.returns else "") + " {"
+    head = (f"{render_exports(f.exports)}fn {f.name}({params})"
+            + (" -> int" if f.returns else "") + " {")
     init = " + ".join([str(f.init)] + [f"p{i}" for i in range(f.nparams)])
     body = [f"let acc = {init};"]
     for s in f.stmts:
@@ -670,10 +684,29 @@ def edit_reorder(p: Program, rnd: random.Random) -> str | None:
     return f"move {item[1]} to position {p.order.index(item)}"
 
 
+def edit_exports(p: Program, rnd: random.Random) -> str | None:
+    """Export a declaration (under its own name or a fresh one, with any linkage), drop one
+    of its exports, or change one's linkage. Export names never clash: fresh ones start with
+    `ex_`, which no declaration's name does."""
+    decls = [*p.funcs.values(), *p.globals.values()]
+    d = rnd.choice(decls)
+    linkage = rnd.choice([None, "strong", "weak", "internal"])
+    if d.exports and rnd.random() < 0.4:
+        i = rnd.randrange(len(d.exports))
+        if rnd.random() < 0.5:
+            del d.exports[i]
+            return f"drop an export of {d.name}"
+        d.exports[i][1] = linkage
+        return f"export {d.name} with linkage {linkage}"
+    own = all(name is not None for name, _ in d.exports) and rnd.random() < 0.5
+    d.exports.append([None if own else f"ex_{p.fresh()}", linkage])
+    return f"export {d.name} ({d.exports[-1]})"
+
+
 EDITS = [edit_constant, edit_padding, edit_grow, edit_shrink, edit_add_function,
          edit_remove_function, edit_add_call, edit_drop_call, edit_rename, edit_swap_names,
          edit_signature, edit_add_global, edit_remove_global, edit_global_init, edit_global_kind,
-         edit_string, edit_reorder, edit_layout]
+         edit_string, edit_reorder, edit_layout, edit_exports]
 
 
 def apply_edits(p: Program, edits: list, rnd: random.Random) -> tuple[Program, list[str]]:
