@@ -10,8 +10,8 @@ call, rename a function and its callers, change a signature and its callers, add
 global, change a global's initializer (to and from zero) or its kind (const <-> var), change a
 string literal, insert or delete blank lines and comments anywhere (which moves panics to other
 lines), reorder declarations, export a declaration (under its own name or another, with any
-linkage) or drop or relink one of its exports. Now and then a step first saves a broken version (a syntax or type
-error), which must be rejected without touching the output.
+linkage) or drop or relink one of its exports. Now and then a step first saves a broken version
+(a syntax or type error), which must be rejected without touching the output.
 
 Each step updates the same output incrementally, in-process with `Session.update()` or, one step
 in five, with `toyc build -v` in a subprocess (through the state file). After every step the
