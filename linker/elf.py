@@ -87,6 +87,14 @@ class Shdr:
                            self.entsize)
 
 
+RELA_SIZE = 24
+SHF_INFO_LINK = 0x40
+
+
+def pack_rela(offset: int, sym: int, rtype: int, addend: int) -> bytes:
+    return struct.pack("<QQq", offset, sym << 32 | rtype, addend)
+
+
 def pack_sym(name: int, info: int, shndx: int, value: int, size: int, other: int = 0) -> bytes:
     return struct.pack("<IBBHQQ", name, info, other, shndx, value, size)
 

@@ -130,6 +130,8 @@ class ElfFile:
         if needed <= sec.shdr.size:
             return
         if sec.phdr < 0:
+            if sec.shdr.type != elf.SHT_NOBITS and sec.shdr.flags & elf.SHF_ALLOC:
+                self.reserve(index, needed)  # a relocatable object's section: file room
             sec.shdr.size = needed
             return
         phdr = self.phdrs[sec.phdr]
@@ -146,6 +148,24 @@ class ElfFile:
             sec.shdr.offset = new_offset
         phdr.filesz = sec.shdr.size = new_size
         phdr.memsz = self.memory_size(index)
+
+    def reserve(self, index: int, size: int) -> None:
+        """File room for `size` bytes of a section outside any segment, moving what it
+        holds if it must."""
+        sec = self.sections[index]
+        if size <= sec.file_capacity:
+            return
+        own = (sec.shdr.offset, sec.shdr.offset + sec.file_capacity)
+        cap = pad_to_ideal(size)
+        if sec.file_capacity and self._is_free(own[0], own[0] + cap, own):
+            sec.file_capacity = cap
+            return
+        sec.file_capacity = 0
+        offset = self.find_free_space(cap, max(sec.shdr.addralign, 1))
+        if own[1] > own[0]:
+            self.copy(own[0], offset, sec.shdr.size)
+        sec.shdr.offset = offset
+        sec.file_capacity = cap
 
     def copy(self, src: int, dst: int, size: int) -> None:
         chunk = 1 << 20
@@ -221,8 +241,8 @@ class ElfFile:
             self.shoff = self.find_free_space(cap, 8)
             self.shdr_capacity = cap
             self.written.pop("shdrs", None)
-        ehdr = elf.Ehdr(file_type, machine, entry, elf.EHDR_SIZE, self.shoff, len(self.phdrs),
-                        len(self.sections), shstrndx).pack()
+        ehdr = elf.Ehdr(file_type, machine, entry, elf.EHDR_SIZE if self.phdrs else 0,
+                        self.shoff, len(self.phdrs), len(self.sections), shstrndx).pack()
         phdrs = b"".join(p.pack() for p in self.phdrs)
         for key, data, offset, entry in (("shdrs", table, self.shoff, elf.SHDR_SIZE),
                                          ("phdrs", phdrs, elf.EHDR_SIZE, elf.PHDR_SIZE),

@@ -105,9 +105,13 @@ class Symbol:
 
 class ZigObject:
     def __init__(self, elf_file: ElfFile, arch, source_path: str,
-                 size_hints: dict[str, int] | None = None):
+                 size_hints: dict[str, int] | None = None, relocatable: bool = False):
         self.elf = elf_file
         self.arch = arch
+        # A relocatable object (ET_REL): sections at address 0 and no segments; references
+        # become .rela entries for the system linker instead of being resolved here.
+        self.relocatable = relocatable
+        self.rela: dict[int, int] = {}  # section -> its .rela section
         self.source_path = source_path
         self.atoms: list[Atom] = [Atom("")]
         self.symbols: list[Symbol] = [Symbol("")]
@@ -140,6 +144,9 @@ class ZigObject:
             self._create_sections(size_hints)
 
     def _create_sections(self, size_hints: dict[str, int]) -> None:
+        if self.relocatable:
+            self._create_object_sections(size_hints)
+            return
         elf_file = self.elf
         for key, (name, vaddr, pflags, stype, sflags, room, min_cap) in ZIG_SECTIONS.items():
             hint = size_hints.get(key, 0)
@@ -172,11 +179,44 @@ class ZigObject:
         elf_file.add_section(Section(elf.Shdr(".shstrtab", elf.SHT_STRTAB)))
         self._init_tables()
 
+    def _create_object_sections(self, size_hints: dict[str, int]) -> None:
+        """The sections of a relocatable object: the four Zig sections (the code section not
+        writable: a system linker lays it out), a .rela section for each that can hold
+        references, and an empty .note.GNU-stack, which says the stack need not be
+        executable."""
+        elf_file = self.elf
+        for key, (name, _, _, stype, sflags, room, min_cap) in ZIG_SECTIONS.items():
+            if key == "text":
+                sflags = elf.SHF_ALLOC | elf.SHF_EXECINSTR
+            index = elf_file.add_section(Section(
+                elf.Shdr(name, stype, sflags, 0, 0, 0, addralign=SECTION_ALIGN[key]),
+                max_size=room, min_capacity=min_cap))
+            self.section_of[key] = index
+            if stype != elf.SHT_NOBITS:
+                hint = size_hints.get(key, 0)
+                elf_file.reserve(index, hint + hint // 2)
+        for key in ("text", "rodata", "data"):
+            target = self.section_of[key]
+            self.rela[target] = elf_file.add_section(Section(elf.Shdr(
+                ".rela" + elf_file.sections[target].shdr.name, elf.SHT_RELA, elf.SHF_INFO_LINK,
+                addralign=8, entsize=elf.RELA_SIZE, info=target)))
+        elf_file.add_section(Section(elf.Shdr(".note.GNU-stack", elf.SHT_PROGBITS)))
+        elf_file.add_section(Section(elf.Shdr(
+            ".symtab", elf.SHT_SYMTAB, addralign=8, entsize=elf.SYM_SIZE)))
+        elf_file.add_section(Section(elf.Shdr(".strtab", elf.SHT_STRTAB)))
+        elf_file.add_section(Section(elf.Shdr(".shstrtab", elf.SHT_STRTAB)))
+        self._init_tables()
+
+    def _section_rows(self) -> list[int]:
+        """The sections with an STT_SECTION symbol: those loaded, or in an object, allocated."""
+        return [i for i, s in enumerate(self.elf.sections) if s.phdr >= 0
+                or (self.relocatable and s.shdr.flags & elf.SHF_ALLOC)]
+
     def _init_tables(self) -> None:
         self.symtab_index = self.elf.section_index(".symtab")
         self.strtab_index = self.elf.section_index(".strtab")
         self.strtab.add(self.source_path)
-        self.fixed_rows = 2 + sum(1 for s in self.elf.sections if s.phdr >= 0)
+        self.fixed_rows = 2 + len(self._section_rows())
         self.nlocal = self.fixed_rows + sum(
             1 for i in self.slots if self.symbols[i].bind == elf.STB_LOCAL)
 
@@ -600,7 +640,7 @@ class ZigObject:
             bind = elf.STB_GLOBAL if lazy.binding == "global" else elf.STB_LOCAL
             sym = self.lazy[name] = self.new_symbol_with_atom(name, stype, Target("lazy", name),
                                                               bind)
-            self.symbols[sym].listed = lazy.listed
+            self.symbols[sym].listed = lazy.listed or self.relocatable  # relocations name it
             code = lazy.code
             if name == LINE_SHIFTS:  # the architecture says where; the linker knows what
                 code = Code(self._shift_table(), [], code.align)
@@ -610,7 +650,7 @@ class ZigObject:
     # ---- flush --------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        entry_sym = self.get_lazy(ENTRY)
+        entry_sym = None if self.relocatable else self.get_lazy(ENTRY)
         self._free_unused()
         undefined: dict[str, list[str]] = {}
         for index, data in self.pending.items():
@@ -618,7 +658,11 @@ class ZigObject:
             buf = bytearray(data)
             base = self.atom_address(index)
             for r in a.relocs:
-                self._apply(buf, base, r, a.name, undefined)
+                if self.relocatable:  # the system linker applies it; it must exist though
+                    if self.resolve(r.target) is None:
+                        undefined.setdefault(str(r.target.key), []).append(a.name)
+                else:
+                    self._apply(buf, base, r, a.name, undefined)
             self._write(index, 0, bytes(buf))
         if undefined:
             lines = [f"undefined symbol: {name} (referenced by {', '.join(sorted(set(refs)))})"
@@ -633,7 +677,26 @@ class ZigObject:
         self.moved.clear()
         self.trampolines.clear()
         self.write_symtab()
+        if self.relocatable:
+            self._write_rela()
+            self.elf.write_headers(elf.ET_REL, self.arch.info.elf_machine, 0)
+            return
         self.elf.write_headers(elf.ET_EXEC, self.arch.info.elf_machine, self.address(entry_sym))
+
+    def _write_rela(self) -> None:
+        """Every reference in the object as a .rela entry against its target's symbol."""
+        tables: dict[int, list[bytes]] = {section: [] for section in self.rela}
+        for a in self.atoms:
+            if not a.alive or not a.relocs:
+                continue
+            rows = tables[a.section]
+            for r in a.relocs:
+                row = self.symbols[self.resolve(r.target)].slot
+                rows.append(elf.pack_rela(a.value + r.offset, row, r.type, r.addend))
+        for section, rows in tables.items():
+            shdr = self.elf.sections[self.rela[section]].shdr
+            shdr.link = self.symtab_index
+            self.elf.write_nonalloc(self.rela[section], b"".join(rows))
 
     def _free_unused(self) -> None:
         """Free the uavs and lazy symbols nothing refers to any more (in turn, what only they
@@ -748,10 +811,9 @@ class ZigObject:
         rows = [elf.pack_sym(0, 0, 0, 0, 0),
                 elf.pack_sym(self.strtab.add(self.source_path),
                              elf.st_info(elf.STB_LOCAL, elf.STT_FILE), elf.SHN_ABS, 0, 0)]
-        for i, s in enumerate(self.elf.sections):
-            if s.phdr >= 0:
-                rows.append(elf.pack_sym(0, elf.st_info(elf.STB_LOCAL, elf.STT_SECTION), i,
-                                         s.shdr.addr, 0))
+        for i in self._section_rows():
+            rows.append(elf.pack_sym(0, elf.st_info(elf.STB_LOCAL, elf.STT_SECTION), i,
+                                     self.elf.sections[i].shdr.addr, 0))
         return rows
 
     def write_symtab(self) -> None:

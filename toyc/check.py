@@ -66,8 +66,10 @@ class _Fail(Exception):
 
 class Checker:
     def __init__(self, source: Source, decls: list[A.Decl], errors: list[Diagnostic],
-                 unparsed: set[str], known: Callable[[str], A.Decl | None] | None = None):
+                 unparsed: set[str], known: Callable[[str], A.Decl | None] | None = None,
+                 need_main: bool = True):
         self.source = source
+        self.need_main = need_main  # an executable needs one; an object need not
         self.decls = decls
         self.errors = list(errors)
         # Declarations with syntax errors: known to exist, so uses of them are not reported.
@@ -102,7 +104,8 @@ class Checker:
         for d in self.decls:
             if isinstance(d, A.FnDecl) and d.body is not None and d.result_type is not None:
                 self.check_body(d)
-        self.check_main()
+        if self.need_main:
+            self.check_main()
         if self.errors:
             self.errors.sort(key=lambda e: (e.span.line, e.span.col))
             raise CompileError(self.source, self.errors)
@@ -898,6 +901,8 @@ def export_names(d: A.Decl) -> list[str]:
 
 def check(source: Source, decls: list[A.Decl], syntax_errors: list[Diagnostic] | None = None,
           unparsed: set[str] | None = None,
-          known: Callable[[str], A.Decl | None] | None = None) -> Program:
+          known: Callable[[str], A.Decl | None] | None = None,
+          need_main: bool = True) -> Program:
     """Check the parsed declarations; raise CompileError with these and the syntax errors."""
-    return Checker(source, decls, syntax_errors or [], unparsed or set(), known).run()
+    return Checker(source, decls, syntax_errors or [], unparsed or set(), known,
+                   need_main).run()

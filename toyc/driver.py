@@ -83,15 +83,16 @@ def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code
     return funcs, globals_
 
 
-def front_end(path: str, timings: Timings) -> tuple[Program, dict]:
+def front_end(path: str, timings: Timings, need_main: bool = True) -> tuple[Program, dict]:
     """Read, split, parse and check a whole file: the checked program, and the chunk each
-    declaration came from (by `id` of the declaration)."""
+    declaration came from (by `id` of the declaration). An object needs no `main`."""
     # The checker and code generators recurse once or a few times per level of nesting.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     source = timings.run("read", read_source, path)
     decls, syntax_errors, unparsed, chunk_of = timings.run(
         "parse", parse_chunks, split(source.text))
-    return timings.run("check", check, source, decls, syntax_errors, unparsed), chunk_of
+    return (timings.run("check", check, source, decls, syntax_errors, unparsed, None,
+                        need_main), chunk_of)
 
 
 def default_output(path: str) -> str:

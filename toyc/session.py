@@ -50,6 +50,7 @@ from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 STATE_FORMAT = 2
 NO_OUTPUT = "no output file yet"
 FULL_ASKED = "--full was given"
+OBJECT_BUILD = "relocatable objects are built in full"
 
 
 class FullBuildNeeded(Exception):
@@ -70,7 +71,7 @@ class Summary:
     @property
     def reason_matters(self) -> bool:
         """Whether the reason for a full build is news to the user (a first build is not)."""
-        return self.reason not in ("", NO_OUTPUT, FULL_ASKED)
+        return self.reason not in ("", NO_OUTPUT, FULL_ASKED, OBJECT_BUILD)
 
     def line(self) -> str:
         took = f"{self.written} bytes written in {self.seconds * 1000:.1f} ms"
@@ -164,10 +165,11 @@ class Session:
 
     @classmethod
     def full_build(cls, path: str, output: str, arch_name: str = "x86_64",
-                   timings: Timings | None = None, reason: str = "") -> tuple[Session, Summary]:
+                   timings: Timings | None = None, reason: str = "",
+                   relocatable: bool = False) -> tuple[Session, Summary]:
         timings = timings or Timings()
         start = time.perf_counter()
-        program, chunk_of = front_end(path, timings)
+        program, chunk_of = front_end(path, timings, need_main=not relocatable)
         decls, text = program.decls, program.source.text
         arch = get_arch(arch_name)
         codes = timings.run("lower", lambda: [lower_decl(d, program, arch) for d in decls])
@@ -181,12 +183,13 @@ class Session:
         _remove_state(output)
         try:
             try:
-                zo = timings.run("link", _link_all, program, arch, decls, codes, chunk_of, fd)
+                zo = timings.run("link", _link_all, program, arch, decls, codes, chunk_of, fd,
+                                 relocatable)
             except LinkError as e:
                 raise UserError(str(e)) from None
             umask = os.umask(0)
             os.umask(umask)
-            os.fchmod(fd, 0o777 & ~umask)
+            os.fchmod(fd, (0o666 if relocatable else 0o777) & ~umask)
             os.close(fd)
             fd = -1
             try:
@@ -465,7 +468,7 @@ def _check_output(path: str, output: str) -> None:
 
 
 def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Code],
-              chunk_of: dict, fd: int) -> ZigObject:
+              chunk_of: dict, fd: int, relocatable: bool = False) -> ZigObject:
     sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
     for d, code in zip(decls, codes, strict=True):
         key = "text" if isinstance(d, A.FnDecl) else global_section(code, d.kind == "const")
@@ -475,7 +478,7 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
     sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
     sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
     zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,
-                   size_hints(sizes))
+                   size_hints(sizes), relocatable)
     hook = plugin_manager().hook
     for d, code in zip(decls, codes, strict=True):
         _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
@@ -500,8 +503,13 @@ def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: boo
 
 
 def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
-          timings: Timings | None = None) -> Summary:
-    """`toyc build`: `open_session`, then save the state for the next build."""
+          timings: Timings | None = None, relocatable: bool = False) -> Summary:
+    """`toyc build`: `open_session`, then save the state for the next build. A relocatable
+    object (`-c`) is built in full every time, and keeps no state."""
+    if relocatable:
+        _check_output(path, output)
+        return Session.full_build(path, output, arch_name, timings, OBJECT_BUILD,
+                                  relocatable=True)[1]
     session, summary = open_session(path, output, arch_name, full=full, timings=timings)
     session.save_state()
     return summary

@@ -1,0 +1,96 @@
+"""`toyc build -c`: relocatable objects that the system's gcc links into C programs.
+
+Each object is read by `readelf -a` (no complaint on stderr), `eu-elflint --gnu-ld`, `objdump -d`
+and `nm`, then linked with gcc (as a PIE, the default; without PIE; statically) into a C
+program that calls exported Toy functions and reads and writes exported globals, and run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import TOYC, require, run
+
+LIB = """\
+export fn add(a: int, b: int) -> int {
+    print("toy add", a, b);
+    return a + b;
+}
+export("toy_scale") fn scale(x: int) -> int { return x * FACTOR; }
+const FACTOR: int = 10;
+export var shared: int = 42;
+export(weak) fn hook() -> int { return 7; }
+export const NAME: str = "toy";
+export fn divide(a: int, b: int) -> int { return a / b; }
+fn main() -> int { return 3; }
+"""
+
+MAIN_C = """\
+#include <stdio.h>
+long long add(long long, long long);
+long long toy_scale(long long);
+long long hook(void);
+long long divide(long long, long long);
+extern long long shared;
+extern const char *NAME;
+int main(int argc, char **argv) {
+    long long r = add(2, 3);
+    printf("%lld %lld %lld %lld %s\\n", r, toy_scale(4), shared, hook(), NAME);
+    shared = 5;
+    printf("%lld\\n", shared);
+    fflush(stdout);
+    return (int)divide(10, argc - 1);
+}
+"""
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    (tmp_path / "lib.toy").write_text(LIB)
+    r = run([*TOYC, "build", "-c", "lib.toy"], cwd=tmp_path)
+    assert r.status == 0 and r.stdout == "" and r.stderr == "", r.stderr
+    return tmp_path / "lib.o"
+
+
+def test_object_is_read_cleanly(lib: Path):
+    readelf = run([require("readelf"), "-a", "-W", str(lib)])
+    assert readelf.status == 0 and readelf.stderr == "", readelf.stderr
+    assert "REL (Relocatable file)" in readelf.stdout
+    assert "There are no program headers" in readelf.stdout
+    assert "_start" not in readelf.stdout
+    lint = run([require("eu-elflint"), "--gnu-ld", str(lib)])
+    assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout + lint.stderr
+    assert run([require("objdump"), "-d", str(lib)]).status == 0
+    nm = {tuple(line.split()[1:]) for line in run([require("nm"), str(lib)]).stdout.splitlines()}
+    assert {("T", "add"), ("T", "toy_scale"), ("W", "hook"), ("D", "shared"),
+            ("D", "NAME")} <= nm
+    assert ("t", "main") in nm  # an ordinary, local function in an object
+    assert not (lib.parent / ".lib.o.toyc-state").exists()
+
+
+@pytest.mark.parametrize("mode", [[], ["-no-pie"], ["-static"]], ids=["pie", "no-pie", "static"])
+def test_c_program_calls_toy(lib: Path, mode: list[str]):
+    (lib.parent / "main.c").write_text(MAIN_C)
+    exe = lib.parent / "prog"
+    cc = run([require("gcc"), *mode, "main.c", "lib.o", "-o", str(exe)], cwd=lib.parent)
+    assert cc.status == 0, cc.stderr
+    r = run([str(exe), "x"])
+    assert (r.status, r.stdout, r.stderr) == (10, "toy add 2 3\n5 40 42 7 toy\n5\n", "")
+    r = run([str(exe)])  # divide by zero: Toy's panic, with the Toy source position
+    assert r.status == 101
+    assert r.stderr == "panic: division by zero at lib.toy:10:50\n"
+
+
+def test_object_needs_no_main_but_an_executable_does(tmp_path: Path):
+    (tmp_path / "nomain.toy").write_text("export fn one() -> int { return 1; }\n")
+    r = run([*TOYC, "build", "-c", "nomain.toy", "-o", "x.o"], cwd=tmp_path)
+    assert r.status == 0 and (tmp_path / "x.o").exists(), r.stderr
+    r = run([*TOYC, "build", "nomain.toy"], cwd=tmp_path)
+    assert r.status == 1 and "the program has no 'main' function" in r.stderr
+
+
+def test_object_builds_are_full_and_say_so(lib: Path):
+    r = run([*TOYC, "build", "-c", "-v", "lib.toy"], cwd=lib.parent)
+    assert r.status == 0 and "(full build)" in r.stdout, r.stdout + r.stderr
