@@ -112,6 +112,7 @@ class ZigObject:
         # become .rela entries for the system linker instead of being resolved here.
         self.relocatable = relocatable
         self.rela: dict[int, int] = {}  # section -> its .rela section
+        self.externs: dict[str, int] = {}  # name -> undefined symbol, in an object
         self.source_path = source_path
         self.atoms: list[Atom] = [Atom("")]
         self.symbols: list[Symbol] = [Symbol("")]
@@ -241,7 +242,8 @@ class ZigObject:
     def resolve(self, target: Target) -> int | None:
         """The symbol a relocation target names, or None if it is undefined."""
         if target.kind == "nav":
-            return self.navs.get(target.key)
+            sym = self.navs.get(target.key)
+            return self.externs.get(target.key) if sym is None else sym
         if target.kind == "uav":
             return self.get_uav(target.key)
         return self.get_lazy(target.key)
@@ -658,9 +660,11 @@ class ZigObject:
             buf = bytearray(data)
             base = self.atom_address(index)
             for r in a.relocs:
-                if self.relocatable:  # the system linker applies it; it must exist though
+                if self.relocatable:  # the system linker applies it
                     if self.resolve(r.target) is None:
-                        undefined.setdefault(str(r.target.key), []).append(a.name)
+                        if r.target.kind != "nav":
+                            raise LinkError(f"no symbol for {r.target.describe()}")
+                        self._undefined_symbol(r.target.key)
                 else:
                     self._apply(buf, base, r, a.name, undefined)
             self._write(index, 0, bytes(buf))
@@ -682,6 +686,14 @@ class ZigObject:
             self.elf.write_headers(elf.ET_REL, self.arch.info.elf_machine, 0)
             return
         self.elf.write_headers(elf.ET_EXEC, self.arch.info.elf_machine, self.address(entry_sym))
+
+    def _undefined_symbol(self, name: str) -> None:
+        """An object's reference to something another object defines (an extern): an
+        undefined global symbol, untyped, as assemblers write them (the null atom: no
+        section, value 0, size 0)."""
+        self.symbols.append(Symbol(name, 0, elf.STT_NOTYPE, elf.STB_GLOBAL, Target("nav", name)))
+        self.externs[name] = len(self.symbols) - 1
+        self._touch(self.externs[name])
 
     def _write_rela(self) -> None:
         """Every reference in the object as a .rela entry against its target's symbol."""

@@ -94,3 +94,51 @@ def test_object_needs_no_main_but_an_executable_does(tmp_path: Path):
 def test_object_builds_are_full_and_say_so(lib: Path):
     r = run([*TOYC, "build", "-c", "-v", "lib.toy"], cwd=lib.parent)
     assert r.status == 0 and "(full build)" in r.stdout, r.stdout + r.stderr
+
+
+CALLS_C = """\
+extern fn c_helper(x: int) -> int;
+extern var c_counter: int;
+extern var c_table: [int; 3];
+extern fn puts(s: str) -> int;
+extern fn labs(x: int) -> int;
+extern fn nobody_defines_this() -> int;
+
+export fn run(n: int) -> int {
+    puts("hello from toy via puts");
+    c_counter += n;
+    c_table[1] = labs(-7);
+    return c_helper(n) + c_counter;
+}
+"""
+
+C_SIDE = """\
+#include <stdio.h>
+long long c_counter = 100;
+long long c_table[3];
+long long c_helper(long long x) { return x * 1000; }
+long long run(long long);
+int main(void) {
+    long long r = run(5);
+    printf("%lld %lld %lld\\n", r, c_counter, c_table[1]);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("mode", [[], ["-no-pie"]], ids=["pie", "no-pie"])
+def test_toy_calls_c_through_externs(tmp_path: Path, mode: list[str]):
+    (tmp_path / "calls_c.toy").write_text(CALLS_C)
+    (tmp_path / "c_side.c").write_text(C_SIDE)
+    r = run([*TOYC, "build", "-c", "calls_c.toy"], cwd=tmp_path)
+    assert r.status == 0, r.stderr
+    undefined = {line.split()[-1] for line in
+                 run([require("nm"), "-u", str(tmp_path / "calls_c.o")]).stdout.splitlines()}
+    # only what is used: an extern nothing refers to leaves no symbol
+    assert undefined == {"c_helper", "c_counter", "c_table", "puts", "labs"}
+    lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "calls_c.o")])
+    assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout
+    cc = run([require("gcc"), *mode, "c_side.c", "calls_c.o", "-o", "prog"], cwd=tmp_path)
+    assert cc.status == 0, cc.stderr
+    r = run([str(tmp_path / "prog")])
+    assert (r.status, r.stdout) == (0, "hello from toy via puts\n5105 105 7\n")

@@ -42,6 +42,8 @@ BUILTINS: dict[str, tuple[list[Type] | None, Type]] = {
     "join": ([INT], INT),
 }
 LINKAGES = ("strong", "weak", "internal")
+NO_C_STR = ("an extern cannot return or hold a 'str': a C string has no length (pass Toy "
+            "strings to C as parameters instead)")
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Program:
     decls: list[A.Decl]
     by_name: dict[str, A.Decl] = field(default_factory=dict)
     deps: dict[str, set[str]] = field(default_factory=dict)  # declaration -> names it uses
+    # every use of an extern declaration: (name, where), for "undefined symbol" in executables
+    extern_uses: list[tuple[str, Span]] = field(default_factory=list)
 
     @property
     def functions(self) -> list[A.FnDecl]:
@@ -76,6 +80,7 @@ class Checker:
         self.unparsed = unparsed
         self.by_name: dict[str, A.Decl] = {}
         self.exported: dict[str, Span] = {}  # export name -> where it was first exported
+        self.extern_uses: list[tuple[str, Span]] = []
         self.known = known
         self.deps: dict[str, set[str]] = {}
         self.current: set[str] = set()  # the names the declaration being checked uses
@@ -109,7 +114,7 @@ class Checker:
         if self.errors:
             self.errors.sort(key=lambda e: (e.span.line, e.span.col))
             raise CompileError(self.source, self.errors)
-        return Program(self.source, self.decls, self.by_name, self.deps)
+        return Program(self.source, self.decls, self.by_name, self.deps, self.extern_uses)
 
     def lookup(self, name: str) -> A.Decl | None:
         """The top-level declaration `name`, noted as a dependency of the current one."""
@@ -143,8 +148,9 @@ class Checker:
             else:
                 self.by_name[d.name] = d
             self.check_exports(d)
-            if d.is_extern:
-                self.error(d.span, "'extern' declarations are not supported yet")
+            if d.is_extern and d.exports:
+                self.error(d.exports[0].span, "an extern declaration cannot be exported: "
+                           "another object defines it")
             if isinstance(d, A.GlobalDecl) and d.threadlocal:
                 self.error(d.span, "'threadlocal' variables are not supported yet")
 
@@ -230,6 +236,9 @@ class Checker:
         try:
             declared = self.resolve_type(g.type_expr, in_global=True) if g.type_expr else None
             if g.type_expr is not None and declared is None:
+                return
+            if g.is_extern and declared == STR:
+                self.error(g.type_expr.span, NO_C_STR)
                 return
             if g.init is None:
                 if declared is None:
@@ -404,6 +413,9 @@ class Checker:
             result = self.resolve_type(f.result, in_global=False)
             if result is not None and result.is_array:
                 self.error(f.result.span, "a function cannot return an array")
+                result = None
+            if f.is_extern and result == STR:
+                self.error(f.result.span, NO_C_STR)
                 result = None
         f.result_type = result if ok else None
 
@@ -686,6 +698,8 @@ class Checker:
             e.kind = "global"
             if d.ty is None:
                 raise _Fail
+            if d.is_extern:
+                self.extern_uses.append((d.name, e.span))
             return d.ty
         if isinstance(d, A.FnDecl):
             e.kind = "fn"
@@ -743,6 +757,8 @@ class Checker:
             self.error(e.callee.span, f"'{name}' is a global variable, not a function")
             raise _Fail
         e.callee.kind = "fn"
+        if d.is_extern:
+            self.extern_uses.append((name, e.callee.span))
         if d.result_type is None:  # its signature had errors, already reported
             for a in e.args:
                 self.quiet_expr(a)
@@ -843,6 +859,8 @@ class Checker:
             return
         f.kind = "fn"
         f.ty = VOID  # no value: the code generator takes the function's address
+        if d.is_extern:
+            self.extern_uses.append((d.name, f.span))
         if d.result_type is None:  # its signature had errors, already reported
             return
         if d.param_types != [INT] or d.result_type != INT:

@@ -71,15 +71,19 @@ def parse_chunks(chunks: list[Chunk]) -> tuple[list[A.Decl], list[Diagnostic], s
     return decls, errors, unparsed, chunk_of
 
 
-def lower_decl(d: A.Decl, program: Program, arch: Arch) -> Code:
+def lower_decl(d: A.Decl, program: Program, arch: Arch) -> Code | None:
+    """The code of one declaration; None for an extern, which another object defines."""
+    if d.is_extern:
+        return None
     if isinstance(d, A.FnDecl):
         return arch.lower_function(d, program)
     return arch.lower_global(d)
 
 
 def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code]]:
-    funcs = {f.name: lower_decl(f, program, arch) for f in program.functions}
-    globals_ = {g.name: lower_decl(g, program, arch) for g in program.globals}
+    funcs = {f.name: lower_decl(f, program, arch) for f in program.functions if not f.is_extern}
+    globals_ = {g.name: lower_decl(g, program, arch) for g in program.globals
+                if not g.is_extern}
     return funcs, globals_
 
 

@@ -43,7 +43,7 @@ from toyc.driver import (
 )
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
-from toyc.source import CompileError, Source, UserError
+from toyc.source import CompileError, Diagnostic, Source, UserError
 from toyc.split import Chunk
 from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 
@@ -120,7 +120,7 @@ def _kind(d: A.Decl) -> str:
 
 def _record(d: A.Decl, code: Code, chunk: Chunk, program: Program) -> tuple[Tracked, Where]:
     return (Tracked(d.name, _kind(d), chunk.col, interface(d),
-                    sorted(program.deps.get(d.name, ())), bool(code.line_fields),
+                    sorted(program.deps.get(d.name, ())), bool(code and code.line_fields),
                     _exports(d)),
             Where(chunk.offset, chunk.offset + len(chunk.text), chunk.line))
 
@@ -129,10 +129,14 @@ def _exports(d: A.Decl) -> list[list[str]]:
     return [[e.name, e.linkage] for e in d.exports]
 
 
-def _hand_over(hook, zo: ZigObject, d: A.Decl, code: Code, line: int,
+def _hand_over(hook, zo: ZigObject, d: A.Decl, code: Code | None, line: int,
                old_exports: list | None = None) -> None:
     """Give one lowered declaration to the backend, and its exports if they changed from
-    `old_exports` (None: it had none)."""
+    `old_exports` (None: it had none). An extern has no code: whatever the name defined
+    before goes; references to it stay (an object's linker resolves them)."""
+    if code is None:
+        hook.toyc_free_nav(linker=zo, name=d.name)
+        return
     if isinstance(d, A.FnDecl):
         hook.toyc_update_func(linker=zo, name=d.name, code=code, line=line)
     else:
@@ -170,6 +174,8 @@ class Session:
         timings = timings or Timings()
         start = time.perf_counter()
         program, chunk_of = front_end(path, timings, need_main=not relocatable)
+        if not relocatable:
+            _no_externs(program)
         decls, text = program.decls, program.source.text
         arch = get_arch(arch_name)
         codes = timings.run("lower", lambda: [lower_decl(d, program, arch) for d in decls])
@@ -281,6 +287,7 @@ class Session:
             if not again:
                 if failed is not None:
                     raise failed
+                _no_externs(program)
                 break
         codes = [lower_decl(d, program, self.arch) for d in decls]
         shifted = self._shifted(plan, {d.name for d in decls})
@@ -454,6 +461,14 @@ class Session:
             raise FullBuildNeeded(f"the state file is corrupt ({type(e).__name__})") from None
 
 
+def _no_externs(program: Program) -> None:
+    """An executable built by toyc alone has nothing that defines an extern: every use of one
+    is an error where it is used."""
+    if program.extern_uses:
+        raise CompileError(program.source, [Diagnostic(span, f"undefined symbol: {name}")
+                                            for name, span in program.extern_uses])
+
+
 def _remove_state(output: str) -> None:
     try:
         os.unlink(state_path(output))
@@ -471,10 +486,13 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
               chunk_of: dict, fd: int, relocatable: bool = False) -> ZigObject:
     sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
     for d, code in zip(decls, codes, strict=True):
+        if code is None:
+            continue
         key = "text" if isinstance(d, A.FnDecl) else global_section(code, d.kind == "const")
         sizes[key].append((code.length, code.align))
     sizes["text"].append((RUNTIME_TEXT_HINT, 16))
-    strings = {r.target.key for code in codes for r in code.relocs if r.target.kind == "uav"}
+    strings = {r.target.key for code in codes if code is not None for r in code.relocs
+               if r.target.kind == "uav"}
     sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
     sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
     zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,

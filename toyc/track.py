@@ -66,10 +66,11 @@ class Plan:
 
 def interface(d: A.Decl) -> list:
     """What users of a checked declaration depend on, as plain data."""
+    extern = "extern " if d.is_extern else ""
     if isinstance(d, A.FnDecl):
-        return ["fn", [str(t) for t in d.param_types], str(d.result_type)]
+        return [extern + "fn", [str(t) for t in d.param_types], str(d.result_type)]
     value = encode_value(d.value) if d.kind == "const" else None
-    return [d.kind, str(d.ty), value]
+    return [extern + d.kind, str(d.ty), value]
 
 
 def encode_value(v: object) -> object:
@@ -100,12 +101,14 @@ def stub(t: Tracked, line: int) -> A.Decl:
     interface."""
     span = Span(line, t.col, line, t.col + 1)
     if t.kind == "fn":
-        _, params, result = t.iface
+        kind, params, result = t.iface
         return A.FnDecl(span, t.name, span, [], None, None, [],
+                        is_extern=kind.startswith("extern"),
                         param_types=[parse_type(p) for p in params],
                         result_type=parse_type(result))
     kind, ty, value = t.iface
-    return A.GlobalDecl(span, kind, t.name, span, None, None, [], ty=parse_type(ty),
+    return A.GlobalDecl(span, kind.removeprefix("extern "), t.name, span, None, None, [],
+                        is_extern=kind.startswith("extern"), ty=parse_type(ty),
                         value=decode_value(value))
 
 
