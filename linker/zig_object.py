@@ -687,6 +687,16 @@ class ZigObject:
             return
         self.elf.write_headers(elf.ET_EXEC, self.arch.info.elf_machine, self.address(entry_sym))
 
+    def defined_globals(self) -> list[str]:
+        """The names of the symbols this object defines for others (GLOBAL or WEAK), in
+        .symtab order: what an archive's index lists."""
+        out = []
+        for sym in self.slots:
+            s = self.symbols[sym]
+            if s.bind != elf.STB_LOCAL and s.atom:
+                out.append(s.name)
+        return out
+
     def _undefined_symbol(self, name: str) -> None:
         """An object's reference to something another object defines (an extern): an
         undefined global symbol, untyped, as assemblers write them (the null atom: no

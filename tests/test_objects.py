@@ -142,3 +142,25 @@ def test_toy_calls_c_through_externs(tmp_path: Path, mode: list[str]):
     assert cc.status == 0, cc.stderr
     r = run([str(tmp_path / "prog")])
     assert (r.status, r.stdout) == (0, "hello from toy via puts\n5105 105 7\n")
+
+
+@pytest.mark.parametrize("stem", ["lib", "a_library_with_a_long_name"])
+def test_archive_links(tmp_path: Path, stem: str):
+    (tmp_path / f"{stem}.toy").write_text(LIB)
+    (tmp_path / "main.c").write_text(MAIN_C)
+    r = run([*TOYC, "build", "--lib", f"{stem}.toy"], cwd=tmp_path)
+    assert r.status == 0 and r.stderr == "", r.stderr
+    archive = tmp_path / f"lib{stem}.a"
+    assert run([require("ar"), "t", str(archive)]).stdout == f"{stem}.o\n"
+    index = {line.split(" in ")[0] for line in
+             run([require("nm"), "-s", str(archive)]).stdout.splitlines()
+             if line.endswith(f" in {stem}.o")}
+    # exported names, weak ones included; not the local main and scale
+    assert index == {"add", "toy_scale", "hook", "shared", "NAME", "divide"}
+    cc = run([require("gcc"), "main.c", f"-L{tmp_path}", f"-l{stem}", "-o", "prog"],
+             cwd=tmp_path)
+    assert cc.status == 0, cc.stderr
+    r = run([str(tmp_path / "prog"), "x"])
+    assert (r.status, r.stdout) == (10, "toy add 2 3\n5 40 42 7 toy\n5\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{stem}.toy", "main.c", f"lib{stem}.a", "prog"])  # nothing left behind

@@ -44,8 +44,11 @@ def _arg_parser() -> argparse.ArgumentParser:
                    help="build from scratch instead of updating the previous output")
     b.add_argument("-v", "--verbose", action="store_true",
                    help="print what the build changed, in one line")
-    b.add_argument("-c", dest="object", action="store_true",
-                   help="write a relocatable object (default FILE.o) for a system linker")
+    kind = b.add_mutually_exclusive_group()
+    kind.add_argument("-c", dest="object", action="store_true",
+                      help="write a relocatable object (default FILE.o) for a system linker")
+    kind.add_argument("--lib", action="store_true",
+                      help="write a static archive (default libFILE.a) holding that object")
 
     w = sub.add_parser("watch", help="rebuild FILE.toy incrementally on every save",
                        usage="toyc watch [-h] [-o OUT] [--arch ARCH] [--run [--restart]] "
@@ -105,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
             output = default_output(args.file) if args.output is None else args.output
             if args.command == "build" and args.object and args.output is None:
                 output += ".o"
+            if args.command == "build" and args.lib and args.output is None:
+                output = f"lib{output}.a"
             if not output:
                 raise UserError("the output path (-o) is empty")
         if args.command == "build":
             timings = Timings()
             summary = build(args.file, output, args.arch, full=args.full, timings=timings,
-                            relocatable=args.object)
+                            relocatable=args.object, library=args.lib)
             if summary.full and summary.reason and (args.verbose or summary.reason_matters):
                 print(f"toyc: full build: {summary.reason}", file=sys.stderr)
             if args.verbose:

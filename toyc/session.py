@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from linker.archive import archive
 from linker.elf_file import ElfFile, LinkError
 from linker.hot_swap import HotSwap
 from linker.zig_object import ZigObject, global_section, size_hints
@@ -461,6 +462,31 @@ class Session:
             raise FullBuildNeeded(f"the state file is corrupt ({type(e).__name__})") from None
 
 
+def _build_library(path: str, output: str, arch_name: str, timings: Timings | None) -> Summary:
+    """An archive with the object of `path` and an index of the symbols it defines, written
+    beside `output` and renamed over it."""
+    _check_output(path, output)
+    out = Path(output)
+    directory = out.parent if str(out.parent) else Path(".")
+    member = Path(path).stem + ".o"
+    fd, obj = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".o", dir=directory)
+    os.close(fd)
+    try:
+        session, summary = Session.full_build(path, obj, arch_name, timings, OBJECT_BUILD,
+                                              relocatable=True)
+        data = Path(obj).read_bytes()
+        tmp = Path(obj).with_suffix(".a")
+        tmp.write_bytes(archive([(member, data, session.zo.defined_globals())]))
+        os.replace(tmp, out)
+    except OSError as e:
+        raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
+    finally:
+        for leftover in (Path(obj), Path(obj).with_suffix(".a")):
+            if leftover.exists():
+                leftover.unlink()
+    return summary
+
+
 def _no_externs(program: Program) -> None:
     """An executable built by toyc alone has nothing that defines an extern: every use of one
     is an error where it is used."""
@@ -521,9 +547,13 @@ def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: boo
 
 
 def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
-          timings: Timings | None = None, relocatable: bool = False) -> Summary:
+          timings: Timings | None = None, relocatable: bool = False,
+          library: bool = False) -> Summary:
     """`toyc build`: `open_session`, then save the state for the next build. A relocatable
-    object (`-c`) is built in full every time, and keeps no state."""
+    object (`-c`) or an archive holding one (`--lib`) is built in full every time, and keeps
+    no state."""
+    if library:
+        return _build_library(path, output, arch_name, timings)
     if relocatable:
         _check_output(path, output)
         return Session.full_build(path, output, arch_name, timings, OBJECT_BUILD,
