@@ -461,7 +461,9 @@ class ZigObject:
             if busy:
                 self._retire_body(sym, old_value, old_size, old_prev, old_relocs)
                 trampoline = True
-            elif self.symbols[sym].type == elf.STT_FUNC:
+            elif self.symbols[sym].type == elf.STT_FUNC and not self.relocatable:
+                # (an object needs none: the system linker points every caller at the new
+                # place)
                 self._leave_trampoline(sym, old_value, old_prev)
                 trampoline = True
             atoms_mod.allocate(self, index)
@@ -660,11 +662,8 @@ class ZigObject:
             buf = bytearray(data)
             base = self.atom_address(index)
             for r in a.relocs:
-                if self.relocatable:  # the system linker applies it
-                    if self.resolve(r.target) is None:
-                        if r.target.kind != "nav":
-                            raise LinkError(f"no symbol for {r.target.describe()}")
-                        self._undefined_symbol(r.target.key)
+                if self.relocatable:  # the system linker applies it (from .rela)
+                    self.resolve(r.target)  # a constant or helper is created on first use
                 else:
                     self._apply(buf, base, r, a.name, undefined)
             self._write(index, 0, bytes(buf))
@@ -672,7 +671,8 @@ class ZigObject:
             lines = [f"undefined symbol: {name} (referenced by {', '.join(sorted(set(refs)))})"
                      for name, refs in sorted(undefined.items())]
             raise LinkError("\n".join(lines))
-        self._repatch_moved()
+        if not self.relocatable:  # an object's references are .rela entries, rewritten below
+            self._repatch_moved()
         for sym in self.trampolines:
             target = self.address(sym)
             for t in self._entries(sym):
@@ -680,6 +680,8 @@ class ZigObject:
         self.pending.clear()
         self.moved.clear()
         self.trampolines.clear()
+        if self.relocatable:
+            self._settle_externs()
         self.write_symtab()
         if self.relocatable:
             self._write_rela()
@@ -704,6 +706,18 @@ class ZigObject:
         self.symbols.append(Symbol(name, 0, elf.STT_NOTYPE, elf.STB_GLOBAL, Target("nav", name)))
         self.externs[name] = len(self.symbols) - 1
         self._touch(self.externs[name])
+
+    def _settle_externs(self) -> None:
+        """An object has an undefined symbol for each name its code refers to that it does
+        not define (an extern), and no other: as in a clean build."""
+        referenced = {r.target.key for a in self.atoms if a.alive for r in a.relocs
+                      if r.target.kind == "nav" and r.target.key not in self.navs}
+        for name in sorted(referenced - self.externs.keys()):
+            self._undefined_symbol(name)
+        for name in set(self.externs) - referenced:
+            sym = self.externs.pop(name)
+            self._remove_row(sym)
+            self.symbols[sym] = Symbol("")
 
     def _write_rela(self) -> None:
         """Every reference in the object as a .rela entry against its target's symbol."""
@@ -906,6 +920,8 @@ class ZigObject:
             "strtab": bytes(self.strtab.data).hex(),
             "section_of": self.section_of,
             "shifts": self.shifts,
+            "relocatable": self.relocatable,
+            "rela": [[k, v] for k, v in self.rela.items()],
         }
 
     @classmethod
@@ -951,6 +967,11 @@ class ZigObject:
         zo.strtab_written = len(data)
         zo.section_of = dict(state["section_of"])
         zo.shifts = [(first, delta) for first, delta in state["shifts"]]
+        zo.relocatable = bool(state["relocatable"])
+        zo.rela = {k: v for k, v in state["rela"]}
+        zo.externs = {s.name: i for i, s in enumerate(zo.symbols)
+                      if s.target is not None and s.target.kind == "nav" and not s.atom
+                      and s.slot >= 0}
         zo._init_tables()
         return zo
 

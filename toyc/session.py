@@ -51,7 +51,7 @@ from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 STATE_FORMAT = 2
 NO_OUTPUT = "no output file yet"
 FULL_ASKED = "--full was given"
-OBJECT_BUILD = "relocatable objects are built in full"
+OBJECT_BUILD = "archives are built in full"
 
 
 class FullBuildNeeded(Exception):
@@ -234,7 +234,8 @@ class Session:
             if self.swap is not None:
                 self.swap.cancel(self.zo, "the output was rebuilt from scratch")
             session, summary = Session.full_build(self.path, self.output, self.arch.info.name,
-                                                  reason=str(e))
+                                                  reason=str(e),
+                                                  relocatable=self.zo.relocatable)
             session.swap = self.swap
             self.__dict__.update(session.__dict__)
         return summary
@@ -273,7 +274,8 @@ class Session:
                 return None if t is None else self._stub(t, plan)
 
             try:
-                program, failed = check(source, decls, errors, unparsed, known), None
+                program, failed = check(source, decls, errors, unparsed, known,
+                                        need_main=not self.zo.relocatable), None
             except CompileError as e:
                 # Go on with the users of what changed, so that their errors are reported
                 # too, as a full build would.
@@ -288,7 +290,8 @@ class Session:
             if not again:
                 if failed is not None:
                     raise failed
-                _no_externs(program)
+                if not self.zo.relocatable:
+                    _no_externs(program)
                 break
         codes = [lower_decl(d, program, self.arch) for d in decls]
         shifted = self._shifted(plan, {d.name for d in decls})
@@ -410,6 +413,7 @@ class Session:
             "format": STATE_FORMAT,
             "toyc": __version__,
             "arch": self.arch.info.name,
+            "kind": self.kind,
             "source": str(Path(self.path).resolve()),
             "output": str(Path(self.output).resolve()),
             "output_stat": self.output_stat,
@@ -427,8 +431,13 @@ class Session:
             print(f"toyc: warning: cannot save the build state: {e.strerror or e}",
                   file=sys.stderr)
 
+    @property
+    def kind(self) -> str:
+        return "object" if self.zo.relocatable else "executable"
+
     @classmethod
-    def load(cls, path: str, output: str, arch_name: str) -> Session:
+    def load(cls, path: str, output: str, arch_name: str,
+             kind: str = "executable") -> Session:
         """The session a previous build left, or FullBuildNeeded saying why there is none."""
         target = state_path(output)
         if not os.path.exists(output):
@@ -447,6 +456,8 @@ class Session:
                 raise FullBuildNeeded(f"the state file is from toyc {state.get('toyc')}")
             if state.get("arch") != arch_name:
                 raise FullBuildNeeded(f"the state file is for {state.get('arch')}")
+            if state.get("kind") != kind:
+                raise FullBuildNeeded(f"the previous build made an {state.get('kind')}")
             if state.get("source") != str(Path(path).resolve()) or \
                     state.get("output") != str(Path(output).resolve()):
                 raise FullBuildNeeded("the state file belongs to another source or output")
@@ -531,33 +542,32 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
 
 
 def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
-                 timings: Timings | None = None) -> tuple[Session, Summary]:
-    """Bring `output` up to date: incrementally from the state file if it can be trusted,
-    else from scratch."""
+                 timings: Timings | None = None,
+                 relocatable: bool = False) -> tuple[Session, Summary]:
+    """Bring `output` (an executable, or an object) up to date: incrementally from the state
+    file if it can be trusted, else from scratch."""
     _check_output(path, output)
     reason = FULL_ASKED
     if not full:
         try:
-            session = Session.load(path, output, arch_name)
+            session = Session.load(path, output, arch_name,
+                                   "object" if relocatable else "executable")
         except FullBuildNeeded as e:
             reason = str(e)
         else:
             return session, session.update()
-    return Session.full_build(path, output, arch_name, timings, reason)
+    return Session.full_build(path, output, arch_name, timings, reason,
+                              relocatable=relocatable)
 
 
 def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
           timings: Timings | None = None, relocatable: bool = False,
           library: bool = False) -> Summary:
-    """`toyc build`: `open_session`, then save the state for the next build. A relocatable
-    object (`-c`) or an archive holding one (`--lib`) is built in full every time, and keeps
-    no state."""
+    """`toyc build`: `open_session`, then save the state for the next build. An archive
+    (`--lib`) is built in full every time, and keeps no state."""
     if library:
         return _build_library(path, output, arch_name, timings)
-    if relocatable:
-        _check_output(path, output)
-        return Session.full_build(path, output, arch_name, timings, OBJECT_BUILD,
-                                  relocatable=True)[1]
-    session, summary = open_session(path, output, arch_name, full=full, timings=timings)
+    session, summary = open_session(path, output, arch_name, full=full, timings=timings,
+                                    relocatable=relocatable)
     session.save_state()
     return summary
