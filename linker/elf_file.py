@@ -226,8 +226,9 @@ class ElfFile:
 
     def write_headers(self, file_type: int, machine: int, entry: int) -> None:
         for s in self.sections:
-            if s.marker:
-                s.shdr.offset = self.phdrs[s.phdr].offset
+            if s.marker:  # at the same place in the segment, wherever the segment went
+                p = self.phdrs[s.phdr]
+                s.shdr.offset = p.offset + s.shdr.addr - p.vaddr
         shstrtab = elf.StringTable()
         for s in self.sections:
             s.shdr.name_offset = shstrtab.add(s.shdr.name)

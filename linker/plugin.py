@@ -11,8 +11,8 @@ def toyc_update_func(linker, name, code, line):
 
 
 @hookimpl
-def toyc_update_nav(linker, name, code, const, line):
-    linker.update_nav(name, code, const=const, line=line)
+def toyc_update_nav(linker, name, code, const, line, threadlocal):
+    linker.update_nav(name, code, const=const, line=line, threadlocal=threadlocal)
 
 
 @hookimpl

@@ -30,7 +30,16 @@ from linker import atom as atoms_mod
 from linker import elf
 from linker.atom import Atom, ideal_capacity
 from linker.elf_file import ElfFile, LinkError, Section
-from toyc.code import LINE_FIELD_SIZE, LINE_SHIFTS, Code, Reloc, RelocationOverflow, Target
+from toyc.code import (
+    LINE_FIELD_SIZE,
+    LINE_SHIFTS,
+    START_TLS,
+    TLS_INFO,
+    Code,
+    Reloc,
+    RelocationOverflow,
+    Target,
+)
 
 # name, virtual base, segment flags, section type, section flags, virtual room, min capacity
 ZIG_SECTIONS = {
@@ -51,8 +60,18 @@ STATE_VERSION = 3
 BINDINGS = {"strong": elf.STB_GLOBAL, "weak": elf.STB_WEAK, "internal": elf.STB_LOCAL}
 
 
-def global_section(code: Code, const: bool) -> str:
-    """Where a global goes: constants are read-only, all-zero variables take no file space."""
+# Thread-locals: the TLS image (.tdata) is loaded at a fixed address of its own; .tbss follows
+# it in the TLS template only. Each of the two may grow this far.
+TLS_VADDR = 0x60000000
+TLS_ROOM = 0x1000000
+TLS_ALIGN = 16
+
+
+def global_section(code: Code, const: bool, threadlocal: bool = False) -> str:
+    """Where a global goes: constants are read-only, all-zero variables take no file space;
+    thread-locals go to the TLS image or, all zero, to .tbss."""
+    if threadlocal:
+        return "tdata" if code.relocs or any(code.data) else "tbss"
     if const:
         return "rodata"
     return "data" if code.relocs or any(code.data) else "bss"
@@ -113,6 +132,10 @@ class ZigObject:
         self.relocatable = relocatable
         self.rela: dict[int, int] = {}  # section -> its .rela section
         self.externs: dict[str, int] = {}  # name -> undefined symbol, in an object
+        self.tls_navs: set[int] = set()  # symbols of thread-locals
+        self.tls_phdr = -1  # the PT_TLS header, once there are thread-locals
+        self.tls_layout: list[int] = []  # [image size, .tbss address, block size] last written
+        self.entry_kind = ENTRY  # which of the architecture's entry points _start holds
         self.source_path = source_path
         self.atoms: list[Atom] = [Atom("")]
         self.symbols: list[Symbol] = [Symbol("")]
@@ -209,9 +232,92 @@ class ZigObject:
         self._init_tables()
 
     def _section_rows(self) -> list[int]:
-        """The sections with an STT_SECTION symbol: those loaded, or in an object, allocated."""
-        return [i for i, s in enumerate(self.elf.sections) if s.phdr >= 0
-                or (self.relocatable and s.shdr.flags & elf.SHF_ALLOC)]
+        """The sections with an STT_SECTION symbol: those loaded, or in an object, allocated;
+        not the TLS sections, which come later and would shift every row after them."""
+        return [i for i, s in enumerate(self.elf.sections)
+                if (s.phdr >= 0 or (self.relocatable and s.shdr.flags & elf.SHF_ALLOC))
+                and not s.shdr.name.startswith((".tdata", ".tbss"))]
+
+    # ---- thread-locals ------------------------------------------------------------------------
+
+    def _create_tls_sections(self) -> None:
+        """.tdata and .tbss, the first time a thread-local appears (they stay after that).
+        In an executable .tdata has a PT_LOAD of its own, and PT_TLS covers both."""
+        if "tdata" in self.section_of:
+            return
+        ef = self.elf
+        flags = elf.SHF_ALLOC | elf.SHF_WRITE | elf.SHF_TLS
+        if self.relocatable:
+            tdata = ef.add_section(Section(elf.Shdr(".tdata", elf.SHT_PROGBITS, flags,
+                                                    addralign=TLS_ALIGN), max_size=TLS_ROOM))
+            tbss = ef.add_section(Section(elf.Shdr(".tbss", elf.SHT_NOBITS, flags,
+                                                   addralign=TLS_ALIGN), max_size=TLS_ROOM))
+            self.rela[tdata] = ef.add_section(Section(elf.Shdr(
+                ".rela.tdata", elf.SHT_RELA, elf.SHF_INFO_LINK, addralign=8,
+                entsize=elf.RELA_SIZE, info=tdata)))
+        else:
+            ph = ef.add_load_segment(TLS_VADDR, elf.PF_R | elf.PF_W, 1, 0)
+            phdr = ef.phdrs[ph]
+            # As for the Zig segments, eu-elflint wants a writable section that is not TLS.
+            # A little inside the segment: at its first byte, it could be taken for the end
+            # of the segment before it in the file.
+            ef.add_section(Section(elf.Shdr(".tdata.writable", elf.SHT_PROGBITS,
+                                            elf.SHF_ALLOC | elf.SHF_WRITE, TLS_VADDR + 8,
+                                            phdr.offset + 8), ph, marker=True))
+            tdata = ef.add_section(Section(elf.Shdr(
+                ".tdata", elf.SHT_PROGBITS, flags, TLS_VADDR, phdr.offset, phdr.filesz,
+                addralign=TLS_ALIGN), ph, max_size=TLS_ROOM))
+            phdr.memsz = ef.memory_size(tdata)
+            tbss = ef.add_section(Section(elf.Shdr(
+                ".tbss", elf.SHT_NOBITS, flags, TLS_VADDR + phdr.filesz, addralign=TLS_ALIGN),
+                max_size=TLS_ROOM))
+            self.tls_phdr = ef.add_phdr(elf.Phdr(elf.PT_TLS, elf.PF_R, 0, TLS_VADDR, 0, 0,
+                                                 TLS_ALIGN))
+        self.section_of["tdata"], self.section_of["tbss"] = tdata, tbss
+
+    def _lay_out_tls(self) -> None:
+        """.tbss right after the image, PT_TLS over both, toy.rt.tls_info saying so; when any
+        of it changes, every thread-local's offset does too: re-patch their users."""
+        if "tdata" not in self.section_of or self.relocatable:
+            return
+        td = self.elf.sections[self.section_of["tdata"]].shdr
+        tb = self.elf.sections[self.section_of["tbss"]].shdr
+        tb.addr = td.addr + atoms_mod.align_forward(td.size, TLS_ALIGN)
+        tb.offset = td.offset + (tb.addr - td.addr)  # where it would be: in the segment
+        memsz = tb.addr - td.addr + tb.size
+        layout = [td.size, tb.addr, atoms_mod.align_forward(memsz, TLS_ALIGN)]
+        p = self.elf.phdrs[self.tls_phdr]
+        p.offset, p.vaddr, p.filesz, p.memsz = td.offset, td.addr, td.size, memsz
+        if layout == self.tls_layout:
+            return
+        self.tls_layout = layout
+        for sym in self.tls_navs:
+            self.moved.add(sym)
+            self._touch(sym)
+        info = self.lazy.get(TLS_INFO)
+        if info is not None:
+            a = self.symbol_atom(info)
+            self._place(info, Code(self._tls_info(), [], 8), a.section, 0)
+
+    def tpoff(self, sym: int) -> int:
+        """Thread-local `sym`'s offset from the thread pointer: the block ends there."""
+        return self.address(sym) - TLS_VADDR - self.tls_layout[2]
+
+    def _tls_info(self) -> bytes:
+        size, _, block = self.tls_layout or [0, 0, 0]
+        image = TLS_VADDR if block else 0
+        return b"".join(v.to_bytes(8, self.arch.info.byteorder) for v in (image, size, block))
+
+    def _choose_entry(self, entry: int) -> None:
+        """The entry point sets up the main thread's TLS block when there are thread-locals:
+        the architecture's START_TLS code, still named _start."""
+        want = START_TLS if self.tls_navs else ENTRY
+        if self.entry_kind == want:
+            return
+        self.entry_kind = want
+        lazy = self.arch.lower_lazy_symbol(want)
+        a = self.symbol_atom(entry)
+        self._place(entry, lazy.code, a.section, 0)
 
     def _init_tables(self) -> None:
         self.symtab_index = self.elf.section_index(".symtab")
@@ -267,15 +373,24 @@ class ZigObject:
     def update_func(self, name: str, code: Code, line: int = 0) -> str:
         return self._update_nav_code(name, code, "text", elf.STT_FUNC, line)
 
-    def update_nav(self, name: str, code: Code, *, const: bool, line: int = 0) -> str:
-        return self._update_nav_code(name, code, global_section(code, const), elf.STT_OBJECT,
-                                     line)
+    def update_nav(self, name: str, code: Code, *, const: bool, line: int = 0,
+                   threadlocal: bool = False) -> str:
+        if threadlocal:
+            self._create_tls_sections()
+        return self._update_nav_code(name, code, global_section(code, const, threadlocal),
+                                     elf.STT_TLS if threadlocal else elf.STT_OBJECT, line)
 
     def _update_nav_code(self, name: str, code: Code, key: str, stype: int, line: int) -> str:
         sym = self.navs.get(name)
         if sym is None:
             sym = self.navs[name] = self.new_symbol_with_atom(name, stype, Target("nav", name))
         s = self.symbols[sym]
+        if stype == elf.STT_TLS:
+            self.tls_navs.add(sym)
+            if self.patch is not None:  # every running thread's block has the old layout
+                self.patch.blockers.append(f"thread-local {name} changed")
+        else:
+            self.tls_navs.discard(sym)
         if s.type != stype:
             s.type = stype
             self._touch(sym)
@@ -409,6 +524,7 @@ class ZigObject:
             self.delete_export(name, export)
         self.exports.pop(name, None)
         del self.navs[name]
+        self.tls_navs.discard(sym)
         s = self.symbols[sym]
         if s.trampoline:
             self._drop_atom(s.trampoline)
@@ -648,6 +764,8 @@ class ZigObject:
             code = lazy.code
             if name == LINE_SHIFTS:  # the architecture says where; the linker knows what
                 code = Code(self._shift_table(), [], code.align)
+            if name == TLS_INFO:
+                code = Code(self._tls_info(), [], code.align)
             self._place(sym, code, self.section_of[lazy.section], 0)
         return sym
 
@@ -655,7 +773,10 @@ class ZigObject:
 
     def flush(self) -> None:
         entry_sym = None if self.relocatable else self.get_lazy(ENTRY)
+        if entry_sym is not None:
+            self._choose_entry(entry_sym)
         self._free_unused()
+        self._lay_out_tls()
         undefined: dict[str, list[str]] = {}
         for index, data in self.pending.items():
             a = self.atoms[index]
@@ -776,8 +897,11 @@ class ZigObject:
         if sym is None:
             undefined.setdefault(str(r.target.key), []).append(owner)
             return
+        target = self.address(sym)
+        if sym in self.tls_navs:  # a thread-local is reached by its offset from the thread
+            target = self.tpoff(sym)  # pointer, not by an address
         try:
-            self.arch.apply_relocation(buf, r, base + r.offset, self.address(sym))
+            self.arch.apply_relocation(buf, r, base + r.offset, target)
         except RelocationOverflow as e:
             raise LinkError(f"{owner}: reference to {r.target.describe()}: {e}") from None
 
@@ -840,8 +964,11 @@ class ZigObject:
     def _row(self, row: int) -> bytes:
         sym = self.symbols[self._row_sym(row)]
         a = self.atoms[sym.atom]
+        value = self.elf.sections[a.section].shdr.addr + a.value
+        if sym.type == elf.STT_TLS and not self.relocatable:  # its offset in the TLS template
+            value -= TLS_VADDR
         return elf.pack_sym(self.strtab.add(sym.name), elf.st_info(sym.bind, sym.type), a.section,
-                            self.elf.sections[a.section].shdr.addr + a.value, a.size)
+                            value, a.size)
 
     def _fixed_rows(self) -> list[bytes]:
         rows = [elf.pack_sym(0, 0, 0, 0, 0),
@@ -922,6 +1049,7 @@ class ZigObject:
             "shifts": self.shifts,
             "relocatable": self.relocatable,
             "rela": [[k, v] for k, v in self.rela.items()],
+            "tls": [self.tls_phdr, self.tls_layout, self.entry_kind],
         }
 
     @classmethod
@@ -968,6 +1096,9 @@ class ZigObject:
         zo.section_of = dict(state["section_of"])
         zo.shifts = [(first, delta) for first, delta in state["shifts"]]
         zo.relocatable = bool(state["relocatable"])
+        zo.tls_phdr, zo.tls_layout, zo.entry_kind = state["tls"]
+        zo.tls_navs = {zo.navs[n] for n in zo.navs
+                       if zo.symbols[zo.navs[n]].type == elf.STT_TLS}
         zo.rela = {k: v for k, v in state["rela"]}
         zo.externs = {s.name: i for i, s in enumerate(zo.symbols)
                       if s.target is not None and s.target.kind == "nav" and not s.atom

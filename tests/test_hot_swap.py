@@ -439,3 +439,15 @@ def test_a_function_a_thread_is_in_keeps_its_code_when_it_becomes_a_global(tmp_p
     session.release()
     assert not kept[0].alive
     assert run([str(tmp_path / "p"), "2"]).stdout == "out 0 3 2\nout 1 3 3\n"
+
+
+def test_a_changed_thread_local_is_not_swapped(tmp_path: Path):
+    text = "threadlocal var t: int = 1;\n" + source()
+    session = session_with(tmp_path, text)
+    swap = HotSwap(str(tmp_path / "p"), [], get_arch("x86_64").info)
+    swap.process = StoppedAt(0)
+    session.swap = swap
+    session.update(text.replace("var t: int = 1;", "var t: int = 2;"))
+    assert swap.report() == ("not swapped: thread-local t changed; pid 1 runs the previous "
+                             "version (--restart restarts it)")
+    assert swap.process.writes == []

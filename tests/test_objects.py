@@ -217,3 +217,42 @@ def test_archive_links(tmp_path: Path, stem: str):
     assert (r.status, r.stdout) == (10, "toy add 2 3\n5 40 42 7 toy\n5\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"{stem}.toy", "main.c", f"lib{stem}.a", "prog"])  # nothing left behind
+
+
+TLS_TOY = """\
+export threadlocal var tl: int = 5;
+threadlocal var hidden: int;
+export fn bump(n: int) -> int { tl += n; hidden += 1; return tl * 100 + hidden; }
+"""
+TLS_C = """\
+#include <stdio.h>
+#include <pthread.h>
+extern __thread long long tl;
+long long bump(long long);
+void *t(void *a) { long long r = bump(10); printf("thread %lld %lld\\n", r, tl); return 0; }
+int main(void) {
+    pthread_t th;
+    pthread_create(&th, 0, t, 0);
+    pthread_join(th, 0);
+    long long r = bump(1);
+    printf("main %lld %lld\\n", r, tl);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("mode", [[], ["-static"]], ids=["pie", "static"])
+def test_thread_locals_in_a_c_program(tmp_path: Path, mode: list[str]):
+    """Toy's thread-locals (local exec) in a C program with pthreads: C's TLS setup serves
+    them, and C sees an exported one as a __thread variable."""
+    (tmp_path / "tl.toy").write_text(TLS_TOY)
+    (tmp_path / "main.c").write_text(TLS_C)
+    assert run([*TOYC, "build", "-c", "tl.toy"], cwd=tmp_path).status == 0
+    rows = {line.split()[-1]: line.split() for line in
+            run([require("readelf"), "-sW", str(tmp_path / "tl.o")]).stdout.splitlines()
+            if line.split()[-1:] in (["tl"], ["hidden"])}
+    assert rows["tl"][3:5] == ["TLS", "GLOBAL"] and rows["hidden"][3:5] == ["TLS", "LOCAL"]
+    cc = run([require("gcc"), *mode, "main.c", "tl.o", "-o", "prog", "-pthread"], cwd=tmp_path)
+    assert cc.status == 0, cc.stderr
+    r = run([str(tmp_path / "prog")])
+    assert (r.status, r.stdout) == (0, "thread 1501 15\nmain 601 6\n")

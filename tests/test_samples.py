@@ -24,6 +24,8 @@ EXPECTED = {
     "panic": ([], [f"table {i} = {10 * (i + 1)}" for i in range(4)],
               ["panic: index out of bounds at panic.toy:5:12"], 101),
     "ticker": (["3"], ["hello 1 4", "hello 2 13", "hello 3 40"], [], 0),
+    "threadlocal": ([], [*(f"thread {k} counted {(k + 1) * 1000}" for k in range(4)),
+                         "main's count: 0"], [], 0),
     "threads": ([], [*(f"thread {k} summed {sum(range(k * 10**6, (k + 1) * 10**6))}"
                        for k in range(4)), f"total {sum(range(4 * 10**6))}"], [], 0),
 }

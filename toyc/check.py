@@ -151,8 +151,8 @@ class Checker:
             if d.is_extern and d.exports:
                 self.error(d.exports[0].span, "an extern declaration cannot be exported: "
                            "another object defines it")
-            if isinstance(d, A.GlobalDecl) and d.threadlocal:
-                self.error(d.span, "'threadlocal' variables are not supported yet")
+            if isinstance(d, A.GlobalDecl) and d.threadlocal and d.is_extern:
+                self.error(d.span, "'extern threadlocal' variables are not supported yet")
 
     def check_exports(self, d: A.Decl) -> None:
         """Resolve each `export(...)` of `d` to a symbol name and a linkage; two declarations
@@ -612,7 +612,7 @@ class Checker:
         if t.kind == "local":
             if self.fn.locals[t.local].is_param:
                 self.error(t.span, f"cannot assign to parameter '{t.name}'")
-        elif t.kind == "global":
+        elif t.kind in ("global", "tls"):
             if self.lookup(t.name).kind == "const":
                 self.error(t.span, f"cannot assign to constant '{t.name}'")
         else:
@@ -695,7 +695,7 @@ class Checker:
             return self.fn.locals[index].ty
         d = self.lookup(e.name)
         if isinstance(d, A.GlobalDecl):
-            e.kind = "global"
+            e.kind = "tls" if d.threadlocal else "global"
             if d.ty is None:
                 raise _Fail
             if d.is_extern:

@@ -56,6 +56,13 @@ LINE_FIELD_SIZE = 8
 # by delta". A line field written after k shifts is turned into today's line by applying
 # entries k..N-1 in order; the runtime does this when it reports a panic.
 LINE_SHIFTS = "toy.rt.line_shifts"
+# The lazy data symbol holding what the runtime needs to set up a thread's TLS block: three
+# 64-bit words, the TLS image's address, its size in the file, and the size of a thread's
+# block (the image, the zero-filled rest, aligned). The linker writes it.
+TLS_INFO = "toy.rt.tls_info"
+# What the architecture calls the entry point of a program with thread-locals (it sets up the
+# main thread's TLS block first); the linker names it `_start` too.
+START_TLS = "_start.tls"
 
 
 @dataclass(slots=True)

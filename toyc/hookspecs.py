@@ -101,11 +101,12 @@ def toyc_update_func(linker, name, code, line):
 
 
 @hookspec
-def toyc_update_nav(linker, name, code, const, line):
+def toyc_update_nav(linker, name, code, const, line, threadlocal):
     """The global `name` is new or has a new value: `code` lays out its bytes.
 
     `const` is true for a `const` global (read-only section); a `var` whose bytes are all zero
-    goes to the zero-fill section, and a global whose section changes moves.
+    goes to the zero-fill section, and a global whose section changes moves. `threadlocal` is
+    true for a `threadlocal var`: one copy per thread, in the TLS image or .tbss.
     """
 
 

@@ -142,7 +142,7 @@ def _hand_over(hook, zo: ZigObject, d: A.Decl, code: Code | None, line: int,
         hook.toyc_update_func(linker=zo, name=d.name, code=code, line=line)
     else:
         hook.toyc_update_nav(linker=zo, name=d.name, code=code, const=d.kind == "const",
-                             line=line)
+                             line=line, threadlocal=d.threadlocal)
     exports = _exports(d)
     old = old_exports or []
     if exports != old:
@@ -523,7 +523,7 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
               chunk_of: dict, fd: int, relocatable: bool = False) -> ZigObject:
     sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
     for d, code in zip(decls, codes, strict=True):
-        if code is None:
+        if code is None or getattr(d, "threadlocal", False):
             continue
         key = "text" if isinstance(d, A.FnDecl) else global_section(code, d.kind == "const")
         sizes[key].append((code.length, code.align))

@@ -70,7 +70,8 @@ def interface(d: A.Decl) -> list:
     if isinstance(d, A.FnDecl):
         return [extern + "fn", [str(t) for t in d.param_types], str(d.result_type)]
     value = encode_value(d.value) if d.kind == "const" else None
-    return [extern + d.kind, str(d.ty), value]
+    tls = "threadlocal " if d.threadlocal else ""
+    return [extern + tls + d.kind, str(d.ty), value]
 
 
 def encode_value(v: object) -> object:
@@ -107,9 +108,9 @@ def stub(t: Tracked, line: int) -> A.Decl:
                         param_types=[parse_type(p) for p in params],
                         result_type=parse_type(result))
     kind, ty, value = t.iface
-    return A.GlobalDecl(span, kind.removeprefix("extern "), t.name, span, None, None, [],
-                        is_extern=kind.startswith("extern"), ty=parse_type(ty),
-                        value=decode_value(value))
+    return A.GlobalDecl(span, kind.split()[-1], t.name, span, None, None, [],
+                        threadlocal="threadlocal" in kind, is_extern=kind.startswith("extern"),
+                        ty=parse_type(ty), value=decode_value(value))
 
 
 def common_prefix(a: str, b: str) -> int:

@@ -18,7 +18,7 @@ from toyc.types import BOOL, INT, STR, VOID, Type
 
 from .assembler import Asm
 from .data import STR_HEADER
-from .relocs import R_X86_64_PC32, R_X86_64_PLT32
+from .relocs import R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_TPOFF32
 
 ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
 SETCC = {"==": "sete", "!=": "setne", "<": "setl", "<=": "setle", ">": "setg", ">=": "setge"}
@@ -132,13 +132,28 @@ class FunctionGen:
     def local(self, index: int) -> str:
         return f"[rbp - {-self.slots[index]}]"
 
-    def load_global(self, name: str, ty: Type) -> None:
+    def tls_address(self, name: str) -> None:
+        """r11 = the address of this thread's copy of thread-local `name`: the thread pointer
+        (which %fs:0 holds) plus the variable's offset from it (local exec). Encoded by hand:
+        keystone makes %fs:[disp32] RIP-relative and drops a zero displacement."""
+        self.a(".byte 0x64, 0x4c, 0x8b, 0x1c, 0x25, 0, 0, 0, 0")  # mov r11, qword ptr fs:[0]
+        self.a.reloc(".byte 0x4d, 0x8d, 0x9b, 0, 0, 0, 0", nav(name), R_X86_64_TPOFF32, 0)
+
+    def load_global(self, name: str, ty: Type, tls: bool = False) -> None:
+        if tls:
+            self.tls_address(name)
+            self.a("movzx eax, byte ptr [r11]" if ty == BOOL else "mov rax, qword ptr [r11]")
+            return
         if ty == BOOL:
             self.a.reloc("movzx eax, byte ptr [rip]", nav(name), R_X86_64_PC32, -4)
         else:
             self.a.reloc("mov rax, qword ptr [rip]", nav(name), R_X86_64_PC32, -4)
 
-    def store_global(self, name: str, ty: Type) -> None:
+    def store_global(self, name: str, ty: Type, tls: bool = False) -> None:
+        if tls:
+            self.tls_address(name)
+            self.a("mov byte ptr [r11], al" if ty == BOOL else "mov qword ptr [r11], rax")
+            return
         if ty == BOOL:
             self.a.reloc("mov byte ptr [rip], al", nav(name), R_X86_64_PC32, -4)
         else:
@@ -236,9 +251,9 @@ class FunctionGen:
             else:
                 if op:
                     self.a("mov rcx, rax")
-                    self.load_global(t.name, t.ty)
+                    self.load_global(t.name, t.ty, t.kind == "tls")
                     self.int_op(op, s.span)
-                self.store_global(t.name, t.ty)
+                self.store_global(t.name, t.ty, t.kind == "tls")
             return
         # an array element
         self.element_address(t)
@@ -270,7 +285,7 @@ class FunctionGen:
             if e.kind == "local":
                 a(f"mov rax, qword ptr {self.local(e.local)}")
             else:
-                self.load_global(e.name, e.ty)
+                self.load_global(e.name, e.ty, e.kind == "tls")
         elif isinstance(e, A.Unary):
             self.expr(e.operand)
             a({"-": "neg rax", "~": "not rax", "not": "xor eax, 1"}[e.op])
@@ -365,6 +380,9 @@ class FunctionGen:
         self.a(f"jae {oob}")
         if base.kind == "local":
             self.a(f"lea rcx, {self.local(base.local)}")
+        elif base.kind == "tls":
+            self.tls_address(base.name)
+            self.a("mov rcx, r11")
         else:
             self.a.reloc("lea rcx, [rip]", nav(base.name), R_X86_64_PC32, -4)
         scale = base.ty.elem.size

@@ -11,6 +11,7 @@ R_X86_64_PC32 = 2
 R_X86_64_PLT32 = 4
 R_X86_64_32 = 10
 R_X86_64_32S = 11
+R_X86_64_TPOFF32 = 23  # a thread-local's offset from the thread pointer (local exec)
 
 TRAMPOLINE_SIZE = 5
 
@@ -30,7 +31,7 @@ def apply(buf: bytearray, reloc: Reloc, place: int, target: int) -> None:
         value, signed = s_a - place, True
     elif reloc.type == R_X86_64_32:
         value, signed = s_a, False
-    elif reloc.type == R_X86_64_32S:
+    elif reloc.type in (R_X86_64_32S, R_X86_64_TPOFF32):  # (the linker gives TPOFF's S)
         value, signed = s_a, True
     else:
         raise ValueError(f"unknown x86_64 relocation type {reloc.type}")

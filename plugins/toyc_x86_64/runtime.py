@@ -20,13 +20,18 @@ with raw system calls and follow the System V ABI (callee-saved rbx, rbp, r12-r1
   in the block and ends the thread alone (SYS_exit; `exit` and panics end the process).
 - `toy.rt.join(handle)`: waits (futex) until the thread has ended, unmaps its mapping and
   returns its result. Joining a handle twice, or a value that is no handle, is undefined.
+- `_start.tls` (named `_start` in the output): `_start` for a program with thread-locals; it
+  calls `toy.rt.tls_init`, which maps the main thread's TLS block, copies the TLS image into
+  it and points %fs at the thread pointer after it (which points at itself). `spawn` sets up
+  each thread's block the same way, below its control block, when `toy.rt.tls_info` (which
+  the linker writes: image address, image size, block size) says there is one.
 - `toy.rt.streq`, `toy.rt.argv`, `toy.rt.parse_int`, `toy.rt.sleep_ms`, `toy.rt.clock_ns`,
   `toy.rt.fmt_int`, `toy.rt.write_all`, and the data `toy.rt.argc`, `toy.rt.args`.
 """
 
 from __future__ import annotations
 
-from toyc.code import LINE_SHIFTS, Code, LazySymbol, Target
+from toyc.code import LINE_SHIFTS, START_TLS, TLS_INFO, Code, LazySymbol, Target
 
 from .assembler import Asm
 from .data import STR_HEADER
@@ -34,6 +39,10 @@ from .relocs import R_X86_64_PC32, R_X86_64_PLT32
 
 SYS_WRITE, SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP, SYS_NANOSLEEP = 1, 9, 10, 11, 35
 SYS_CLONE, SYS_EXIT, SYS_FUTEX, SYS_CLOCK_GETTIME, SYS_EXIT_GROUP = 56, 60, 202, 228, 231
+SYS_ARCH_PRCTL, ARCH_SET_FS, CLONE_SETTLS = 158, 0x1002, 0x80000
+# toy.rt.tls_info, which the linker keeps: the TLS image's address, its size in the file, and
+# the size of a thread's TLS block (what sits below the thread pointer); all zero without TLS
+TLS_IMAGE, TLS_FILESZ, TLS_BLOCK = 0, 8, 16
 EINTR = 4
 PROT_NONE, PROT_READ_WRITE = 0, 3
 MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_STACK = 0x02, 0x20, 0x4000, 0x20000
@@ -66,9 +75,11 @@ class _Helper(Asm):
         self.reloc(f"lea {reg}, [rip]", Target("uav", value), R_X86_64_PC32, STR_HEADER - 4)
 
 
-def _start(a: _Helper) -> None:
+def _start(a: _Helper, tls: bool = False) -> None:
     a("xor ebp, ebp", "mov rdi, rsp", "and rsp, -16")
     a.call("toy.rt.args_init")
+    if tls:
+        a.call("toy.rt.tls_init")
     a.reloc("call 0", Target("nav", "main"), R_X86_64_PLT32, -4)
     a("mov edi, eax", "and edi, 255", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
@@ -185,6 +196,22 @@ def _panic(a: _Helper) -> None:
     a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
 
+def _tls_init(a: _Helper) -> None:
+    # The main thread's TLS block (x86_64 variant II): the image copied to the bottom of a
+    # fresh mapping (the rest, .tbss, is already zero), the thread pointer right after it,
+    # pointing at itself, as %fs:0 must.
+    a.rip("lea r8, [rip]", "toy.rt.tls_info")
+    a(f"mov rsi, qword ptr [r8 + {TLS_BLOCK}]", "add rsi, 16", "push r8",
+      "xor edi, edi", f"mov edx, {PROT_READ_WRITE}", f"mov r10d, {MAP_PRIVATE | MAP_ANONYMOUS}",
+      "mov r8, -1", "xor r9d, r9d", f"mov eax, {SYS_MMAP}", "syscall", "pop r8",
+      "cmp rax, -4096", "ja .Lnomem")
+    a("mov rdi, rax", f"mov rsi, qword ptr [r8 + {TLS_IMAGE}]",
+      f"mov rcx, qword ptr [r8 + {TLS_FILESZ}]", "rep movsb",
+      f"add rax, qword ptr [r8 + {TLS_BLOCK}]", "mov qword ptr [rax], rax",
+      f"mov edi, {ARCH_SET_FS}", "mov rsi, rax", f"mov eax, {SYS_ARCH_PRCTL}", "syscall", "ret")
+    a(".Lnomem:", "mov edi, 127", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
 def _spawn(a: _Helper) -> None:
     # Three pushes after the return address: the stack is aligned for the calls on failure.
     a("push rbx", "push r12", "push r13", "mov r12, rdi", "mov r13, rsi")
@@ -204,13 +231,24 @@ def _spawn(a: _Helper) -> None:
     # block's tid word before clone returns, and clears it (and wakes futex waiters on it) when
     # the thread ends, which is what join waits for. The tls argument (r8) is where a thread's
     # TLS block will go, with CLONE_SETTLS; there is none yet.
-    a(f"mov edi, {CLONE_THREAD_FLAGS:#x}", f"lea rdx, [rsi + {TB_TID}]", "mov r10, rdx",
-      "xor r8d, r8d", f"mov eax, {SYS_CLONE}", "syscall",
+    a(f"mov edi, {CLONE_THREAD_FLAGS:#x}", "xor r8d, r8d")
+    # With thread-locals, the thread's TLS block goes below its control block, the thread
+    # pointer (pointing at itself) between them, and its stack below the TLS block.
+    a.rip("lea r9, [rip]", "toy.rt.tls_info")
+    a(f"mov rcx, qword ptr [r9 + {TLS_BLOCK}]", "test rcx, rcx", "je .Lclone",
+      "push rsi", "push rdi", "lea r8, [rsi - 16]", "mov qword ptr [r8], r8",
+      "mov rdi, r8", "sub rdi, rcx", f"mov rsi, qword ptr [r9 + {TLS_IMAGE}]",
+      f"mov rcx, qword ptr [r9 + {TLS_FILESZ}]", "rep movsb",
+      "pop rdi", "pop rsi", f"or edi, {CLONE_SETTLS:#x}", "mov rsi, r8",
+      f"sub rsi, qword ptr [r9 + {TLS_BLOCK}]")
+    a(".Lclone:", f"lea rdx, [rbx + {THREAD_MAPPING_SIZE - THREAD_BLOCK_SIZE + TB_TID}]",
+      "mov r10, rdx", f"mov eax, {SYS_CLONE}", "syscall",
       "test rax, rax", "je .Lchild", "js .Lnothread",
       f"lea rax, [rbx + {THREAD_MAPPING_SIZE - THREAD_BLOCK_SIZE}]",
       "pop r13", "pop r12", "pop rbx", "ret")
-    # The new thread resumes here, with rsp at its control block; rbp = 0 ends backtraces.
-    a(".Lchild:", "xor ebp, ebp", "mov rdi, rsp")
+    # The new thread resumes here, with rsp at its control block (or below its TLS block);
+    # rbp = 0 ends backtraces.
+    a(".Lchild:", "xor ebp, ebp", f"lea rdi, [rbx + {THREAD_MAPPING_SIZE - THREAD_BLOCK_SIZE}]")
     a.call("toy.rt.thread_start")
     a("hlt")
     nomem, nothread = b"panic: out of memory\n", b"panic: cannot start a thread\n"
@@ -303,6 +341,7 @@ _CODE = {
     "toy.rt.sleep_ms": _sleep_ms,
     "toy.rt.clock_ns": _clock_ns,
     "toy.rt.spawn": _spawn,
+    "toy.rt.tls_init": _tls_init,
     "toy.rt.thread_start": _thread_start,
     "toy.rt.join": _join,
 }
@@ -312,6 +351,12 @@ _DATA = {"toy.rt.argc": 8, "toy.rt.args": 8}
 def lower_lazy_symbol(name: str) -> LazySymbol | None:
     if name == LINE_SHIFTS:  # no shifts yet; the linker appends them
         return LazySymbol(Code(bytes(4), [], 4), "rodata", kind="object", listed=False)
+    if name == TLS_INFO:  # the linker writes what it holds
+        return LazySymbol(Code(bytes(24), [], 8), "rodata", kind="object")
+    if name == START_TLS:  # _start for a program with thread-locals
+        a = _Helper()
+        _start(a, tls=True)
+        return LazySymbol(a.assemble(16), "text", binding="global")
     if name in _DATA:
         return LazySymbol(Code(b"", [], 8, size=_DATA[name]), "bss", kind="object")
     gen = _CODE.get(name)
