@@ -55,7 +55,7 @@ ZIG_SECTIONS = {
 }
 SECTION_ALIGN = {"text": 16, "rodata": 8, "data": 8, "bss": 8}
 ENTRY = "_start"
-STATE_VERSION = 3
+STATE_VERSION = 4
 # an export's linkage -> its symbol's binding
 BINDINGS = {"strong": elf.STB_GLOBAL, "weak": elf.STB_WEAK, "internal": elf.STB_LOCAL}
 
