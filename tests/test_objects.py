@@ -155,12 +155,13 @@ extern var c_counter: int;
 extern var c_table: [int; 3];
 extern fn puts(s: str) -> int;
 extern fn labs(x: int) -> int;
+extern fn abs(x: int) -> int;  // C's int: the low half of a Toy int, and a result that fits
 extern fn nobody_defines_this() -> int;
 
 export fn run(n: int) -> int {
     puts("hello from toy via puts");
     c_counter += n;
-    c_table[1] = labs(-7);
+    c_table[1] = labs(-7) + abs(-30);
     return c_helper(n) + c_counter;
 }
 """
@@ -188,13 +189,13 @@ def test_toy_calls_c_through_externs(tmp_path: Path, mode: list[str]):
     undefined = {line.split()[-1] for line in
                  run([require("nm"), "-u", str(tmp_path / "calls_c.o")]).stdout.splitlines()}
     # only what is used: an extern nothing refers to leaves no symbol
-    assert undefined == {"c_helper", "c_counter", "c_table", "puts", "labs"}
+    assert undefined == {"c_helper", "c_counter", "c_table", "puts", "labs", "abs"}
     lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "calls_c.o")])
     assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout
     cc = run([require("gcc"), *mode, "c_side.c", "calls_c.o", "-o", "prog"], cwd=tmp_path)
     assert cc.status == 0, cc.stderr
     r = run([str(tmp_path / "prog")])
-    assert (r.status, r.stdout) == (0, "hello from toy via puts\n5105 105 7\n")
+    assert (r.status, r.stdout) == (0, "hello from toy via puts\n5105 105 37\n")
 
 
 @pytest.mark.parametrize("stem", ["lib", "a_library_with_a_long_name"])
