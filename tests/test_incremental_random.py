@@ -10,8 +10,9 @@ call, rename a function and its callers, change a signature and its callers, add
 global, change a global's initializer (to and from zero) or its kind (const <-> var), change a
 string literal, insert or delete blank lines and comments anywhere (which moves panics to other
 lines), reorder declarations, export a declaration (under its own name or another, with any
-linkage) or drop or relink one of its exports. Now and then a step first saves a broken version
-(a syntax or type error), which must be rejected without touching the output.
+linkage) or drop or relink one of its exports, make a var thread-local or plain again. Now and
+then a step first saves a broken version (a syntax or type error), which must be rejected
+without touching the output.
 
 Each step updates the same output incrementally, in-process with `Session.update()` or, one step
 in five, with `toyc build -v` in a subprocess (through the state file). After every step the
@@ -104,6 +105,7 @@ class Global:
     indent: int = 0  # spaces before each of its lines
     join: bool = False  # on the same line as the end of the declaration before it
     exports: list = field(default_factory=list)  # [name or None (its own), linkage or None]
+    threadlocal: bool = False  # vars only
 
 
 @dataclass
@@ -227,7 +229,8 @@ def render_global(g: Global) -> list[str]:
     else:
         ty = "bool"
         init = None if g.value is None else render_value(g.value)
-    return [f"{render_exports(g.exports)}{g.kind} {g.name}: {ty}"
+    tls = "threadlocal " if g.threadlocal else ""
+    return [f"{render_exports(g.exports)}{tls}{g.kind} {g.name}: {ty}"
             + ("" if init is None else f" = {init}") + ";"]
 
 
@@ -638,7 +641,19 @@ def edit_global_kind(p: Program, rnd: random.Random) -> str | None:
         return None
     g = p.globals[rnd.choice(names)]
     g.kind = "var" if g.kind == "const" else "const"
+    g.threadlocal = False
     return f"{g.name} is now {g.kind}"
+
+
+def edit_threadlocal(p: Program, rnd: random.Random) -> str | None:
+    """A var becomes a thread-local or a plain global again: it moves between the TLS
+    sections and the data sections, and the program gains or loses its TLS setup."""
+    names = [g.name for g in p.globals.values() if g.kind == "var" and not g.role]
+    if not names:
+        return None
+    g = p.globals[rnd.choice(names)]
+    g.threadlocal = not g.threadlocal
+    return f"{g.name} is {'now' if g.threadlocal else 'no longer'} thread-local"
 
 
 def edit_string(p: Program, rnd: random.Random) -> str | None:
@@ -706,7 +721,7 @@ def edit_exports(p: Program, rnd: random.Random) -> str | None:
 EDITS = [edit_constant, edit_padding, edit_grow, edit_shrink, edit_add_function,
          edit_remove_function, edit_add_call, edit_drop_call, edit_rename, edit_swap_names,
          edit_signature, edit_add_global, edit_remove_global, edit_global_init, edit_global_kind,
-         edit_string, edit_reorder, edit_layout, edit_exports]
+         edit_string, edit_reorder, edit_layout, edit_exports, edit_threadlocal]
 
 
 def apply_edits(p: Program, edits: list, rnd: random.Random) -> tuple[Program, list[str]]:
