@@ -523,8 +523,8 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
               chunk_of: dict, fd: int, relocatable: bool = False) -> ZigObject:
     sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
     for d, code in zip(decls, codes, strict=True):
-        if code is None or getattr(d, "threadlocal", False):
-            continue
+        if code is None or (isinstance(d, A.GlobalDecl) and d.threadlocal):
+            continue  # an extern has no code; the TLS sections are sized as they come
         key = "text" if isinstance(d, A.FnDecl) else global_section(code, d.kind == "const")
         sizes[key].append((code.length, code.align))
     sizes["text"].append((RUNTIME_TEXT_HINT, 16))
