@@ -149,7 +149,16 @@ class HotSwap:
             self.stale = reason
 
     def _unmapped(self, writes: list[tuple[int, bytes]]) -> str:
-        maps = [(lo, hi) for lo, hi, perms in self.process.maps() if "w" in perms]
+        # A segment whose memory reaches past its file part is two mappings, one after the
+        # other: a write may span both.
+        maps: list[tuple[int, int]] = []
+        for lo, hi, perms in sorted(self.process.maps()):
+            if "w" not in perms:
+                continue
+            if maps and maps[-1][1] == lo:
+                maps[-1] = (maps[-1][0], hi)
+            else:
+                maps.append((lo, hi))
         for address, data in writes:
             if not any(lo <= address and address + len(data) <= hi for lo, hi in maps):
                 return (f"the program has no memory at {address:#x} (the section grew past "

@@ -451,3 +451,18 @@ def test_a_changed_thread_local_is_not_swapped(tmp_path: Path):
     assert swap.report() == ("not swapped: thread-local t changed; pid 1 runs the previous "
                              "version (--restart restarts it)")
     assert swap.process.writes == []
+
+
+def test_a_write_may_span_adjacent_mappings(tmp_path: Path):
+    """A segment's file part and the zero-filled memory after it are two mappings; an update
+    written across the boundary is still in the program's memory."""
+    session = session_with(tmp_path, source())
+    swap = HotSwap(str(tmp_path / "p"), [], get_arch("x86_64").info)
+    swap.process = StoppedAt(0)
+    f = session.zo.address(session.zo.navs["f"])
+    swap.process.maps_ = [(0x4000000, f + 4, "rwxp"), (f + 4, 0x4100000, "rwxp")] + \
+        StoppedAt.maps_[1:]
+    session.swap = swap
+    session.update(source("return i * 3;"))
+    assert swap.report() == "swapped into pid 1"
+    assert any(a <= f + 4 < a + len(d) for a, d in swap.process.writes)
