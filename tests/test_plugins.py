@@ -4,8 +4,11 @@ observer plugin sees every update."""
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
 from pathlib import Path
 
+from conftest import TOYC
 from toyc import hookspecs
 from toyc.hookspecs import hookimpl
 from toyc.plugins import plugin_manager
@@ -68,3 +71,124 @@ def test_an_observer_sees_each_update(tmp_path: Path):
                                   ("flush", "")]
     finally:
         pm.unregister(name="observer")
+
+
+class Counter:
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def toyc_updated(self, source, output, summary):
+        self.seen.append((Path(output).name, summary.full, dict(summary.outcomes)))
+
+
+def test_an_observer_is_told_what_each_update_did(tmp_path: Path):
+    src = tmp_path / "p.toy"
+    src.write_text("fn f() -> int { return 1; }\nfn main() { print(f()); }\n")
+    counter = Counter()
+    plugin_manager().register(counter, name="counter")
+    try:
+        session, _ = Session.full_build(str(src), str(tmp_path / "p"))
+        session.update("fn f() -> int { return 2; }\nfn main() { print(f()); }\n")
+        session.update("fn f() -> int { return 2; }\nfn main() { print(f()); }\n")
+    finally:
+        plugin_manager().unregister(name="counter")
+    assert counter.seen[0] == ("p", True, {"f": "new", "main": "new"})
+    assert counter.seen[1] == ("p", False, {"f": "in place"})
+    assert counter.seen[2] == ("p", False, {})  # nothing changed: told so
+
+
+# ---- third-party plugins, installed as a stranger would install them ---------------------------
+
+OBSERVER = '''\
+from toyc.hookspecs import hookimpl
+
+@hookimpl
+def toyc_updated(source, output, summary):
+    with open(output + ".log", "a") as f:
+        f.write(f"{'full' if summary.full else 'update'} {sorted(summary.outcomes.items())}\\n")
+'''
+BAD_ARCH = '''\
+from toyc.code import ArchInfo
+from toyc.hookspecs import hookimpl
+import toyc_x86_64
+
+INFO = ArchInfo("{name}", 62, 8, 4096, 16, 5)
+
+@hookimpl
+def toyc_architectures():
+    return [INFO]
+
+@hookimpl
+def toyc_lower_function(arch, fn, program):
+    if arch == "{name}":
+        {body}
+'''
+
+
+def install(site: Path, name: str, version: str, module: str, code: str) -> None:
+    """A distribution in `site` (put on PYTHONPATH) with a `toyc` entry point."""
+    (site / f"{module}.py").write_text(code)
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[toyc]\n{name} = {module}\n")
+
+
+def toyc_with(site: Path, *args: str, cwd: Path, plugins: str | None = None):
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("TOYC_PLUGINS", None)
+    if plugins is not None:
+        env["TOYC_PLUGINS"] = plugins
+    p = subprocess.run([*TOYC, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                       timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_entry_point_plugins_load_and_can_be_restricted(tmp_path: Path):
+    site = tmp_path / "site"
+    site.mkdir()
+    install(site, "toyc-logger", "1.2", "toyc_logger", OBSERVER)
+    status, out, err = toyc_with(site, "plugins", cwd=tmp_path)
+    assert status == 0, err
+    assert "toyc-logger 1.2: toyc_updated" in out.splitlines()
+    assert any(line.startswith("x86_64 ") for line in out.splitlines())
+    (tmp_path / "p.toy").write_text("fn main() {}\n")
+    status, _, err = toyc_with(site, "build", "p.toy", cwd=tmp_path)
+    assert status == 0, err
+    assert (tmp_path / "p.log").read_text() == "full [('main', 'new')]\n"
+    status, out, _ = toyc_with(site, "plugins", cwd=tmp_path, plugins="")
+    assert "toyc-logger" not in out and "x86_64" in out  # built-ins always load
+    status, out, _ = toyc_with(site, "plugins", cwd=tmp_path, plugins="toyc-logger, other")
+    assert "toyc-logger 1.2" in out
+
+
+def test_a_plugin_that_fails_is_named(tmp_path: Path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (tmp_path / "p.toy").write_text("fn main() {}\n")
+    install(site, "broken", "0.1", "broken_plugin", "raise ImportError('no such thing')\n")
+    status, out, err = toyc_with(site, "build", "p.toy", cwd=tmp_path)
+    assert (status, out) == (1, "")
+    assert err == "toyc: error: plugin 'broken' failed to load: ImportError: no such thing\n"
+    status, out, err = toyc_with(site, "build", "p.toy", cwd=tmp_path, plugins="")
+    assert status == 0, err
+
+
+def test_an_architecture_that_raises_or_returns_nonsense_is_named(tmp_path: Path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (tmp_path / "p.toy").write_text("fn main() {}\n")
+    install(site, "raiser", "0.1", "raiser_plugin",
+            BAD_ARCH.format(name="raiser", body="raise ValueError('cannot do that')"))
+    install(site, "liar", "0.1", "liar_plugin",
+            BAD_ARCH.format(name="liar", body="return 'machine code, honest'"))
+    status, _, err = toyc_with(site, "build", "--arch", "raiser", "p.toy", cwd=tmp_path)
+    assert status == 1 and err == ("toyc: error: plugin 'raiser' (architecture raiser) failed "
+                                   "in toyc_lower_function: ValueError: cannot do that\n"), err
+    status, _, err = toyc_with(site, "build", "--arch", "liar", "p.toy", cwd=tmp_path)
+    assert status == 1 and err == ("toyc: error: plugin 'liar' (architecture liar) returned "
+                                   "str from toyc_lower_function, not Code\n"), err
+    assert not (tmp_path / "p").exists()
+    status, _, err = toyc_with(site, "build", "--arch", "nope", "p.toy", cwd=tmp_path)
+    assert status == 1 and "unknown architecture 'nope' (available: liar, raiser, x86_64)" in err

@@ -65,6 +65,11 @@ def _arg_parser() -> argparse.ArgumentParser:
     w.add_argument("--restart", action="store_true",
                    help="with --run: restart the program when an update cannot be swapped in")
 
+    sub.add_parser("plugins", help="list the plugins loaded",
+                   description="List the plugins loaded (built-in, and from the 'toyc' "
+                   "entry-point group; TOYC_PLUGINS=a,b loads only those), with their version "
+                   "and the hooks each implements.")
+
     r = sub.add_parser("run", help="compile FILE.toy and run it",
                        description="Compile FILE.toy to a cached executable and run it with "
                        "ARGS; exit with the program's status.")
@@ -123,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.time:
                 for name, seconds in timings.passes.items():
                     print(f"{name:>8}: {seconds * 1000:9.1f} ms", file=sys.stderr)
+            return 0
+        if args.command == "plugins":
+            from toyc.plugins import describe_plugins
+
+            print("\n".join(describe_plugins()))
             return 0
         if args.command == "watch":
             from toyc.watch import watch

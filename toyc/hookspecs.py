@@ -68,7 +68,9 @@ def toyc_apply_relocation(arch, buf, reloc, place, target):
     """Patch one relocation into an atom's bytes.
 
     `buf` is a bytearray holding the atom, `reloc` a `toyc.code.Reloc`, `place` the address of
-    the patched field and `target` the address of the relocation's target (without addend).
+    the patched field and `target` the address of the relocation's target (without addend);
+    for a reference to a thread-local, `target` is the variable's offset from the thread
+    pointer instead (the end of the thread's TLS block, x86_64's variant II: negative).
     Raises `toyc.code.RelocationOverflow` when the value does not fit. Returns True.
     """
 
@@ -146,3 +148,15 @@ def toyc_shift_lines(linker, first, delta):
 def toyc_flush(linker):
     """End of an update: resolve pending relocations, re-patch references to moved symbols,
     write trampolines, and rewrite the parts of the symbol table and headers that changed."""
+
+
+@hookspec
+def toyc_updated(source, output, summary):
+    """An observer's hook: a build or update of `output` from `source` (paths) is complete.
+
+    `summary` is a `toyc.session.Summary`: `full` (whether it was a full build, and `reason`
+    why), `outcomes` (declaration name -> what happened to it: "new", "in place", "moved",
+    "moved, trampoline", "shrunk in place", "removed", "exports", "unchanged", ...), `lines`
+    (declarations whose line numbers were patched), `written` (bytes) and `seconds`. Called
+    once per successful build or update, not for one that had errors; the result is ignored.
+    For logging, statistics, visualisation."""

@@ -214,6 +214,7 @@ class Session:
         session = cls(path, output, arch, tracker, zo, _stat_key(output))
         summary = Summary(True, {d.name: "new" for d in decls}, written=zo.elf.bytes_written,
                           seconds=time.perf_counter() - start, reason=reason)
+        session.hooks.toyc_updated(source=path, output=output, summary=summary)
         return session, summary
 
     # ---- incremental updates ------------------------------------------------------------------
@@ -230,6 +231,7 @@ class Session:
             if _stat_key(self.output) != self.output_stat:
                 raise FullBuildNeeded("the output file was changed by something else")
             summary = self._update(text, start)
+            self.hooks.toyc_updated(source=self.path, output=self.output, summary=summary)
         except FullBuildNeeded as e:
             if self.swap is not None:
                 self.swap.cancel(self.zo, "the output was rebuilt from scratch")
