@@ -300,8 +300,9 @@ class ZigObject:
             self._place(info, Code(self._tls_info(), [], 8), a.section, 0)
 
     def tpoff(self, sym: int) -> int:
-        """Thread-local `sym`'s offset from the thread pointer: the block ends there."""
-        return self.address(sym) - TLS_VADDR - self.tls_layout[2]
+        """Thread-local `sym`'s offset from the thread pointer."""
+        return thread_pointer_offset(self.arch.info, self.address(sym) - TLS_VADDR,
+                                     self.tls_layout[2])
 
     def _tls_info(self) -> bytes:
         size, _, block = self.tls_layout or [0, 0, 0]
@@ -1105,6 +1106,15 @@ class ZigObject:
                       and s.slot >= 0}
         zo._init_tables()
         return zo
+
+
+def thread_pointer_offset(info, offset: int, block: int) -> int:
+    """Where a thread-local `offset` bytes into the TLS template is, from the thread pointer,
+    for a block of `block` bytes: below it (variant 2) or after the thread control block
+    (variant 1)."""
+    if info.tls_variant == 2:
+        return offset - block
+    return atoms_mod.align_forward(info.tls_tcb_size, TLS_ALIGN) + offset
 
 
 def size_hints(sizes: dict[str, list[tuple[int, int]]]) -> dict[str, int]:

@@ -164,3 +164,17 @@ def test_full_build_reserves_enough_so_no_segment_moves(tmp_path: Path):
         for before, after in zip(filled, filled[1:], strict=False):
             assert after["p_offset"] == before["p_offset"] + before["p_filesz"]
     assert run([str(out)]).stdout.count("\n") == 2000
+
+
+def test_thread_pointer_offsets_of_both_tls_variants():
+    """x86_64 (variant 2): the block ends at the thread pointer; AArch64 (variant 1): it
+    starts after a 16-byte thread control block."""
+    from linker.zig_object import thread_pointer_offset
+    from toyc.code import ArchInfo
+
+    x86 = ArchInfo("x", 62, 8, 4096, 16, 5)
+    arm = ArchInfo("a", 183, 8, 4096, 4, 16, tls_variant=1, tls_tcb_size=16)
+    assert thread_pointer_offset(x86, 0, 32) == -32
+    assert thread_pointer_offset(x86, 24, 32) == -8
+    assert thread_pointer_offset(arm, 0, 32) == 16
+    assert thread_pointer_offset(arm, 24, 32) == 40

@@ -88,6 +88,10 @@ class ArchInfo:
     # where the stack pointer is in the NT_PRSTATUS register set that ptrace returns (for hot
     # swap, which scans each thread's stack for code addresses)
     sp_offset: int = 0
+    # Where thread-locals sit relative to the thread pointer: variant 2 (x86_64), the TLS block
+    # ends at the thread pointer; variant 1 (AArch64), it starts `tls_tcb_size` bytes after it.
+    tls_variant: int = 2
+    tls_tcb_size: int = 0
 
 
 class RelocationOverflow(Exception):

@@ -18,8 +18,9 @@ def toyc_architectures():
     """List the architectures this plugin provides.
 
     Called once when toyc starts. Returns a list of `toyc.code.ArchInfo` (name, ELF machine,
-    pointer size, page size, function alignment, trampoline size, byte order, and where the
-    stack pointer sits in ptrace's NT_PRSTATUS register set). Results of all plugins are
+    pointer size, page size, function alignment, trampoline size, byte order, where the
+    stack pointer sits in ptrace's NT_PRSTATUS register set, and the TLS variant with its
+    thread control block size). Results of all plugins are
     collected; two plugins providing the same name is an error.
     """
 
