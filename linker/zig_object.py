@@ -630,8 +630,7 @@ class ZigObject:
         if p is None or a.section != self.section_of["text"]:
             return False
         lo = self.atom_address(index)
-        i = bisect.bisect_right(p.busy, lo)
-        return i < len(p.busy) and p.busy[i] < lo + a.size
+        return _inside(p.busy, lo, lo + a.size)
 
     def entry_busy(self, names: list[str], busy: list[int]) -> list[str]:
         """The functions among `names` that a thread is stopped in the first bytes of, where a
@@ -643,8 +642,7 @@ class ZigObject:
             if sym is None or not self.symbol_atom(sym).alive:
                 continue
             lo = self.address(sym)
-            i = bisect.bisect_right(busy, lo)
-            if i < len(busy) and busy[i] < lo + size:
+            if _inside(busy, lo, lo + size):
                 out.append(name)
         return out
 
@@ -1106,6 +1104,12 @@ class ZigObject:
                       and s.slot >= 0}
         zo._init_tables()
         return zo
+
+
+def _inside(addresses: list[int], lo: int, hi: int) -> bool:
+    """Whether sorted `addresses` has one in (lo, hi): past the first byte of a range."""
+    i = bisect.bisect_right(addresses, lo)
+    return i < len(addresses) and addresses[i] < hi
 
 
 def thread_pointer_offset(info, offset: int, block: int) -> int:

@@ -466,3 +466,13 @@ def test_a_write_may_span_adjacent_mappings(tmp_path: Path):
     session.update(source("return i * 3;"))
     assert swap.report() == "swapped into pid 1"
     assert any(a <= f + 4 < a + len(d) for a, d in swap.process.writes)
+
+
+def test_a_crash_is_reported_with_its_signal(tmp_path: Path, start):
+    """Unbounded recursion overflows the stack: the kernel kills the program with SIGSEGV."""
+    extra = "\nfn deep(n: int) -> int {\n    return deep(n + 1) + 1;\n}\n"
+    w, prog, pid = start(source(extra=extra))
+    prog.until(lambda i: 2 * i)
+    edit(tmp_path, w, source("return deep(i);", extra=extra),
+         rf"^updated f .*; swapped into pid {pid}$")
+    summary(w, rf"^program \(pid {pid}\) killed by SIGSEGV")

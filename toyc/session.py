@@ -51,7 +51,7 @@ from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 STATE_FORMAT = 2
 NO_OUTPUT = "no output file yet"
 FULL_ASKED = "--full was given"
-OBJECT_BUILD = "archives are built in full"
+ARCHIVE_BUILD = "archives are built in full"
 
 
 class FullBuildNeeded(Exception):
@@ -72,7 +72,7 @@ class Summary:
     @property
     def reason_matters(self) -> bool:
         """Whether the reason for a full build is news to the user (a first build is not)."""
-        return self.reason not in ("", NO_OUTPUT, FULL_ASKED, OBJECT_BUILD)
+        return self.reason not in ("", NO_OUTPUT, FULL_ASKED, ARCHIVE_BUILD)
 
     def line(self) -> str:
         took = f"{self.written} bytes written in {self.seconds * 1000:.1f} ms"
@@ -485,7 +485,7 @@ def _build_library(path: str, output: str, arch_name: str, timings: Timings | No
     fd, obj = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".o", dir=directory)
     os.close(fd)
     try:
-        session, summary = Session.full_build(path, obj, arch_name, timings, OBJECT_BUILD,
+        session, summary = Session.full_build(path, obj, arch_name, timings, ARCHIVE_BUILD,
                                               relocatable=True)
         data = Path(obj).read_bytes()
         tmp = Path(obj).with_suffix(".a")
