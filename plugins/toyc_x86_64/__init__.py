@@ -6,10 +6,11 @@ asked for the architecture named "x86_64".
 
 from __future__ import annotations
 
+from toyc import layout
 from toyc.code import ArchInfo
 from toyc.hookspecs import hookimpl
 
-from . import codegen, data, relocs, runtime
+from . import codegen, relocs, runtime
 
 NAME = "x86_64"
 EM_X86_64 = 62
@@ -39,13 +40,13 @@ def toyc_lower_function(arch, fn, program):
 @hookimpl
 def toyc_lower_global(arch, decl):
     if arch == NAME:
-        return data.lower_global(decl.ty, decl.value)
+        return layout.lower_global(decl.ty, decl.value, relocs.R_X86_64_64)
 
 
 @hookimpl
 def toyc_lower_string(arch, value):
     if arch == NAME:
-        return data.lower_string(value)
+        return layout.lower_string(value)
 
 
 @hookimpl

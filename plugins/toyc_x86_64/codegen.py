@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from toyc import ast as A
 from toyc.code import Code, Target
+from toyc.layout import STR_HEADER
 from toyc.source import Span
 from toyc.types import BOOL, INT, STR, VOID, Type
 
 from .assembler import Asm
-from .data import STR_HEADER
 from .relocs import R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_TPOFF32
 
 ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")

@@ -32,9 +32,9 @@ with raw system calls and follow the System V ABI (callee-saved rbx, rbp, r12-r1
 from __future__ import annotations
 
 from toyc.code import LINE_SHIFTS, START_TLS, TLS_INFO, Code, LazySymbol, Target
+from toyc.layout import STR_HEADER
 
 from .assembler import Asm
-from .data import STR_HEADER
 from .relocs import R_X86_64_PC32, R_X86_64_PLT32
 
 SYS_WRITE, SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP, SYS_NANOSLEEP = 1, 9, 10, 11, 35
