@@ -12,6 +12,8 @@ import argparse
 import gc
 import hashlib
 import os
+import platform
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -29,8 +31,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _arg_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="toyc", description="Compile Toy programs to static x86_64 Linux "
-                "executables, and keep them up to date incrementally.")
+    p = _Parser(prog="toyc", description="Compile Toy programs to static Linux executables "
+                "(x86_64, and other architectures from plugins), and keep them up to date "
+                "incrementally.")
     p.add_argument("--version", action="version", version=f"toyc {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
@@ -72,8 +75,10 @@ def _arg_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="compile FILE.toy and run it",
                        description="Compile FILE.toy to a cached executable and run it with "
-                       "ARGS; exit with the program's status.")
+                       "ARGS; exit with the program's status. A program of another "
+                       "architecture runs under qemu-ARCH when that is installed.")
     r.add_argument("file", metavar="FILE.toy")
+    r.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARGS",
                    help="arguments for the program, after --")
     return p
@@ -91,11 +96,20 @@ def _run(args) -> int:
         exe.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the cache directory {exe.parent}: {e.strerror}") from None
-    build(args.file, str(exe))
+    build(args.file, str(exe), args.arch)
     program_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+    command = [str(exe), *program_args]
+    if args.arch != platform.machine():
+        # As binfmt_misc would: a foreign program runs under qemu's user-mode emulator.
+        emulator = shutil.which(f"qemu-{args.arch}")
+        if emulator is None:
+            raise UserError(f"cannot run an {args.arch} program on this {platform.machine()} "
+                            f"machine: qemu-{args.arch} is not installed (Debian: qemu-user); "
+                            f"the executable is {exe}")
+        command.insert(0, emulator)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(exe, [str(exe), *program_args])
+    os.execv(command[0], command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,9 @@ def toyc_apply_relocation(arch, buf, reloc, place, target):
     `buf` is a bytearray holding the atom, `reloc` a `toyc.code.Reloc`, `place` the address of
     the patched field and `target` the address of the relocation's target (without addend);
     for a reference to a thread-local, `target` is the variable's offset from the thread
-    pointer instead (the end of the thread's TLS block, x86_64's variant II: negative).
+    pointer instead, as the architecture's `tls_variant` places it (variant 2, x86_64's: the
+    block ends at the thread pointer, so negative; variant 1, AArch64's: the block starts
+    `tls_tcb_size` bytes after it).
     Raises `toyc.code.RelocationOverflow` when the value does not fit. Returns True.
     """
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import os
+import platform
 import signal
 import sys
 from pathlib import Path
@@ -54,7 +55,14 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     swap = None
     if run is not None:
-        swap = HotSwap(output, run, get_arch(arch_name).info, restart)
+        info = get_arch(arch_name).info
+        if info.name != platform.machine():
+            # Hot swap stops the program's threads with ptrace and reads their registers: an
+            # emulated program's threads are the emulator's.
+            raise UserError(f"--run swaps code into a program running natively: this "
+                            f"{platform.machine()} machine cannot run an {info.name} one "
+                            "(watch without --run keeps the file up to date)")
+        swap = HotSwap(output, run, info, restart)
     session = _start(path, output, arch_name, swap)
     _warm_up(arch_name)
     # The command line turned the cycle collector off for a short build; a watch runs for
