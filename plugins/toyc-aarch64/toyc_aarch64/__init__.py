@@ -1,0 +1,74 @@
+"""toyc's AArch64 (ARM64) Linux backend, a plugin like any other.
+
+Installed as its own distribution, it registers itself in the `toyc` entry-point group and
+answers toyc's hooks (`toyc.hookspecs`) when asked for the architecture named "aarch64": code
+generation following AAPCS64, AArch64 relocations, a `b` trampoline, and a runtime of raw Linux
+system calls with thread-locals behind TPIDR_EL0 (TLS variant 1).
+"""
+
+from __future__ import annotations
+
+from toyc import layout
+from toyc.code import ArchInfo
+from toyc.hookspecs import hookimpl
+
+from . import codegen, relocs, runtime
+
+NAME = "aarch64"
+EM_AARCH64 = 183
+
+INFO = ArchInfo(
+    name=NAME,
+    elf_machine=EM_AARCH64,
+    ptr_size=8,
+    # The largest page size an AArch64 Linux kernel uses: segments aligned to it load on 4 KiB,
+    # 16 KiB and 64 KiB kernels alike.
+    page_size=0x10000,
+    function_align=codegen.FUNCTION_ALIGN,
+    trampoline_size=relocs.TRAMPOLINE_SIZE,
+    sp_offset=31 * 8,  # struct user_pt_regs: x0 ... x30, sp, pc, pstate
+    tls_variant=1,
+    tls_tcb_size=16,  # TPIDR_EL0 points at 16 reserved bytes; the TLS block follows them
+)
+
+
+@hookimpl
+def toyc_architectures():
+    return [INFO]
+
+
+@hookimpl
+def toyc_lower_function(arch, fn, program):
+    if arch == NAME:
+        return codegen.lower_function(fn, program.source.path)
+
+
+@hookimpl
+def toyc_lower_global(arch, decl):
+    if arch == NAME:
+        return layout.lower_global(decl.ty, decl.value, relocs.R_AARCH64_ABS64)
+
+
+@hookimpl
+def toyc_lower_string(arch, value):
+    if arch == NAME:
+        return layout.lower_string(value)
+
+
+@hookimpl
+def toyc_lower_lazy_symbol(arch, name):
+    if arch == NAME:
+        return runtime.lower_lazy_symbol(name)
+
+
+@hookimpl
+def toyc_apply_relocation(arch, buf, reloc, place, target):
+    if arch == NAME:
+        relocs.apply(buf, reloc, place, target)
+        return True
+
+
+@hookimpl
+def toyc_write_trampoline(arch, source, target):
+    if arch == NAME:
+        return relocs.trampoline(source, target)
