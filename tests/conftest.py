@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 TOYC = [sys.executable, "-m", "toyc"]
+# The architectures the shared programs are built for: the built-in one and the plugin in
+# plugins/toyc-aarch64 (the README's test command installs it).
+ARCHES = ("x86_64", "aarch64")
+ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 
 
 @dataclass
@@ -33,8 +38,31 @@ def toyc(*args: str, cwd: Path | None = None) -> Result:
     return run([*TOYC, *args], cwd=cwd)
 
 
-def build(source: Path | str, out: Path, cwd: Path | None = None) -> Result:
-    return toyc("build", str(source), "-o", str(out), cwd=cwd)
+def arch_args(arch: str) -> list[str]:
+    return [] if arch == "x86_64" else ["--arch", arch]
+
+
+def build(source: Path | str, out: Path, cwd: Path | None = None,
+          arch: str = "x86_64") -> Result:
+    return toyc("build", str(source), "-o", str(out), *arch_args(arch), cwd=cwd)
+
+
+def runner(arch: str) -> list[str]:
+    """What runs a program of `arch` here: nothing for this machine's own, else qemu's
+    user-mode emulator, which .ci/run installs (Debian's qemu-user)."""
+    if arch == platform.machine():
+        return []
+    path = shutil.which(f"qemu-{arch}")
+    if path is None:
+        pytest.skip(f"qemu-{arch} is not installed and .ci/run could not install qemu-user "
+                    f"here, so {arch} programs cannot run")
+    return [path]
+
+
+def binutil(tool: str, arch: str) -> str:
+    """A binutils program that reads `arch`'s code: the system one for this machine's
+    architecture, else the cross one (.ci/run installs binutils-aarch64-linux-gnu)."""
+    return require(tool if arch == platform.machine() else f"{arch}-linux-gnu-{tool}")
 
 
 def build_text(tmp_path: Path, text: str, name: str = "prog") -> tuple[Result, Path]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import SAMPLES, build, build_text, require, run
+from conftest import ARCHES, ELF_MACHINE, SAMPLES, binutil, build, build_text, require, run, runner
 
 PAGE = 0x1000
 PF_X, PF_W, PF_R = 1, 2, 4
@@ -508,6 +508,7 @@ class Program:
 @dataclass
 class Built:
     program: Program
+    arch: str
     source: str
     exe: Path
     img: Image
@@ -535,9 +536,9 @@ def programs(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("elfout")
     cache: dict[str, Built] = {}
 
-    def get(name: str) -> Built:
-        if name in cache:
-            return cache[name]
+    def get(name: str, arch: str = "x86_64") -> Built:
+        if (name, arch) in cache:
+            return cache[name, arch]
         if name.startswith("sample:"):
             prog = Program(name, SAMPLES / f"{name[7:]}.toy", None)
         else:
@@ -547,21 +548,24 @@ def programs(tmp_path_factory):
             path = gen_dir / f"{name}.toy"
             path.write_text(text, encoding="utf-8")
             prog = Program(name, path, expect)
-        exe = out_dir / name.replace(":", "-")  # a sample may share a generated one's stem
-        result = build(prog.path.name, exe, cwd=prog.path.parent)
+        # (a sample may share a generated one's stem)
+        exe = out_dir / f"{name.replace(':', '-')}-{arch}"
+        result = build(prog.path.name, exe, cwd=prog.path.parent, arch=arch)
         assert result.status == 0, f"{prog.path} does not build:\n{result.stderr}"
         assert result.stderr == "" and result.stdout == ""
         source = prog.path.read_text(encoding="utf-8")
         decls, strings = scan(source)
-        cache[name] = Built(prog, source, exe, Image.load(exe), decls, strings, Consts(decls))
-        return cache[name]
+        cache[name, arch] = Built(prog, arch, source, exe, Image.load(exe), decls, strings,
+                                  Consts(decls))
+        return cache[name, arch]
 
     return get
 
 
-@pytest.fixture(params=PROGRAM_IDS)
+@pytest.fixture(params=[(p, a) for a in ARCHES for p in PROGRAM_IDS],
+                ids=[f"{p}-{a}" for a in ARCHES for p in PROGRAM_IDS])
 def prog(request, programs) -> Built:
-    return programs(request.param)
+    return programs(*request.param)
 
 
 # ---- header, segments, sections ------------------------------------------------------------------
@@ -571,7 +575,7 @@ def test_header_and_entry_point(prog: Built):
     h = img.header
     assert h["e_ident"]["EI_CLASS"] == "ELFCLASS64" and h["e_ident"]["EI_DATA"] == "ELFDATA2LSB"
     assert h["e_type"] == "ET_EXEC"
-    assert h["e_machine"] == "EM_X86_64"
+    assert h["e_machine"] == ELF_MACHINE[prog.arch]
     start = [s for s in img.named("_start")]
     assert len(start) == 1, "exactly one _start symbol"
     assert start[0].type == "STT_FUNC" and start[0].bind == "STB_GLOBAL" and start[0].size > 0
@@ -809,7 +813,7 @@ def test_elflint_is_clean(prog: Built):
 
 
 def test_objdump_disassembles(prog: Built):
-    r = run([require("objdump"), "-d", "-j", TEXT, str(prog.exe)])
+    r = run([binutil("objdump", prog.arch), "-d", "-j", TEXT, str(prog.exe)])
     assert r.status == 0, r.stderr
     assert f"Disassembly of section {TEXT}:" in r.stdout
     assert "(bad)" not in r.stdout, [ln for ln in r.stdout.splitlines() if "(bad)" in ln][:5]
@@ -843,7 +847,7 @@ SAMPLE_ARGS = {"ticker": ["2"]}  # it runs until stopped, unless given a count
 
 def test_program_runs(prog: Built):
     args = SAMPLE_ARGS.get(prog.program.path.stem, []) if prog.program.expect is None else []
-    r = run([str(prog.exe), *args], cwd=prog.exe.parent, timeout=30)
+    r = run([*runner(prog.arch), str(prog.exe), *args], cwd=prog.exe.parent, timeout=30)
     assert r.status >= 0, f"killed by signal {-r.status}"
     if prog.program.expect is not None:
         assert r.stdout.splitlines() == prog.program.expect

@@ -27,6 +27,8 @@ text after them; a `#` line inside the program text is an error:
                                  and toyc's stderr empty, unless it says so)
     #expect_error=L:C: MESSAGE   the build fails with exactly these diagnostics, in order
                                  (repeatable); such a step takes no other expectation
+    #KEY@ARCH=VALUE              directive KEY applies only when building for ARCH (for what
+                                 depends on code size: what moves, when a section grows)
     fn main() { ... }            the COMPLETE program text of this version, verbatim, up to the
                                  next `#update=` (trailing blank lines dropped); line 1 is the
                                  first line after the directives
@@ -55,7 +57,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import ROOT, TOYC, Result, require, run
+from conftest import ARCHES, ROOT, TOYC, Result, arch_args, require, run, runner
 
 SCENARIO_DIR = ROOT / "tests" / "incremental"
 SCENARIOS = sorted(SCENARIO_DIR.glob("*.toyinc"))
@@ -139,7 +141,7 @@ def _directive(step: Step, key: str, value: str, line: int) -> None:
         raise FormatError(f"line {line}: unknown directive #{key}")
 
 
-def parse_scenario(path: Path) -> list[Step]:
+def parse_scenario(path: Path, arch: str = "x86_64") -> list[Step]:
     steps: list[Step] = []
     body: list[str] = []
     in_text = False
@@ -162,10 +164,13 @@ def parse_scenario(path: Path) -> list[Step]:
                 raise FormatError(f"line {n}: directives go before the program text")
             if raw.startswith("##"):
                 continue
-            m = re.fullmatch(r"#(\w+)=(.*)", raw)
+            m = re.fullmatch(r"#(\w+)(?:@(\w+))?=(.*)", raw)
             if m is None or not steps:
                 raise FormatError(f"line {n}: expected '#update=' or '#KEY=VALUE'")
-            _directive(steps[-1], m.group(1), m.group(2), n)
+            if m.group(2) not in (None, *ARCHES):
+                raise FormatError(f"line {n}: unknown architecture {m.group(2)!r}")
+            if m.group(2) in (None, arch):
+                _directive(steps[-1], m.group(1), m.group(3), n)
             continue
         if not steps:
             if raw.strip():
@@ -265,26 +270,27 @@ def finish(p: subprocess.Popen) -> Result:
     return Result(p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
-def builds(work: Path, env: dict[str, str]) -> tuple[Result, Result]:
+def builds(work: Path, env: dict[str, str], arch: str) -> tuple[Result, Result]:
     """The update under test, `toyc build -v src.toy -o prog`, and the reference, a clean
     build of the same text into `clean`: two separate toyc processes, run side by side."""
-    clean = start(work, env, "--full", SOURCE, "-o", "clean")
-    update = start(work, env, "-v", SOURCE, "-o", "prog")
+    clean = start(work, env, "--full", SOURCE, "-o", "clean", *arch_args(arch))
+    update = start(work, env, "-v", SOURCE, "-o", "prog", *arch_args(arch))
     return finish(update), finish(clean)
 
 
-def check_behaviour(exe: Path, step: Step, what: str) -> None:
-    r = run([str(exe)], cwd=exe.parent, timeout=30)
+def check_behaviour(exe: Path, step: Step, what: str, arch: str) -> None:
+    r = run([*runner(arch), str(exe)], cwd=exe.parent, timeout=30)
     assert (r.stdout, r.stderr, r.status) == (step.stdout, step.stderr, step.status), \
         f"{what} after {step.where()}: got stdout={r.stdout!r} stderr={r.stderr!r} " \
         f"status={r.status}"
 
 
-def check_failing_step(work: Path, env: dict[str, str], step: Step, good: Step) -> None:
+def check_failing_step(work: Path, env: dict[str, str], step: Step, good: Step,
+                       arch: str) -> None:
     prog = work / "prog"
     before = prog.read_bytes()
     clean_before = (work / "clean").read_bytes()
-    r, c = builds(work, env)
+    r, c = builds(work, env, arch)
     assert r.status == 1, f"{step.where()} should fail:\n{r.stdout}{r.stderr}"
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
     assert r.stdout == "", f"{step.where()}: a failed build printed a summary: {r.stdout!r}"
@@ -293,11 +299,12 @@ def check_failing_step(work: Path, env: dict[str, str], step: Step, good: Step) 
         f"{step.where()}: a clean build reports other errors:\n{c.stderr}"
     assert prog.read_bytes() == before, f"{step.where()}: a failed update changed prog"
     assert (work / "clean").read_bytes() == clean_before, "a failed full build changed clean"
-    check_behaviour(prog, good, f"prog (unchanged by {step.name!r})")
+    check_behaviour(prog, good, f"prog (unchanged by {step.name!r})", arch)
 
 
-def check_good_step(work: Path, env: dict[str, str], step: Step, before: Image | None) -> Image:
-    r, c = builds(work, env)
+def check_good_step(work: Path, env: dict[str, str], step: Step, before: Image | None,
+                    arch: str) -> Image:
+    r, c = builds(work, env, arch)
     assert r.status == 0, f"{step.where()} failed:\n{r.stderr}"
     assert c.status == 0, f"{step.where()}: the clean build failed:\n{c.stderr}"
     lines = r.stdout.splitlines()
@@ -316,8 +323,8 @@ def check_good_step(work: Path, env: dict[str, str], step: Step, before: Image |
         assert text not in summary, f"{step.where()}: {text!r} in summary: {summary}"
 
     prog, reference = work / "prog", work / "clean"
-    check_behaviour(prog, step, "prog")
-    check_behaviour(reference, step, "the clean build")
+    check_behaviour(prog, step, "prog", arch)
+    check_behaviour(reference, step, "the clean build", arch)
 
     img, ref = load_image(prog), load_image(reference)
     assert img.symbols == ref.symbols, f"{step.where()}: symbols differ from a clean build\n" \
@@ -359,18 +366,19 @@ def test_scenarios_exist():
         assert (SCENARIO_DIR / f"{name}.toyinc").exists(), f"KNOWN_BUGS names {name}"
 
 
+@pytest.mark.parametrize("arch", ARCHES)
 @pytest.mark.parametrize("path", list(_params()))
-def test_scenario(path: Path, tmp_path: Path, env: dict[str, str]):
-    steps = parse_scenario(path)
+def test_scenario(path: Path, arch: str, tmp_path: Path, env: dict[str, str]):
+    steps = parse_scenario(path, arch)
     good: Step | None = None
     image: Image | None = None
     for step in steps:
         (tmp_path / SOURCE).write_text(step.text, encoding="utf-8")
         if step.errors:
             assert good is not None
-            check_failing_step(tmp_path, env, step, good)
+            check_failing_step(tmp_path, env, step, good, arch)
         else:
-            image = check_good_step(tmp_path, env, step, image)
+            image = check_good_step(tmp_path, env, step, image, arch)
             good = step
 
 
@@ -379,6 +387,7 @@ def test_scenario(path: Path, tmp_path: Path, env: dict[str, str]):
     ("#update=a\n#expect_stdout=hi\nfn main() {}\n", "JSON string"),
     ("#update=a\nfn main() {}\n#expect_status=1\n", "before the program text"),
     ("#update=a\n#expect_stdot=\"\"\nfn main() {}\n", "unknown directive"),
+    ("#update=a\n#expect_status@vax=1\nfn main() {}\n", "unknown architecture"),
     ("#update=a\n#expect_error=1:1: oops\nfn main( {}\n", "first step must build"),
     ("#update=a\nfn main() {}\n#update=b\n#expect_error=oops\nfn main( {}\n", "LINE:COL"),
     ("#update=a\nfn main() {}\n#update=b\n#expect_error=1:9: oops\n#expect_status=1\nfn main(\n",

@@ -25,13 +25,15 @@ another path):
 - `eu-elflint --gnu-ld` finds no error in the patched file;
 - the update was incremental (no silent fallback to a full build).
 
-Two tests share the machinery:
+Three tests share the machinery:
 
 - `test_updates_match_clean_builds` runs by default: a fixed (derandomized) set of examples,
-  under a minute on two cores.
+  under a minute on two cores; `test_updates_match_clean_builds_aarch64` does the same with
+  fewer examples for the AArch64 plugin, its programs run under qemu-aarch64.
 - `test_updates_match_clean_builds_slow` is marked `slow` and skipped unless asked for: set
   TOYC_FUZZ_EXAMPLES=N (e.g. `TOYC_FUZZ_EXAMPLES=500 python -m pytest
-  tests/test_incremental_random.py`), or select it with `-m slow` (then 300 examples). It draws
+  tests/test_incremental_random.py`), or select it with `-m slow` (then 300 examples), each on
+  every architecture. It draws
   new examples on every run, with longer edit sequences; Hypothesis keeps failing examples in its
   database (.hypothesis/) and replays them first the next time.
 
@@ -56,7 +58,7 @@ from elftools.elf.elffile import ELFFile
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from conftest import TOYC, require, run
+from conftest import ARCHES, TOYC, arch_args, require, run, runner
 from toyc.driver import RECURSION_LIMIT
 from toyc.session import Session
 from toyc.source import CompileError
@@ -66,6 +68,7 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
 
 ELFLINT = require("eu-elflint")
 DEFAULT_EXAMPLES = 25
+DEFAULT_EXAMPLES_AARCH64 = 10  # the same generator and checks, on the plugin's backend
 DEFAULT_STEPS = 12
 SLOW_EXAMPLES = 300
 SLOW_STEPS = 20
@@ -737,8 +740,9 @@ def apply_edits(p: Program, edits: list, rnd: random.Random) -> tuple[Program, l
 
 # ---- comparing an output with a clean build ------------------------------------------------------
 
-def behaviour(exe: Path) -> tuple[int, bytes, bytes]:
-    p = subprocess.run([str(exe)], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+def behaviour(exe: Path, arch: str) -> tuple[int, bytes, bytes]:
+    p = subprocess.run([*runner(arch), str(exe)], capture_output=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -757,11 +761,11 @@ def symbols(exe: Path) -> Counter:
         return rows
 
 
-def compare_with_clean(src: Path, out: Path, ref: Path) -> list[str]:
+def compare_with_clean(src: Path, out: Path, ref: Path, arch: str) -> list[str]:
     """What differs between `out` (patched) and a clean build of `src`, as messages."""
-    Session.full_build(str(src), str(ref))
+    Session.full_build(str(src), str(ref), arch)
     problems = []
-    got, want = behaviour(out), behaviour(ref)
+    got, want = behaviour(out, arch), behaviour(ref, arch)
     if got != want:
         problems.append(f"behaviour differs:\n  patched: {got!r:.3000}\n  clean:   {want!r:.3000}")
     got_syms, want_syms = symbols(out), symbols(ref)
@@ -774,7 +778,7 @@ def compare_with_clean(src: Path, out: Path, ref: Path) -> list[str]:
     return problems
 
 
-def check_edits(data, steps: int) -> None:
+def check_edits(data, steps: int, arch: str = "x86_64") -> None:
     rnd = random.Random(data.draw(st.integers(0, 2**32 - 1), label="program seed"))
     program = new_program(rnd)
     with tempfile.TemporaryDirectory(prefix="toyc-fuzz-") as tmp:
@@ -782,7 +786,7 @@ def check_edits(data, steps: int) -> None:
         text = render(program)
         src.write_text(text, encoding="utf-8")
         history = ["full build"]
-        session, _ = Session.full_build(str(src), str(out))
+        session, _ = Session.full_build(str(src), str(out), arch)
         for step in range(steps):
             edits = data.draw(st.lists(st.sampled_from(EDITS), min_size=1, max_size=3),
                               label=f"edits {step}")
@@ -794,7 +798,7 @@ def check_edits(data, steps: int) -> None:
                 bad, what = broken(render(program), erng)
                 history.append(f"save with a {what} [{how}]: rejected, nothing written")
                 note(history[-1])
-                check_rejected(session, src, out, bad, via_cli, history)
+                check_rejected(session, src, out, bad, via_cli, history, arch)
             program, done = apply_edits(program, edits, erng)
             history.append(f"{'; '.join(done)} [{how}]")
             note(history[-1])
@@ -804,22 +808,22 @@ def check_edits(data, steps: int) -> None:
             if via_cli:
                 # The CLI starts from the state file, like a later `toyc build` would.
                 session.save_state()
-                r = run([*TOYC, "build", str(src), "-o", str(out), "-v"])
+                r = run([*TOYC, "build", str(src), "-o", str(out), "-v", *arch_args(arch)])
                 assert r.status == 0, f"{r.stderr}\n{context}"
                 assert "full build" not in r.stdout + r.stderr, f"{r.stdout}{r.stderr}\n{context}"
-                session = Session.load(str(src), str(out), "x86_64")
+                session = Session.load(str(src), str(out), arch)
             else:
                 try:
                     summary = session.update()
                 except CompileError as e:
                     pytest.fail(f"the generator wrote a bad program:\n{e.render()}\n{context}")
                 assert not summary.full, f"fell back to a full build: {summary.reason}\n{context}"
-            problems = compare_with_clean(src, out, ref)
+            problems = compare_with_clean(src, out, ref, arch)
             assert not problems, "\n".join(problems) + "\n" + context
 
 
 def check_rejected(session: Session, src: Path, out: Path, bad: str, via_cli: bool,
-                   history: list[str]) -> None:
+                   history: list[str], arch: str) -> None:
     """A save with an error is rejected and leaves the output exactly as it was."""
     before = out.read_bytes()
     stat = os.stat(out)
@@ -827,7 +831,7 @@ def check_rejected(session: Session, src: Path, out: Path, bad: str, via_cli: bo
     context = "\n".join(["steps:", *history, "source:", bad])
     if via_cli:
         session.save_state()
-        r = run([*TOYC, "build", str(src), "-o", str(out), "-v"])
+        r = run([*TOYC, "build", str(src), "-o", str(out), "-v", *arch_args(arch)])
         assert r.status == 1 and "error:" in r.stderr, f"{r.stdout}{r.stderr}\n{context}"
         assert "internal error" not in r.stderr, f"{r.stderr}\n{context}"
     else:
@@ -844,6 +848,13 @@ def test_updates_match_clean_builds(data):
     check_edits(data, DEFAULT_STEPS)
 
 
+@settings(max_examples=DEFAULT_EXAMPLES_AARCH64, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_updates_match_clean_builds_aarch64(data):
+    check_edits(data, DEFAULT_STEPS, "aarch64")
+
+
 @pytest.mark.slow
 def test_updates_match_clean_builds_slow(request):
     markexpr = (request.config.getoption("markexpr") or "").replace("not slow", "")
@@ -855,6 +866,7 @@ def test_updates_match_clean_builds_slow(request):
                                                     HealthCheck.data_too_large])
     @given(data=st.data())
     def fuzz(data):
-        check_edits(data, SLOW_STEPS)
+        for arch in ARCHES:
+            check_edits(data, SLOW_STEPS, arch)
 
     fuzz()

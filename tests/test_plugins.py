@@ -190,5 +190,6 @@ def test_an_architecture_that_raises_or_returns_nonsense_is_named(tmp_path: Path
     assert status == 1 and err == ("toyc: error: plugin 'liar' (architecture liar) returned "
                                    "str from toyc_lower_function, not Code\n"), err
     assert not (tmp_path / "p").exists()
-    status, _, err = toyc_with(site, "build", "--arch", "nope", "p.toy", cwd=tmp_path)
+    status, _, err = toyc_with(site, "build", "--arch", "nope", "p.toy", cwd=tmp_path,
+                               plugins="liar,raiser")
     assert status == 1 and "unknown architecture 'nope' (available: liar, raiser, x86_64)" in err

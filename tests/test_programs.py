@@ -8,6 +8,7 @@ A test program states what it expects in comments, in the manner of Crafting Int
     // args: A B "C D"           command-line arguments (shell quoting)
     // error: LINE:COL: MESSAGE  a compile error; the program must not build, and its errors
                                  must be exactly these, in order
+    // emulated: skip REASON     not run where it would run under an emulator (it still builds)
 
 A program with `error:` lines must fail with status 1, print exactly those diagnostics, and leave
 no output file behind.
@@ -21,15 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, build, run
+from conftest import ARCHES, ROOT, build, run, runner
 
 PROGRAMS = sorted((ROOT / "tests" / "programs").rglob("*.toy"))
-DIRECTIVE = re.compile(r"//\s*(expect|expect-stderr|exit|args|error):\s?(.*)$")
+DIRECTIVE = re.compile(r"//\s*(expect|expect-stderr|exit|args|error|emulated):\s?(.*)$")
 DIAGNOSTIC = re.compile(r"^(.*?):(\d+):(\d+): error: (.*)$")
 
 
 def expectations(path: Path) -> dict:
-    exp = {"expect": [], "expect-stderr": [], "exit": 0, "args": [], "error": []}
+    exp = {"expect": [], "expect-stderr": [], "exit": 0, "args": [], "error": [],
+           "emulated": ""}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         m = DIRECTIVE.search(line)
         if not m:
@@ -39,17 +41,21 @@ def expectations(path: Path) -> dict:
             exp["exit"] = int(value)
         elif kind == "args":
             exp["args"] = shlex.split(value)
+        elif kind == "emulated":
+            assert value.startswith("skip "), f"{path}: '// emulated: skip REASON'"
+            exp["emulated"] = value[5:]
         else:
             exp[kind].append(value.replace("{file}", path.name))
     return exp
 
 
+@pytest.mark.parametrize("arch", ARCHES)
 @pytest.mark.parametrize("path", PROGRAMS, ids=[str(p.relative_to(ROOT / "tests" / "programs"))
                                                  for p in PROGRAMS])
-def test_program(path: Path, tmp_path: Path):
+def test_program(path: Path, arch: str, tmp_path: Path):
     exp = expectations(path)
     exe = tmp_path / path.stem
-    built = build(path.name, exe, cwd=path.parent)
+    built = build(path.name, exe, cwd=path.parent, arch=arch)
     if exp["error"]:
         assert built.status == 1, f"expected compile errors, toyc said:\n{built.stderr}"
         assert "Traceback" not in built.stderr
@@ -64,7 +70,10 @@ def test_program(path: Path, tmp_path: Path):
         return
     assert built.status == 0, built.stderr
     assert built.stderr == ""
-    result = run([str(exe), *exp["args"]], cwd=tmp_path, timeout=30)
+    emulator = runner(arch)
+    if emulator and exp["emulated"]:
+        pytest.skip(f"not run under {Path(emulator[0]).name}: {exp['emulated']}")
+    result = run([*emulator, str(exe), *exp["args"]], cwd=tmp_path, timeout=30)
     assert result.stdout.splitlines() == exp["expect"]
     assert result.stderr.splitlines() == exp["expect-stderr"]
     assert result.status == exp["exit"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SAMPLES, build, run
+from conftest import ARCHES, ROOT, SAMPLES, build, run, runner
 
 FIZZBUZZ = [("FizzBuzz" if i % 15 == 0 else "Fizz" if i % 3 == 0 else "Buzz" if i % 5 == 0
              else str(i)) for i in range(1, 31)]
@@ -35,13 +35,14 @@ def test_every_sample_is_checked():
     assert sorted(p.stem for p in SAMPLES.glob("*.toy")) == sorted(EXPECTED)
 
 
+@pytest.mark.parametrize("arch", ARCHES)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_sample(name: str, tmp_path: Path):
+def test_sample(name: str, arch: str, tmp_path: Path):
     args, stdout, stderr, status = EXPECTED[name]
     exe = tmp_path / name
-    built = build(f"{name}.toy", exe, cwd=SAMPLES)
+    built = build(f"{name}.toy", exe, cwd=SAMPLES, arch=arch)
     assert built.status == 0 and built.stderr == "", built.stderr
-    result = run([str(exe), *args])
+    result = run([*runner(arch), str(exe), *args])
     assert result.stdout.splitlines() == stdout
     assert result.stderr.splitlines() == stderr
     assert result.status == status
