@@ -198,7 +198,8 @@ _start:
 
 def test_an_object_links_with_gnu_ld(tmp_path: Path):
     """An AArch64 `-c` object, with AArch64 relocations, linked by GNU ld with an assembly
-    `_start` that calls an exported function and reads an exported global."""
+    `_start` that calls an exported function and reads an exported global; and the same
+    from a `--lib` archive."""
     (tmp_path / "lib.toy").write_text(LIB)
     r = toyc("build", "-c", "lib.toy", *ARCH, cwd=tmp_path)
     assert r.status == 0, r.stderr
@@ -209,10 +210,13 @@ def test_an_object_links_with_gnu_ld(tmp_path: Path):
     assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout
     (tmp_path / "start.s").write_text(START)
     assert run([binutil("as", "aarch64"), "start.s", "-o", "start.o"], cwd=tmp_path).status == 0
-    ld = run([binutil("ld", "aarch64"), "start.o", "lib.o", "-o", "prog"], cwd=tmp_path)
-    assert ld.status == 0, ld.stderr
-    r = run([*runner("aarch64"), str(tmp_path / "prog")])
-    assert (r.status, r.stdout, r.stderr) == (5, "toy add 2 3\n", "")
+    # the object itself, and the same object from a `--lib` archive
+    assert toyc("build", "--lib", "lib.toy", *ARCH, cwd=tmp_path).status == 0
+    for inputs in (["lib.o"], ["-L.", "-llib"]):
+        ld = run([binutil("ld", "aarch64"), "start.o", *inputs, "-o", "prog"], cwd=tmp_path)
+        assert ld.status == 0, ld.stderr
+        r = run([*runner("aarch64"), str(tmp_path / "prog")])
+        assert (r.status, r.stdout, r.stderr) == (5, "toy add 2 3\n", ""), inputs
 
 
 def test_toyc_run_uses_qemu(tmp_path: Path):
