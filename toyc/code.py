@@ -22,6 +22,21 @@ class Target:
         return str(self.key)
 
 
+def nav(name: str) -> Target:
+    """A declaration, by name."""
+    return Target("nav", name)
+
+
+def uav(value: bytes) -> Target:
+    """A string constant, by value."""
+    return Target("uav", value)
+
+
+def lazy(name: str) -> Target:
+    """A runtime helper or runtime data, by name."""
+    return Target("lazy", name)
+
+
 @dataclass(slots=True)
 class Reloc:
     offset: int  # where in the atom's bytes the field to patch starts

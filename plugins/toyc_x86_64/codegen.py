@@ -2,18 +2,20 @@
 
 The generated code is a plain stack machine, in the manner of chibicc: every expression leaves
 its value in rax, a binary operator pushes its left operand while the right one is computed,
-every local lives in a stack slot below rbp. Panics jump to cold stubs after the function's
-return, which call the runtime's panic routine with a message, the file name, the line and the
-column. The line is a 64-bit immediate operand the linker writes (a line field, see
-`toyc.code`), so that a function that only moved to other lines is not regenerated. The stack
-is kept 16-byte aligned at every call, so C functions can be called later on.
+every local lives in a stack slot below rbp (the walk over the function is toyc's
+`FunctionLowering`; the instructions are this module's). Panics jump to cold stubs after the
+function's return, which call the runtime's panic routine with a message, the file name, the
+line and the column. The line is a 64-bit immediate operand the linker writes (a line field, see
+`toyc.code`), so that a function that only moved to other lines is not regenerated. The stack is
+kept 16-byte aligned at every call, so C functions can be called later on.
 """
 
 from __future__ import annotations
 
 from toyc import ast as A
-from toyc.code import Code, Target
+from toyc.code import Code, Target, lazy, nav, uav
 from toyc.layout import STR_HEADER
+from toyc.lowering import RETURN_LABEL, FunctionLowering, slot_size
 from toyc.source import Span
 from toyc.types import BOOL, INT, STR, VOID, Type
 
@@ -30,45 +32,15 @@ FUNCTION_ALIGN = 16
 SYS_EXIT_GROUP = 231
 
 
-def lazy(name: str) -> Target:
-    return Target("lazy", name)
-
-
-def uav(value: bytes) -> Target:
-    return Target("uav", value)
-
-
-def nav(name: str) -> Target:
-    return Target("nav", name)
-
-
 def _imm32(v: int) -> bool:
     return -(1 << 31) <= v < (1 << 31)
 
 
-def _slot_size(ty: Type) -> int:
-    return (ty.size + 7) & ~7 if ty.is_array else 8
-
-
-class FunctionGen:
+class FunctionGen(FunctionLowering):
     def __init__(self, fn: A.FnDecl, path: str):
-        self.fn = fn
-        self.path = path
+        super().__init__(fn, path)
         self.a = Asm()
-        self.labels = 0
         self.depth = 0  # bytes pushed since the frame was set up
-        self.loops: list[tuple[str, str]] = []  # (continue label, break label)
-        self.cold: list[tuple[str, bytes, Span]] = []  # (label, panic message, where)
-        self.slots: list[int] = []
-        frame = 0
-        for local in fn.locals:
-            frame += _slot_size(local.ty)
-            self.slots.append(-frame)
-        self.frame = (frame + 15) & ~15
-
-    def label(self) -> str:
-        self.labels += 1
-        return f".L{self.labels}"
 
     # ---- function -----------------------------------------------------------------------------
 
@@ -78,9 +50,9 @@ class FunctionGen:
         if self.frame:
             a(f"sub rsp, {self.frame}")
         for i, _ in enumerate(self.fn.params):
-            a(f"mov qword ptr [rbp - {-self.slots[i]}], {ARG_REGS[i]}")
+            a(f"mov qword ptr {self.local(i)}, {ARG_REGS[i]}")
         self.block(self.fn.body)
-        a(".Lret:")
+        self.place(RETURN_LABEL)
         if self.fn.name == "main" and self.fn.result_type == VOID:
             a("xor eax, eax")
         a("leave", "ret")
@@ -92,11 +64,6 @@ class FunctionGen:
             a(f"mov ecx, {span.col}")
             a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
         return a.assemble(FUNCTION_ALIGN)
-
-    def panic_label(self, message: str, span: Span) -> str:
-        label = self.label()
-        self.cold.append((label, message.encode(), span))
-        return label
 
     # ---- small helpers ------------------------------------------------------------------------
 
@@ -130,7 +97,7 @@ class FunctionGen:
             self.a(f"movabs {reg}, {v & ((1 << 64) - 1):#x}")
 
     def local(self, index: int) -> str:
-        return f"[rbp - {-self.slots[index]}]"
+        return f"[rbp - {self.slots[index]}]"
 
     def tls_address(self, name: str) -> None:
         """r11 = the address of this thread's copy of thread-local `name`: the thread pointer
@@ -161,48 +128,11 @@ class FunctionGen:
 
     # ---- statements ---------------------------------------------------------------------------
 
-    def block(self, b: A.Block) -> None:
-        for s in b.stmts:
-            self.stmt(s)
+    def place(self, label: str) -> None:
+        self.a(f"{label}:")
 
-    def stmt(self, s: A.Stmt) -> None:
-        a = self.a
-        if isinstance(s, A.ExprStmt):
-            self.expr(s.expr)
-        elif isinstance(s, A.Let):
-            self.let(s)
-        elif isinstance(s, A.Assign):
-            self.assign(s)
-        elif isinstance(s, A.Block):
-            self.block(s)
-        elif isinstance(s, A.If):
-            els, end = self.label(), self.label()
-            self.branch_false(s.cond, els)
-            self.block(s.then)
-            if s.els is not None:
-                a(f"jmp {end}")
-            a(f"{els}:")
-            if isinstance(s.els, A.Block):
-                self.block(s.els)
-            elif s.els is not None:
-                self.stmt(s.els)
-            a(f"{end}:")
-        elif isinstance(s, A.While):
-            top, end = self.label(), self.label()
-            a(f"{top}:")
-            self.branch_false(s.cond, end)
-            self.loops.append((top, end))
-            self.block(s.body)
-            self.loops.pop()
-            a(f"jmp {top}", f"{end}:")
-        elif isinstance(s, A.Break):
-            a(f"jmp {self.loops[-1][1]}")
-        elif isinstance(s, A.Continue):
-            a(f"jmp {self.loops[-1][0]}")
-        elif isinstance(s, A.Return):
-            if s.value is not None:
-                self.expr(s.value)
-            a("jmp .Lret")
+    def jump(self, label: str) -> None:
+        self.a(f"jmp {label}")
 
     def branch_false(self, cond: A.Expr, label: str) -> None:
         """Jump to `label` when `cond` is false; compare-and-branch without a 0/1 in between."""
@@ -214,21 +144,20 @@ class FunctionGen:
         self.a("test rax, rax", f"je {label}")
 
     def let(self, s: A.Let) -> None:
-        local = self.fn.locals[s.local]
-        slot = self.slots[s.local]
-        ty = local.ty
+        below = self.slots[s.local]
+        ty = self.fn.locals[s.local].ty
         if ty.is_array:
-            qwords = _slot_size(ty) // 8
-            self.a(f"lea rdi, [rbp - {-slot}]", f"mov ecx, {qwords}", "xor eax, eax",
+            qwords = slot_size(ty) // 8
+            self.a(f"lea rdi, [rbp - {below}]", f"mov ecx, {qwords}", "xor eax, eax",
                    "rep stosq")
             if isinstance(s.init, A.ArrayLit):
                 esize = ty.elem.size
                 for i, x in enumerate(s.init.elems):
                     self.expr(x)
                     if esize == 8:
-                        self.a(f"mov qword ptr [rbp - {-slot - 8 * i}], rax")
+                        self.a(f"mov qword ptr [rbp - {below - 8 * i}], rax")
                     else:
-                        self.a(f"mov byte ptr [rbp - {-slot - i}], al")
+                        self.a(f"mov byte ptr [rbp - {below - i}], al")
             return
         if s.init is not None:
             self.expr(s.init)
@@ -273,33 +202,24 @@ class FunctionGen:
 
     # ---- expressions --------------------------------------------------------------------------
 
-    def expr(self, e: A.Expr) -> None:
-        a = self.a
-        if isinstance(e, A.IntLit):
-            self.mov_imm("rax", e.value)
-        elif isinstance(e, A.BoolLit):
-            a("mov eax, 1" if e.value else "xor eax, eax")
-        elif isinstance(e, A.StrLit):
-            self.lea("rax", uav(e.value))
-        elif isinstance(e, A.Name):
-            if e.kind == "local":
-                a(f"mov rax, qword ptr {self.local(e.local)}")
-            else:
-                self.load_global(e.name, e.ty, e.kind == "tls")
-        elif isinstance(e, A.Unary):
-            self.expr(e.operand)
-            a({"-": "neg rax", "~": "not rax", "not": "xor eax, 1"}[e.op])
-        elif isinstance(e, A.Binary):
-            self.binary(e)
-        elif isinstance(e, A.Index):
-            self.index(e)
-        elif isinstance(e, A.Call):
-            if e.builtin:
-                self.builtin(e)
-            else:
-                self.user_call(e)
+    def int_lit(self, e: A.IntLit) -> None:
+        self.mov_imm("rax", e.value)
+
+    def bool_lit(self, e: A.BoolLit) -> None:
+        self.a("mov eax, 1" if e.value else "xor eax, eax")
+
+    def str_lit(self, e: A.StrLit) -> None:
+        self.lea("rax", uav(e.value))
+
+    def name(self, e: A.Name) -> None:
+        if e.kind == "local":
+            self.a(f"mov rax, qword ptr {self.local(e.local)}")
         else:
-            raise AssertionError(f"cannot generate code for {type(e).__name__}")
+            self.load_global(e.name, e.ty, e.kind == "tls")
+
+    def unary(self, e: A.Unary) -> None:
+        self.expr(e.operand)
+        self.a({"-": "neg rax", "~": "not rax", "not": "xor eax, 1"}[e.op])
 
     def binary(self, e: A.Binary) -> None:
         a = self.a

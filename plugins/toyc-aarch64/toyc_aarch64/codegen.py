@@ -1,11 +1,11 @@
 """Lowering one checked Toy function to AArch64 assembly (AAPCS64).
 
-A plain stack machine, like the x86_64 backend's: every expression leaves its value in x0, a
-binary operator keeps its left operand on the stack (16 bytes a push, as sp must stay 16-byte
-aligned) while the right one is computed, and every local lives in a slot below the frame
-pointer x29. x9-x11 are scratch within one construct; nothing is live in a register across
-a call. Panics branch to cold stubs after the function's return, which call the runtime's
-panic routine with the message, the file name, a line field (a literal after the code, see
+A plain stack machine walked by toyc's `FunctionLowering`: every expression leaves its value in
+x0, a binary operator keeps its left operand on the stack (16 bytes a push, as sp must stay
+16-byte aligned) while the right one is computed, and every local lives in a slot below the
+frame pointer x29. x9-x11 are scratch within one construct; nothing is live in a register across
+a call. Panics branch to cold stubs after the function's return, which call the runtime's panic
+routine with the message, the file name, a line field (a literal after the code, see
 `assembler.py`) and the column.
 
 Toy's arithmetic maps onto AArch64 directly: `sdiv` wraps INT_MIN / -1 instead of trapping and
@@ -16,7 +16,8 @@ answers with 0, needs a check.
 from __future__ import annotations
 
 from toyc import ast as A
-from toyc.code import Code, Target
+from toyc.code import Code, lazy, nav, uav
+from toyc.lowering import RETURN_LABEL, FunctionLowering, slot_size
 from toyc.source import Span
 from toyc.types import BOOL, INT, STR, VOID, Type
 
@@ -32,22 +33,6 @@ ARITH = {"+": "add", "-": "sub", "&": "and", "|": "orr", "^": "eor", "*": "mul",
 PRINT_KIND = {"int": b"i", "bool": b"b", "str": b"s"}
 SYS_EXIT_GROUP = 94
 UNSCALED_REACH = 256  # ldur/stur reach [x29, #-256]
-
-
-def lazy(name: str) -> Target:
-    return Target("lazy", name)
-
-
-def uav(value: bytes) -> Target:
-    return Target("uav", value)
-
-
-def nav(name: str) -> Target:
-    return Target("nav", name)
-
-
-def _slot_size(ty: Type) -> int:
-    return (ty.size + 7) & ~7 if ty.is_array else 8
 
 
 def _round16(n: int) -> int:
@@ -68,24 +53,10 @@ def mov_imm(a: Asm, reg: str, v: int) -> None:
             a(f"movk {reg}, #{parts[i]}, lsl #{16 * i}")
 
 
-class FunctionGen:
+class FunctionGen(FunctionLowering):
     def __init__(self, fn: A.FnDecl, path: str):
-        self.fn = fn
-        self.path = path
+        super().__init__(fn, path)
         self.a = Asm()
-        self.labels = 0
-        self.loops: list[tuple[str, str]] = []  # (continue label, break label)
-        self.cold: list[tuple[str, bytes, Span]] = []  # (label, panic message, where)
-        self.slots: list[int] = []  # each local's lowest byte, as a distance below x29
-        frame = 0
-        for local in fn.locals:
-            frame += _slot_size(local.ty)
-            self.slots.append(frame)
-        self.frame = _round16(frame)
-
-    def label(self) -> str:
-        self.labels += 1
-        return f".L{self.labels}"
 
     # ---- function -----------------------------------------------------------------------------
 
@@ -101,7 +72,7 @@ class FunctionGen:
         for i, _ in enumerate(self.fn.params):
             self.store_local(ARG_REGS[i], i)
         self.block(self.fn.body)
-        a(".Lret:")
+        self.place(RETURN_LABEL)
         if self.fn.name == "main" and self.fn.result_type == VOID:
             a("mov x0, #0")
         a("mov sp, x29", "ldp x29, x30, [sp], #16", "ret")
@@ -113,11 +84,6 @@ class FunctionGen:
             mov_imm(a, "x3", span.col)
             a.call(lazy("toy.rt.panic"))
         return a.assemble(FUNCTION_ALIGN)
-
-    def panic_label(self, message: str, span: Span) -> str:
-        label = self.label()
-        self.cold.append((label, message.encode(), span))
-        return label
 
     # ---- small helpers ------------------------------------------------------------------------
 
@@ -184,48 +150,11 @@ class FunctionGen:
 
     # ---- statements ---------------------------------------------------------------------------
 
-    def block(self, b: A.Block) -> None:
-        for s in b.stmts:
-            self.stmt(s)
+    def place(self, label: str) -> None:
+        self.a(f"{label}:")
 
-    def stmt(self, s: A.Stmt) -> None:
-        a = self.a
-        if isinstance(s, A.ExprStmt):
-            self.expr(s.expr)
-        elif isinstance(s, A.Let):
-            self.let(s)
-        elif isinstance(s, A.Assign):
-            self.assign(s)
-        elif isinstance(s, A.Block):
-            self.block(s)
-        elif isinstance(s, A.If):
-            els, end = self.label(), self.label()
-            self.branch_false(s.cond, els)
-            self.block(s.then)
-            if s.els is not None:
-                a(f"b {end}")
-            a(f"{els}:")
-            if isinstance(s.els, A.Block):
-                self.block(s.els)
-            elif s.els is not None:
-                self.stmt(s.els)
-            a(f"{end}:")
-        elif isinstance(s, A.While):
-            top, end = self.label(), self.label()
-            a(f"{top}:")
-            self.branch_false(s.cond, end)
-            self.loops.append((top, end))
-            self.block(s.body)
-            self.loops.pop()
-            a(f"b {top}", f"{end}:")
-        elif isinstance(s, A.Break):
-            a(f"b {self.loops[-1][1]}")
-        elif isinstance(s, A.Continue):
-            a(f"b {self.loops[-1][0]}")
-        elif isinstance(s, A.Return):
-            if s.value is not None:
-                self.expr(s.value)
-            a("b .Lret")
+    def jump(self, label: str) -> None:
+        self.a(f"b {label}")
 
     def branch_false(self, cond: A.Expr, label: str) -> None:
         """Branch to `label` when `cond` is false; compare-and-branch without a 0/1 between."""
@@ -240,7 +169,7 @@ class FunctionGen:
         ty = self.fn.locals[s.local].ty
         below = self.slots[s.local]
         if ty.is_array:
-            self.zero_fill(below, _slot_size(ty) // 8)
+            self.zero_fill(below, slot_size(ty) // 8)
             if isinstance(s.init, A.ArrayLit):
                 esize = ty.elem.size
                 for i, x in enumerate(s.init.elems):
@@ -295,33 +224,24 @@ class FunctionGen:
 
     # ---- expressions --------------------------------------------------------------------------
 
-    def expr(self, e: A.Expr) -> None:
-        a = self.a
-        if isinstance(e, A.IntLit):
-            mov_imm(a, "x0", e.value)
-        elif isinstance(e, A.BoolLit):
-            a(f"mov x0, #{int(e.value)}")
-        elif isinstance(e, A.StrLit):
-            a.address("x0", uav(e.value))
-        elif isinstance(e, A.Name):
-            if e.kind == "local":
-                self.load_local("x0", e.local)
-            else:
-                self.load_global(e.name, e.ty, e.kind == "tls")
-        elif isinstance(e, A.Unary):
-            self.expr(e.operand)
-            a({"-": "neg x0, x0", "~": "mvn x0, x0", "not": "eor x0, x0, #1"}[e.op])
-        elif isinstance(e, A.Binary):
-            self.binary(e)
-        elif isinstance(e, A.Index):
-            self.index(e)
-        elif isinstance(e, A.Call):
-            if e.builtin:
-                self.builtin(e)
-            else:
-                self.user_call(e)
+    def int_lit(self, e: A.IntLit) -> None:
+        mov_imm(self.a, "x0", e.value)
+
+    def bool_lit(self, e: A.BoolLit) -> None:
+        self.a(f"mov x0, #{int(e.value)}")
+
+    def str_lit(self, e: A.StrLit) -> None:
+        self.a.address("x0", uav(e.value))
+
+    def name(self, e: A.Name) -> None:
+        if e.kind == "local":
+            self.load_local("x0", e.local)
         else:
-            raise AssertionError(f"cannot generate code for {type(e).__name__}")
+            self.load_global(e.name, e.ty, e.kind == "tls")
+
+    def unary(self, e: A.Unary) -> None:
+        self.expr(e.operand)
+        self.a({"-": "neg x0, x0", "~": "mvn x0, x0", "not": "eor x0, x0, #1"}[e.op])
 
     def binary(self, e: A.Binary) -> None:
         a = self.a
