@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SAMPLES, TOYC, binutil, build, require, run, runner, toyc
+from watching import Watcher, save_in_place
 
 PLUGIN = ROOT / "plugins" / "toyc-aarch64"
 ARCH = ["--arch", "aarch64"]
@@ -241,3 +242,23 @@ def test_watch_run_refuses_a_foreign_program(tmp_path: Path):
     (tmp_path / "p.toy").write_text("fn main() { }\n")
     r = toyc("watch", "--run", "p.toy", *ARCH, cwd=tmp_path)
     assert r.status == 1 and "--run swaps code into a program running natively" in r.stderr
+
+
+def test_watch_keeps_an_aarch64_program_current(tmp_path: Path):
+    """`toyc watch --arch aarch64`: every save updates the file, which qemu runs."""
+    src, prog = tmp_path / "src.toy", tmp_path / "prog"
+    src.write_text(SMALL.format(body="return x + 1;"))
+    w = Watcher(tmp_path, *ARCH)
+    try:
+        assert "(full build)" in w.line()
+        w.wait_watching()
+        assert run([*runner("aarch64"), str(prog)]).stdout == "4\n"
+        for body, said, out in (("return x + 2;", "grow (in place)", "5\n"),
+                                (BIG_BODY, "grow (moved, trampoline)", None)):
+            save_in_place(src, SMALL.format(body=body))
+            line = w.line()
+            assert line.startswith(f"updated {said}"), line
+            r = run([*runner("aarch64"), str(prog)])
+            assert r.status == 0 and (out is None or r.stdout == out), r
+    finally:
+        w.stop()
