@@ -59,6 +59,15 @@ class Code:
     # written (see LINE_SHIFTS). The linker writes these, so that code which only moved to
     # other lines is not regenerated.
     line_fields: list[tuple[int, int]] = field(default_factory=list)
+    # For debug info, both optional. `rows`: (offset, line relative to the declaration's first
+    # line, column) where the code of each statement starts, in address order: the function's
+    # line table. `frame_slots`: where each of the function's locals (`FnDecl.locals` order)
+    # lives, as its lowest byte's distance below the frame pointer (`ArchInfo.dwarf_fp`).
+    rows: list[tuple[int, int, int]] = field(default_factory=list)
+    frame_slots: list[int] = field(default_factory=list)
+    # The declaration as debug info describes it (`toyc.debuginfo.DebugDecl`); the driver
+    # sets it, not the architecture.
+    debug: object | None = None
 
     @property
     def length(self) -> int:
@@ -107,6 +116,12 @@ class ArchInfo:
     # ends at the thread pointer; variant 1 (AArch64), it starts `tls_tcb_size` bytes after it.
     tls_variant: int = 2
     tls_tcb_size: int = 0
+    # DWARF: the frame pointer's register number (locals are found from it) and the
+    # relocation types that put a 64-bit and a 32-bit absolute value into debug sections of
+    # an object; -1 where the architecture describes no locations or objects' debug info
+    dwarf_fp: int = -1
+    abs64_reloc: int = -1
+    abs32_reloc: int = -1
 
 
 class RelocationOverflow(Exception):

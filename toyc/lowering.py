@@ -4,7 +4,9 @@
 the frame pointer), statements in order, `if` and `while` as labels and branches, `break` and
 `continue` to the innermost loop, `return` to the epilogue, expressions dispatched by kind,
 and the cold panic stubs collected for the end of the function. Every instruction is the
-architecture's: a subclass in its plugin supplies the methods that raise NotImplementedError.
+architecture's: a subclass in its plugin supplies the methods that raise NotImplementedError,
+and its assembler `a` has `mark(relative line, column)` to record where each statement's code
+starts (the rows of the function's line table, for debug info: `toyc.code.Code.rows`).
 A plugin need not use this at all; `toyc_lower_function` only has to return a `Code`.
 """
 
@@ -46,6 +48,19 @@ class FunctionLowering:
         label = self.label()
         self.cold.append((label, message.encode(), span))
         return label
+
+    def mark(self, line: int, col: int) -> None:
+        """The code for source position `line`:`col` starts here."""
+        self.a.mark(line - self.fn.span.line, col)
+
+    def mark_entry(self) -> None:
+        """Where the function starts: its declaration's line (call first, at offset 0)."""
+        self.mark(self.fn.span.line, self.fn.span.col)
+
+    def mark_exit(self) -> None:
+        """The epilogue belongs to the closing brace."""
+        end = self.fn.body.span
+        self.mark(end.end_line, max(1, end.end_col - 1))
 
     # ---- what the architecture supplies -------------------------------------------------------
 
@@ -100,6 +115,8 @@ class FunctionLowering:
             self.stmt(s)
 
     def stmt(self, s: A.Stmt) -> None:
+        if not isinstance(s, (A.Block, A.While)):  # a loop's row is at its condition
+            self.mark(s.span.line, s.span.col)
         if isinstance(s, A.ExprStmt):
             self.expr(s.expr)
         elif isinstance(s, A.Let):
@@ -121,6 +138,7 @@ class FunctionLowering:
         elif isinstance(s, A.While):
             top, end = self.label(), self.label()
             self.place(top)
+            self.mark(s.span.line, s.span.col)
             self.branch_false(s.cond, end)
             self.loops.append((top, end))
             self.block(s.body)

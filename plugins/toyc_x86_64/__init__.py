@@ -23,6 +23,9 @@ INFO = ArchInfo(
     function_align=codegen.FUNCTION_ALIGN,
     trampoline_size=relocs.TRAMPOLINE_SIZE,
     sp_offset=19 * 8,  # struct user_regs_struct: r15 ... rip, cs, eflags, rsp
+    dwarf_fp=6,  # rbp
+    abs64_reloc=relocs.R_X86_64_64,
+    abs32_reloc=relocs.R_X86_64_32,
 )
 
 

@@ -33,6 +33,7 @@ class Asm:
         self.lines: list[str] = []
         self._relocs: list[tuple[Target, int, int, int]] = []
         self._lines: list[int] = []  # line of each line field, relative to the declaration
+        self._rows: list[tuple[int, int]] = []  # (relative line, column) of each statement
 
     def __call__(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -51,21 +52,31 @@ class Asm:
         self.lines.append(f".Lline{len(self._lines)}:")
         self._lines.append(relative)
 
+    def mark(self, relative: int, col: int) -> None:
+        """The code of a statement on line `relative` (of the declaration), column `col`,
+        starts here: a row of the line table (`Code.rows`)."""
+        self.lines.append(f".Lrow{len(self._rows)}:")
+        self._rows.append((relative, col))
+
     def assemble(self, align: int) -> Code:
         labels = ", ".join([".Lcode_end"] + [f".Lreloc{i}" for i in range(len(self._relocs))]
-                           + [f".Lline{i}" for i in range(len(self._lines))])
+                           + [f".Lline{i}" for i in range(len(self._lines))]
+                           + [f".Lrow{i}" for i in range(len(self._rows))])
         text = "\n".join(self.lines) + f"\n.Lcode_end:\n.long {labels}\n"
         try:
             encoding, _ = _keystone().asm(text, 0)
         except KsError as e:
             raise AssemblerError(f"keystone: {e}") from None
         raw = bytes(encoding)
-        nrel = len(self._relocs)
-        count = 1 + nrel + len(self._lines)
+        nrel, nlines = len(self._relocs), len(self._lines)
+        count = 1 + nrel + nlines + len(self._rows)
         offsets = struct.unpack_from(f"<{count}I", raw, len(raw) - 4 * count)
         relocs = [Reloc(end - size, rtype, target, addend)
                   for end, (target, rtype, addend, size)
                   in zip(offsets[1 : 1 + nrel], self._relocs, strict=True)]
         lines = [(end - LINE_FIELD_SIZE, rel)
-                 for end, rel in zip(offsets[1 + nrel :], self._lines, strict=True)]
-        return Code(raw[: offsets[0]], relocs, align, line_fields=lines)
+                 for end, rel in zip(offsets[1 + nrel : 1 + nrel + nlines], self._lines,
+                                     strict=True)]
+        rows = [(at, rel, col) for at, (rel, col)
+                in zip(offsets[1 + nrel + nlines :], self._rows, strict=True)]
+        return Code(raw[: offsets[0]], relocs, align, line_fields=lines, rows=rows)

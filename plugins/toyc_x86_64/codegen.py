@@ -46,6 +46,7 @@ class FunctionGen(FunctionLowering):
 
     def lower(self) -> Code:
         a = self.a
+        self.mark_entry()
         a("push rbp", "mov rbp, rsp")
         if self.frame:
             a(f"sub rsp, {self.frame}")
@@ -53,17 +54,21 @@ class FunctionGen(FunctionLowering):
             a(f"mov qword ptr {self.local(i)}, {ARG_REGS[i]}")
         self.block(self.fn.body)
         self.place(RETURN_LABEL)
+        self.mark_exit()
         if self.fn.name == "main" and self.fn.result_type == VOID:
             a("xor eax, eax")
         a("leave", "ret")
         for label, message, span in self.cold:
             a(f"{label}:")
+            self.mark(span.line, span.col)
             self.lea("rdi", uav(message))
             self.lea("rsi", uav(self.path.encode()))
             a.line_field(f"movabs rdx, {span.line}", span.line - self.fn.span.line)
             a(f"mov ecx, {span.col}")
             a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
-        return a.assemble(FUNCTION_ALIGN)
+        code = a.assemble(FUNCTION_ALIGN)
+        code.frame_slots = list(self.slots)
+        return code
 
     # ---- small helpers ------------------------------------------------------------------------
 

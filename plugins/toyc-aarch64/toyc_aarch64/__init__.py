@@ -29,6 +29,9 @@ INFO = ArchInfo(
     sp_offset=31 * 8,  # struct user_pt_regs: x0 ... x30, sp, pc, pstate
     tls_variant=1,
     tls_tcb_size=16,  # TPIDR_EL0 points at 16 reserved bytes; the TLS block follows them
+    dwarf_fp=29,  # x29
+    abs64_reloc=relocs.R_AARCH64_ABS64,
+    abs32_reloc=relocs.R_AARCH64_ABS32,
 )
 
 

@@ -39,6 +39,7 @@ class Asm:
         self.lines: list[str] = []
         self._relocs: list[tuple[Target, int, int]] = []
         self._literals: list[tuple[int, int]] = []  # (line, line relative to the declaration)
+        self._rows: list[tuple[int, int]] = []  # (relative line, column) of each statement
 
     def __call__(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -65,24 +66,33 @@ class Asm:
         self.lines.append(f"ldr {reg}, .Lline{len(self._literals)}")
         self._literals.append((line, relative))
 
+    def mark(self, relative: int, col: int) -> None:
+        """The code of a statement on line `relative` (of the declaration), column `col`,
+        starts here: a row of the line table (`Code.rows`)."""
+        self.lines.append(f".Lrow{len(self._rows)}:")
+        self._rows.append((relative, col))
+
     def assemble(self, align: int) -> Code:
         pool = [".balign 8"] if self._literals else []
         for i, (line, _) in enumerate(self._literals):
             pool += [f".Lline{i}:", f".quad {line}"]
         labels = ", ".join([".Lcode_end"] + [f".Lreloc{i}" for i in range(len(self._relocs))]
-                           + [f".Lline{i}" for i in range(len(self._literals))])
+                           + [f".Lline{i}" for i in range(len(self._literals))]
+                           + [f".Lrow{i}" for i in range(len(self._rows))])
         text = "\n".join(self.lines + pool) + f"\n.Lcode_end:\n.long {labels}\n"
         try:
             encoding, _ = _keystone().asm(text, 0)
         except KsError as e:
             raise AssemblerError(f"keystone: {e}") from None
         raw = bytes(encoding)
-        nrel = len(self._relocs)
-        count = 1 + nrel + len(self._literals)
+        nrel, nlit = len(self._relocs), len(self._literals)
+        count = 1 + nrel + nlit + len(self._rows)
         offsets = struct.unpack_from(f"<{count}I", raw, len(raw) - 4 * count)
         relocs = [Reloc(at, rtype, target, addend)
                   for at, (target, rtype, addend)
                   in zip(offsets[1 : 1 + nrel], self._relocs, strict=True)]
         lines = [(at, rel) for at, (_, rel)
-                 in zip(offsets[1 + nrel :], self._literals, strict=True)]
-        return Code(raw[: offsets[0]], relocs, align, line_fields=lines)
+                 in zip(offsets[1 + nrel : 1 + nrel + nlit], self._literals, strict=True)]
+        rows = [(at, rel, col) for at, (rel, col)
+                in zip(offsets[1 + nrel + nlit :], self._rows, strict=True)]
+        return Code(raw[: offsets[0]], relocs, align, line_fields=lines, rows=rows)

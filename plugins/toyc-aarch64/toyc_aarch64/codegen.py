@@ -62,6 +62,7 @@ class FunctionGen(FunctionLowering):
 
     def lower(self) -> Code:
         a = self.a
+        self.mark_entry()
         a("stp x29, x30, [sp, #-16]!", "mov x29, sp")
         if self.frame:
             if self.frame < 4096:
@@ -73,17 +74,21 @@ class FunctionGen(FunctionLowering):
             self.store_local(ARG_REGS[i], i)
         self.block(self.fn.body)
         self.place(RETURN_LABEL)
+        self.mark_exit()
         if self.fn.name == "main" and self.fn.result_type == VOID:
             a("mov x0, #0")
         a("mov sp, x29", "ldp x29, x30, [sp], #16", "ret")
         for label, message, span in self.cold:
             a(f"{label}:")
+            self.mark(span.line, span.col)
             a.address("x0", uav(message))
             a.address("x1", uav(self.path.encode()))
             a.line_field("x2", span.line, span.line - self.fn.span.line)
             mov_imm(a, "x3", span.col)
             a.call(lazy("toy.rt.panic"))
-        return a.assemble(FUNCTION_ALIGN)
+        code = a.assemble(FUNCTION_ALIGN)
+        code.frame_slots = list(self.slots)
+        return code
 
     # ---- small helpers ------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import struct
 from toyc.code import Reloc, RelocationOverflow
 
 R_AARCH64_ABS64 = 257
+R_AARCH64_ABS32 = 258  # (only in objects' debug sections, which the system linker resolves)
 R_AARCH64_ADR_PREL_PG_HI21 = 275
 R_AARCH64_ADD_ABS_LO12_NC = 277
 R_AARCH64_JUMP26 = 282
