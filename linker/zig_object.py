@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from linker import atom as atoms_mod
 from linker import elf
 from linker.atom import Atom, ideal_capacity
+from linker.dwarf import REFERRED, RELOCATED, Dwarf
 from linker.elf_file import ElfFile, LinkError, Section
 from toyc.code import (
     LINE_FIELD_SIZE,
@@ -55,7 +56,7 @@ ZIG_SECTIONS = {
 }
 SECTION_ALIGN = {"text": 16, "rodata": 8, "data": 8, "bss": 8}
 ENTRY = "_start"
-STATE_VERSION = 4
+STATE_VERSION = 5
 # an export's linkage -> its symbol's binding
 BINDINGS = {"strong": elf.STB_GLOBAL, "weak": elf.STB_WEAK, "internal": elf.STB_LOCAL}
 
@@ -124,7 +125,8 @@ class Symbol:
 
 class ZigObject:
     def __init__(self, elf_file: ElfFile, arch, source_path: str,
-                 size_hints: dict[str, int] | None = None, relocatable: bool = False):
+                 size_hints: dict[str, int] | None = None, relocatable: bool = False,
+                 debug: bool = False):
         self.elf = elf_file
         self.arch = arch
         # A relocatable object (ET_REL): sections at address 0 and no segments; references
@@ -159,17 +161,19 @@ class ZigObject:
         self.dirty_rows: set[int] = set()
         self.trampolines: set[int] = set()  # symbols whose trampoline must be (re)written
         self.outcome: dict[str, str] = {}  # nav -> what its last update did, for summaries
-        self.lines_rewritten = 0  # declarations whose line fields update_line rewrote
+        # declarations whose line numbers this update patched (line fields, debug info)
+        self.lines_patched: set[str] = set()
         self.shifts: list[tuple[int, int]] = []  # (first line, delta) per recorded line shift
         self.patch: Patch | None = None  # set while an update is also written to a running copy
         self.retired: list[tuple[int, int]] = []  # (atom, function symbol or 0) kept for it
         self.deferred: set[Target] = set()  # unused targets not freed while it runs
+        self.dwarf: Dwarf | None = None  # the debug info, unless stripped
         if size_hints is not None:
-            self._create_sections(size_hints)
+            self._create_sections(size_hints, debug)
 
-    def _create_sections(self, size_hints: dict[str, int]) -> None:
+    def _create_sections(self, size_hints: dict[str, int], debug: bool) -> None:
         if self.relocatable:
-            self._create_object_sections(size_hints)
+            self._create_object_sections(size_hints, debug)
             return
         elf_file = self.elf
         for key, (name, vaddr, pflags, stype, sflags, room, min_cap) in ZIG_SECTIONS.items():
@@ -197,13 +201,27 @@ class ZigObject:
                     elf.Shdr(name + ".writable", elf.SHT_PROGBITS, elf.SHF_ALLOC | elf.SHF_WRITE,
                              vaddr, offset), ph, marker=True))
         elf_file.add_phdr(elf.Phdr(elf.PT_GNU_STACK, elf.PF_R | elf.PF_W, 0, 0, 0, 0, 16))
+        if debug:
+            self._create_debug_sections()
         elf_file.add_section(Section(elf.Shdr(
             ".symtab", elf.SHT_SYMTAB, addralign=8, entsize=elf.SYM_SIZE)))
         elf_file.add_section(Section(elf.Shdr(".strtab", elf.SHT_STRTAB)))
         elf_file.add_section(Section(elf.Shdr(".shstrtab", elf.SHT_STRTAB)))
         self._init_tables()
 
-    def _create_object_sections(self, size_hints: dict[str, int]) -> None:
+    def _create_debug_sections(self) -> None:
+        """The debug info's sections; in an object, with .rela sections for the system
+        linker."""
+        self.dwarf = Dwarf(self.elf, self.arch.info, self.source_path, self.relocatable)
+        self.dwarf.create()
+        if self.relocatable:
+            for name in RELOCATED:
+                target = self.dwarf.sections[name]
+                self.rela[target] = self.elf.add_section(Section(elf.Shdr(
+                    ".rela" + name, elf.SHT_RELA, elf.SHF_INFO_LINK, addralign=8,
+                    entsize=elf.RELA_SIZE, info=target)))
+
+    def _create_object_sections(self, size_hints: dict[str, int], debug: bool) -> None:
         """The sections of a relocatable object: the four Zig sections (the code section not
         writable: a system linker lays it out), a .rela section for each that can hold
         references, and an empty .note.GNU-stack, which says the stack need not be
@@ -225,6 +243,8 @@ class ZigObject:
                 ".rela" + elf_file.sections[target].shdr.name, elf.SHT_RELA, elf.SHF_INFO_LINK,
                 addralign=8, entsize=elf.RELA_SIZE, info=target)))
         elf_file.add_section(Section(elf.Shdr(".note.GNU-stack", elf.SHT_PROGBITS)))
+        if debug:
+            self._create_debug_sections()
         elf_file.add_section(Section(elf.Shdr(
             ".symtab", elf.SHT_SYMTAB, addralign=8, entsize=elf.SYM_SIZE)))
         elf_file.add_section(Section(elf.Shdr(".strtab", elf.SHT_STRTAB)))
@@ -235,7 +255,8 @@ class ZigObject:
         """The sections with an STT_SECTION symbol: those loaded, or in an object, allocated;
         not the TLS sections, which come later and would shift every row after them."""
         return [i for i, s in enumerate(self.elf.sections)
-                if (s.phdr >= 0 or (self.relocatable and s.shdr.flags & elf.SHF_ALLOC))
+                if (s.phdr >= 0 or (self.relocatable and (s.shdr.flags & elf.SHF_ALLOC
+                                                          or s.shdr.name in REFERRED)))
                 and not s.shdr.name.startswith((".tdata", ".tbss"))]
 
     # ---- thread-locals ------------------------------------------------------------------------
@@ -401,6 +422,8 @@ class ZigObject:
                 s.trampoline = 0
         outcome = self._place(sym, code, self.section_of[key], line)
         self.outcome[name] = outcome
+        if self.dwarf is not None and code.debug is not None:
+            self.dwarf.note(name, code.debug, code.rows, code.frame_slots, line)
         return outcome
 
     def _line_field(self, line: int) -> bytes:
@@ -409,13 +432,15 @@ class ZigObject:
     def update_line(self, name: str, line: int) -> bool:
         """The declaration `name` now starts on `line`: rewrite its line fields. Returns whether
         it had any to rewrite."""
+        if self.dwarf is not None:
+            self.dwarf.set_line(name, line)
         index = self.symbols[self.navs[name]].atom
         a = self.atoms[index]
         if not a.line_fields or (a.line == line and a.epoch == len(self.shifts)):
             a.line = line
             return False
         a.line, a.epoch = line, len(self.shifts)
-        self.lines_rewritten += 1
+        self.lines_patched.add(name)
         if index in self.pending:  # not written yet: change what will be
             buf = bytearray(self.pending[index])
             for offset, relative in a.line_fields:
@@ -430,6 +455,8 @@ class ZigObject:
         """Every line from `first` on (numbered as before) moved by `delta`: record it in the
         line shift table instead of rewriting every line field below `first`."""
         self.shifts.append((first, delta))
+        if self.dwarf is not None:
+            self.dwarf.shift(first, delta)
         sym = self.lazy.get(LINE_SHIFTS)
         if sym is None:
             return  # nothing can panic yet; the table is created with all shifts when needed
@@ -526,6 +553,8 @@ class ZigObject:
         self.exports.pop(name, None)
         del self.navs[name]
         self.tls_navs.discard(sym)
+        if self.dwarf is not None:
+            self.dwarf.free(name)
         s = self.symbols[sym]
         if s.trampoline:
             self._drop_atom(s.trampoline)
@@ -802,12 +831,29 @@ class ZigObject:
         self.trampolines.clear()
         if self.relocatable:
             self._settle_externs()
+        if self.dwarf is not None:
+            self._flush_debug()
         self.write_symtab()
         if self.relocatable:
             self._write_rela()
             self.elf.write_headers(elf.ET_REL, self.arch.info.elf_machine, 0)
             return
         self.elf.write_headers(elf.ET_EXEC, self.arch.info.elf_machine, self.address(entry_sym))
+
+    def _flush_debug(self) -> None:
+        def address_of(name: str) -> int:
+            return self.address(self.navs[name])
+
+        def size_of(name: str) -> int:
+            return self.symbol_atom(self.navs[name]).size
+
+        rewritten, patched = self.dwarf.flush(address_of, size_of)
+        for name in rewritten:  # (a declaration with new code is reported as such already)
+            if self.outcome.get(name, "unchanged") in ("unchanged", "lines"):
+                self.outcome[name] = "debug info"
+        self.lines_patched |= patched
+        text = self.elf.sections[self.section_of["text"]].shdr
+        self.dwarf.set_code_range(text.addr, text.size)
 
     def defined_globals(self) -> list[str]:
         """The names of the symbols this object defines for others (GLOBAL or WEAK), in
@@ -849,6 +895,18 @@ class ZigObject:
             for r in a.relocs:
                 row = self.symbols[self.resolve(r.target)].slot
                 rows.append(elf.pack_rela(a.value + r.offset, row, r.type, r.addend))
+        if self.dwarf is not None:
+            info = self.arch.info
+            section_rows = self._section_rows()
+            for name, relocs in self.dwarf.relocations().items():
+                rows = tables[self.dwarf.sections[name]]
+                for offset, size, kind, key, addend in relocs:
+                    if kind == "nav":
+                        row = self.symbols[self.navs[key]].slot
+                    else:
+                        row = 2 + section_rows.index(self.elf.section_index(key))
+                    rtype = info.abs64_reloc if size == 8 else info.abs32_reloc
+                    rows.append(elf.pack_rela(offset, row, rtype, addend))
         for section, rows in tables.items():
             shdr = self.elf.sections[self.rela[section]].shdr
             shdr.link = self.symtab_index
@@ -1049,6 +1107,7 @@ class ZigObject:
             "relocatable": self.relocatable,
             "rela": [[k, v] for k, v in self.rela.items()],
             "tls": [self.tls_phdr, self.tls_layout, self.entry_kind],
+            "dwarf": None if self.dwarf is None else self.dwarf.state(),
         }
 
     @classmethod
@@ -1096,6 +1155,9 @@ class ZigObject:
         zo.shifts = [(first, delta) for first, delta in state["shifts"]]
         zo.relocatable = bool(state["relocatable"])
         zo.tls_phdr, zo.tls_layout, zo.entry_kind = state["tls"]
+        if state["dwarf"] is not None:
+            zo.dwarf = Dwarf.from_state(zo.elf, arch.info, zo.source_path, zo.relocatable,
+                                        state["dwarf"])
         zo.tls_navs = {zo.navs[n] for n in zo.navs
                        if zo.symbols[zo.navs[n]].type == elf.STT_TLS}
         zo.rela = {k: v for k, v in state["rela"]}

@@ -47,6 +47,8 @@ def _arg_parser() -> argparse.ArgumentParser:
                    help="build from scratch instead of updating the previous output")
     b.add_argument("-v", "--verbose", action="store_true",
                    help="print what the build changed, in one line")
+    b.add_argument("--strip", action="store_true",
+                   help="leave out the debug info (DWARF), which is written by default")
     kind = b.add_mutually_exclusive_group()
     kind.add_argument("-c", dest="object", action="store_true",
                       help="write a relocatable object (default FILE.o) for a system linker")
@@ -54,7 +56,7 @@ def _arg_parser() -> argparse.ArgumentParser:
                       help="write a static archive (default libFILE.a) holding that object")
 
     w = sub.add_parser("watch", help="rebuild FILE.toy incrementally on every save",
-                       usage="toyc watch [-h] [-o OUT] [--arch ARCH] [--run [--restart]] "
+                       usage="toyc watch [-h] [-o OUT] [--arch ARCH] [--strip] [--run [--restart]] "
                        "FILE.toy [-- ARGS...]",
                        description="Build FILE.toy, then update the output each time the file "
                        "is saved, printing one line per update (or the errors). With --run, "
@@ -67,6 +69,8 @@ def _arg_parser() -> argparse.ArgumentParser:
                    help="run the program and write every update into it while it runs")
     w.add_argument("--restart", action="store_true",
                    help="with --run: restart the program when an update cannot be swapped in")
+    w.add_argument("--strip", action="store_true",
+                   help="leave out the debug info (DWARF), which is written by default")
 
     sub.add_parser("plugins", help="list the plugins loaded",
                    description="List the plugins loaded (built-in, and from the 'toyc' "
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             timings = Timings()
             summary = build(args.file, output, args.arch, full=args.full, timings=timings,
-                            relocatable=args.object, library=args.lib)
+                            relocatable=args.object, library=args.lib, debug=not args.strip)
             if summary.full and summary.reason and (args.verbose or summary.reason_matters):
                 print(f"toyc: full build: {summary.reason}", file=sys.stderr)
             if args.verbose:
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             if (program_args or args.restart) and not args.run:
                 raise UserError("program arguments and --restart need --run")
             return watch(args.file, output, args.arch, program_args if args.run else None,
-                         args.restart)
+                         args.restart, debug=not args.strip)
         return _run(args)
     except CompileError as e:
         sys.stderr.write(e.render())

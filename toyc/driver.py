@@ -16,6 +16,7 @@ from pathlib import Path
 from toyc import ast as A
 from toyc.check import Program, check
 from toyc.code import Code
+from toyc.debuginfo import describe
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch
 from toyc.source import CompileError, Diagnostic, Source, UserError, decode
@@ -75,9 +76,9 @@ def lower_decl(d: A.Decl, program: Program, arch: Arch) -> Code | None:
     """The code of one declaration; None for an extern, which another object defines."""
     if d.is_extern:
         return None
-    if isinstance(d, A.FnDecl):
-        return arch.lower_function(d, program)
-    return arch.lower_global(d)
+    code = arch.lower_function(d, program) if isinstance(d, A.FnDecl) else arch.lower_global(d)
+    code.debug = describe(d)
+    return code
 
 
 def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code]]:

@@ -64,7 +64,7 @@ class Summary:
 
     full: bool
     outcomes: dict[str, str] = field(default_factory=dict)  # declaration -> what happened
-    lines: int = 0  # declarations whose line fields were rewritten
+    lines: int = 0  # declarations whose line numbers were patched (not regenerated)
     written: int = 0
     seconds: float = 0.0
     reason: str = ""  # why a full build was made
@@ -119,10 +119,12 @@ def _kind(d: A.Decl) -> str:
     return "fn" if isinstance(d, A.FnDecl) else d.kind
 
 
-def _record(d: A.Decl, code: Code, chunk: Chunk, program: Program) -> tuple[Tracked, Where]:
+def _record(d: A.Decl, code: Code, chunk: Chunk, program: Program,
+            debug: bool) -> tuple[Tracked, Where]:
+    # Debug info names every declaration's line: with it, each one has lines to keep true.
+    has_lines = code is not None and (bool(code.line_fields) or debug)
     return (Tracked(d.name, _kind(d), chunk.col, interface(d),
-                    sorted(program.deps.get(d.name, ())), bool(code and code.line_fields),
-                    _exports(d)),
+                    sorted(program.deps.get(d.name, ())), has_lines, _exports(d)),
             Where(chunk.offset, chunk.offset + len(chunk.text), chunk.line))
 
 
@@ -171,7 +173,7 @@ class Session:
     @classmethod
     def full_build(cls, path: str, output: str, arch_name: str = "x86_64",
                    timings: Timings | None = None, reason: str = "",
-                   relocatable: bool = False) -> tuple[Session, Summary]:
+                   relocatable: bool = False, debug: bool = True) -> tuple[Session, Summary]:
         timings = timings or Timings()
         start = time.perf_counter()
         program, chunk_of = front_end(path, timings, need_main=not relocatable)
@@ -191,7 +193,7 @@ class Session:
         try:
             try:
                 zo = timings.run("link", _link_all, program, arch, decls, codes, chunk_of, fd,
-                                 relocatable)
+                                 relocatable, debug)
             except LinkError as e:
                 raise UserError(str(e)) from None
             umask = os.umask(0)
@@ -208,7 +210,7 @@ class Session:
                 os.close(fd)
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        records = [_record(d, code, chunk_of[id(d)], program)
+        records = [_record(d, code, chunk_of[id(d)], program, zo.dwarf is not None)
                    for d, code in zip(decls, codes, strict=True)]
         tracker = Tracker(text, [r for r, _ in records], [w for _, w in records])
         session = cls(path, output, arch, tracker, zo, _stat_key(output))
@@ -237,7 +239,8 @@ class Session:
                 self.swap.cancel(self.zo, "the output was rebuilt from scratch")
             session, summary = Session.full_build(self.path, self.output, self.arch.info.name,
                                                   reason=str(e),
-                                                  relocatable=self.zo.relocatable)
+                                                  relocatable=self.zo.relocatable,
+                                                  debug=self.zo.dwarf is not None)
             session.swap = self.swap
             self.__dict__.update(session.__dict__)
         return summary
@@ -302,7 +305,7 @@ class Session:
         records, rechecked = [], {}
         for d, code in zip(decls, codes, strict=True):
             chunk = chunk_of[id(d)]
-            r, where = _record(d, code, chunk, program)
+            r, where = _record(d, code, chunk, program, self.zo.dwarf is not None)
             if id(chunk) in changed_chunks:
                 records.append((r, where))
             else:
@@ -364,7 +367,7 @@ class Session:
         _remove_state(self.output)
         hook = self.hooks
         moved, below = shifted
-        zo.lines_rewritten = 0
+        zo.lines_patched = set()
         if self.swap is not None:
             self.swap.begin(zo, [d.name for d in decls if isinstance(d, A.FnDecl)])
         try:
@@ -388,7 +391,7 @@ class Session:
             self.swap.finish(zo)
         self.output_stat = _stat_key(self.output)
         outcomes = {n: zo.outcome[n] for n in zo.outcome}
-        return Summary(False, outcomes, zo.lines_rewritten, zo.elf.bytes_written)
+        return Summary(False, outcomes, len(zo.lines_patched), zo.elf.bytes_written)
 
     def release(self) -> None:
         """No running program needs what updates kept for it: free that in the output."""
@@ -416,6 +419,7 @@ class Session:
             "toyc": __version__,
             "arch": self.arch.info.name,
             "kind": self.kind,
+            "debug": self.zo.dwarf is not None,
             "source": str(Path(self.path).resolve()),
             "output": str(Path(self.output).resolve()),
             "output_stat": self.output_stat,
@@ -439,7 +443,7 @@ class Session:
 
     @classmethod
     def load(cls, path: str, output: str, arch_name: str,
-             kind: str = "executable") -> Session:
+             kind: str = "executable", debug: bool = True) -> Session:
         """The session a previous build left, or FullBuildNeeded saying why there is none."""
         target = state_path(output)
         if not os.path.exists(output):
@@ -460,6 +464,9 @@ class Session:
                 raise FullBuildNeeded(f"the state file is for {state.get('arch')}")
             if state.get("kind") != kind:
                 raise FullBuildNeeded(f"the previous build made an {state.get('kind')}")
+            if state.get("debug") != debug:
+                raise FullBuildNeeded("the previous build was made " +
+                                      ("with --strip" if debug else "with debug info"))
             if state.get("source") != str(Path(path).resolve()) or \
                     state.get("output") != str(Path(output).resolve()):
                 raise FullBuildNeeded("the state file belongs to another source or output")
@@ -475,7 +482,8 @@ class Session:
             raise FullBuildNeeded(f"the state file is corrupt ({type(e).__name__})") from None
 
 
-def _build_library(path: str, output: str, arch_name: str, timings: Timings | None) -> Summary:
+def _build_library(path: str, output: str, arch_name: str, timings: Timings | None,
+                   debug: bool) -> Summary:
     """An archive with the object of `path` and an index of the symbols it defines, written
     beside `output` and renamed over it."""
     _check_output(path, output)
@@ -486,7 +494,7 @@ def _build_library(path: str, output: str, arch_name: str, timings: Timings | No
     os.close(fd)
     try:
         session, summary = Session.full_build(path, obj, arch_name, timings, ARCHIVE_BUILD,
-                                              relocatable=True)
+                                              relocatable=True, debug=debug)
         data = Path(obj).read_bytes()
         tmp = Path(obj).with_suffix(".a")
         tmp.write_bytes(archive([(member, data, session.zo.defined_globals())]))
@@ -522,7 +530,8 @@ def _check_output(path: str, output: str) -> None:
 
 
 def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Code],
-              chunk_of: dict, fd: int, relocatable: bool = False) -> ZigObject:
+              chunk_of: dict, fd: int, relocatable: bool = False,
+              debug: bool = True) -> ZigObject:
     sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
     for d, code in zip(decls, codes, strict=True):
         if code is None or (isinstance(d, A.GlobalDecl) and d.threadlocal):
@@ -535,7 +544,7 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
     sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
     sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
     zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,
-                   size_hints(sizes), relocatable)
+                   size_hints(sizes), relocatable, debug)
     hook = plugin_manager().hook
     for d, code in zip(decls, codes, strict=True):
         _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
@@ -544,8 +553,8 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
 
 
 def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
-                 timings: Timings | None = None,
-                 relocatable: bool = False) -> tuple[Session, Summary]:
+                 timings: Timings | None = None, relocatable: bool = False,
+                 debug: bool = True) -> tuple[Session, Summary]:
     """Bring `output` (an executable, or an object) up to date: incrementally from the state
     file if it can be trusted, else from scratch."""
     _check_output(path, output)
@@ -553,23 +562,23 @@ def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: boo
     if not full:
         try:
             session = Session.load(path, output, arch_name,
-                                   "object" if relocatable else "executable")
+                                   "object" if relocatable else "executable", debug)
         except FullBuildNeeded as e:
             reason = str(e)
         else:
             return session, session.update()
     return Session.full_build(path, output, arch_name, timings, reason,
-                              relocatable=relocatable)
+                              relocatable=relocatable, debug=debug)
 
 
 def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
           timings: Timings | None = None, relocatable: bool = False,
-          library: bool = False) -> Summary:
+          library: bool = False, debug: bool = True) -> Summary:
     """`toyc build`: `open_session`, then save the state for the next build. An archive
     (`--lib`) is built in full every time, and keeps no state."""
     if library:
-        return _build_library(path, output, arch_name, timings)
+        return _build_library(path, output, arch_name, timings, debug)
     session, summary = open_session(path, output, arch_name, full=full, timings=timings,
-                                    relocatable=relocatable)
+                                    relocatable=relocatable, debug=debug)
     session.save_state()
     return summary

@@ -45,7 +45,7 @@ POLL_MS = 50
 
 
 def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
-          restart: bool = False) -> int:
+          restart: bool = False, debug: bool = True) -> int:
     """Watch `path`; with `run` (the program's arguments), run the program and hot-swap."""
     src = Path(path).resolve()
     if not src.parent.is_dir():
@@ -63,7 +63,7 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
                             f"{platform.machine()} machine cannot run an {info.name} one "
                             "(watch without --run keeps the file up to date)")
         swap = HotSwap(output, run, info, restart)
-    session = _start(path, output, arch_name, swap)
+    session = _start(path, output, arch_name, swap, debug)
     _warm_up(arch_name)
     # The command line turned the cycle collector off for a short build; a watch runs for
     # hours. What exists now lives as long as the watch: keep it out of the collector's way,
@@ -80,7 +80,7 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
             if not any(Path(p) == src for _, p in changes) or not src.exists():
                 continue
             if session is None:
-                session = _start(path, output, arch_name, swap)
+                session = _start(path, output, arch_name, swap, debug)
                 continue
             before = _stamp(src)
             try:
@@ -134,12 +134,13 @@ def _warm_up(arch_name: str) -> None:
     get_arch(arch_name).lower_function(decl, program)
 
 
-def _start(path: str, output: str, arch_name: str, swap: HotSwap | None) -> Session | None:
+def _start(path: str, output: str, arch_name: str, swap: HotSwap | None,
+           debug: bool) -> Session | None:
     """The first build of a watch: incremental from a trusted state file, else full; then
     the program is started, with `--run`. None if the source has errors (the next good save
     builds)."""
     try:
-        session, summary = open_session(path, output, arch_name)
+        session, summary = open_session(path, output, arch_name, debug=debug)
     except CompileError as e:
         sys.stderr.write(e.render())
         _report(f"not built: {len(e.diagnostics)} error(s); waiting for a save")

@@ -1,0 +1,522 @@
+"""Debug information, DWARF 5, kept current as declarations change.
+
+One compile unit for the source file. `.debug_info` holds the unit's header and DIE, the base
+types (`int`, `bool`, `char`, and `str`, a pointer to char), then one block per declaration:
+a function's subprogram with its parameters and locals, or a global's variable, with the array
+types they use. `.debug_line` holds one header, then one sequence per function. Each block has
+room to grow, as atoms do; a declaration that changes rewrites its own blocks in place, moves
+them to free room when they outgrow it, and a removed one leaves padding. Consumers read
+these sections from start to end, so every byte not in a block must still parse: free room in
+`.debug_info` is padding DIEs (a vendor tag whose one attribute is a block of bytes to skip,
+or an empty one-byte DIE), in `.debug_line` `DW_LNS_const_add_pc` opcodes, which move no row.
+
+Addresses and lines are written as they are: a function that moves rewrites its blocks; lines
+that shift (an edit above) patch only the line fields of the declarations below (the
+subprogram's `DW_AT_decl_line` and the sequence's first `DW_LNS_advance_line`, both of a fixed
+width). The unit's address range, `.debug_aranges` and the unit lengths are patched when the
+code section or a debug section grows. `.debug_str` and `.debug_line_str` hold the producer and
+the file's names, written once. In an object, every address and section offset is also a
+relocation for the system linker (`relocs`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+
+from linker import elf
+from linker.atom import pad_to_ideal
+from linker.elf_file import ElfFile, Section
+from toyc import __version__
+from toyc.types import Type
+
+# ---- DWARF numbers -------------------------------------------------------------------------------
+
+DW_TAG_array_type, DW_TAG_formal_parameter, DW_TAG_compile_unit = 0x01, 0x05, 0x11
+DW_TAG_pointer_type, DW_TAG_typedef, DW_TAG_subrange_type = 0x0F, 0x16, 0x21
+DW_TAG_base_type, DW_TAG_subprogram, DW_TAG_variable = 0x24, 0x2E, 0x34
+DW_TAG_padding = 0x4080  # the first vendor tag: free room, which consumers skip
+DW_AT_location, DW_AT_name, DW_AT_byte_size, DW_AT_stmt_list = 0x02, 0x03, 0x0B, 0x10
+DW_AT_low_pc, DW_AT_high_pc, DW_AT_language, DW_AT_comp_dir = 0x11, 0x12, 0x13, 0x1B
+DW_AT_producer, DW_AT_count, DW_AT_decl_column, DW_AT_decl_file = 0x25, 0x37, 0x39, 0x3A
+DW_AT_decl_line, DW_AT_encoding, DW_AT_external, DW_AT_frame_base = 0x3B, 0x3E, 0x3F, 0x40
+DW_AT_type = 0x49
+DW_AT_padding = 0x3FF0  # a vendor attribute no vendor uses
+DW_FORM_addr, DW_FORM_data2, DW_FORM_data4, DW_FORM_data8 = 0x01, 0x05, 0x06, 0x07
+DW_FORM_string, DW_FORM_block, DW_FORM_data1, DW_FORM_flag = 0x08, 0x09, 0x0B, 0x0C
+DW_FORM_strp, DW_FORM_udata, DW_FORM_ref4 = 0x0E, 0x0F, 0x13
+DW_FORM_sec_offset, DW_FORM_exprloc, DW_FORM_line_strp = 0x17, 0x18, 0x1F
+DW_ATE_boolean, DW_ATE_signed, DW_ATE_unsigned_char = 0x02, 0x05, 0x08
+DW_LANG_C99 = 0x0C  # the closest a debugger knows: C's expressions work on Toy's values
+DW_UT_compile = 0x01
+DW_OP_addr, DW_OP_fbreg, DW_OP_breg0 = 0x03, 0x91, 0x70
+DW_LNS_copy, DW_LNS_advance_pc, DW_LNS_advance_line, DW_LNS_set_column = 1, 2, 3, 5
+DW_LNS_const_add_pc, DW_LNS_set_prologue_end = 8, 10
+DW_LNE_end_sequence, DW_LNE_set_address = 1, 2
+DW_LNCT_path, DW_LNCT_directory_index = 1, 2
+
+# abbreviation codes
+(CU, BASE, POINTER, TYPEDEF, FUNC, VOID_FUNC, PARAM, LOCAL, GLOBAL, NO_LOCATION, ARRAY, RANGE,
+ PAD, PAD1) = range(1, 15)
+ABBREVS = {
+    CU: (DW_TAG_compile_unit, True, [(DW_AT_producer, DW_FORM_strp),
+                                     (DW_AT_language, DW_FORM_data2),
+                                     (DW_AT_name, DW_FORM_line_strp),
+                                     (DW_AT_comp_dir, DW_FORM_line_strp),
+                                     (DW_AT_low_pc, DW_FORM_addr),
+                                     (DW_AT_high_pc, DW_FORM_data8),
+                                     (DW_AT_stmt_list, DW_FORM_sec_offset)]),
+    BASE: (DW_TAG_base_type, False, [(DW_AT_name, DW_FORM_string),
+                                     (DW_AT_encoding, DW_FORM_data1),
+                                     (DW_AT_byte_size, DW_FORM_data1)]),
+    POINTER: (DW_TAG_pointer_type, False, [(DW_AT_byte_size, DW_FORM_data1),
+                                           (DW_AT_type, DW_FORM_ref4)]),
+    TYPEDEF: (DW_TAG_typedef, False, [(DW_AT_name, DW_FORM_string), (DW_AT_type, DW_FORM_ref4)]),
+    FUNC: (DW_TAG_subprogram, True, [(DW_AT_name, DW_FORM_string),
+                                     (DW_AT_decl_file, DW_FORM_data1),
+                                     (DW_AT_decl_line, DW_FORM_data4),
+                                     (DW_AT_decl_column, DW_FORM_data2),
+                                     (DW_AT_external, DW_FORM_flag),
+                                     (DW_AT_low_pc, DW_FORM_addr),
+                                     (DW_AT_high_pc, DW_FORM_data4),
+                                     (DW_AT_frame_base, DW_FORM_exprloc),
+                                     (DW_AT_type, DW_FORM_ref4)]),
+    PARAM: (DW_TAG_formal_parameter, False, [(DW_AT_name, DW_FORM_string),
+                                             (DW_AT_type, DW_FORM_ref4),
+                                             (DW_AT_location, DW_FORM_exprloc)]),
+    GLOBAL: (DW_TAG_variable, False, [(DW_AT_name, DW_FORM_string),
+                                      (DW_AT_decl_file, DW_FORM_data1),
+                                      (DW_AT_decl_line, DW_FORM_data4),
+                                      (DW_AT_decl_column, DW_FORM_data2),
+                                      (DW_AT_external, DW_FORM_flag),
+                                      (DW_AT_type, DW_FORM_ref4),
+                                      (DW_AT_location, DW_FORM_exprloc)]),
+    ARRAY: (DW_TAG_array_type, True, [(DW_AT_type, DW_FORM_ref4)]),
+    RANGE: (DW_TAG_subrange_type, False, [(DW_AT_count, DW_FORM_data8)]),
+    PAD: (DW_TAG_padding, False, [(DW_AT_padding, DW_FORM_block)]),
+    PAD1: (DW_TAG_padding, False, []),
+}
+# a void function: no type; a local: as a parameter (neither has a line, so that a shift
+# patches one line field per function); a thread-local: no location (a debugger finds a
+# thread's block through the C library's thread library, which a Toy program has none of)
+ABBREVS[VOID_FUNC] = (DW_TAG_subprogram, True, ABBREVS[FUNC][2][:-1])
+ABBREVS[LOCAL] = (DW_TAG_variable, False, ABBREVS[PARAM][2])
+ABBREVS[NO_LOCATION] = (DW_TAG_variable, False, ABBREVS[GLOBAL][2][:-1])
+
+INFO_HEADER = 12  # unit_length, version, unit_type, address_size, debug_abbrev_offset
+LINE_OPCODE_LENGTHS = bytes([0, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1])
+LINE_FIELD = 5  # bytes of a sequence's first DW_LNS_advance_line operand (a padded SLEB128)
+SECTIONS = (".debug_abbrev", ".debug_info", ".debug_aranges", ".debug_line", ".debug_str",
+            ".debug_line_str")
+# what an object's debug sections refer to by offset: each needs a section symbol
+REFERRED = (".debug_abbrev", ".debug_info", ".debug_line", ".debug_str", ".debug_line_str")
+RELOCATED = (".debug_info", ".debug_line", ".debug_aranges")
+TEXT_SECTION = ".text.zig"
+
+
+def uleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def sleb(value: int, width: int = 0) -> bytes:
+    """SLEB128; with `width`, padded to exactly that many bytes, so it can be patched."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        done = (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40)
+        if done and len(out) + 1 >= width:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def _abbrev_table() -> bytes:
+    out = bytearray()
+    for code, (tag, children, attrs) in ABBREVS.items():
+        out += uleb(code) + uleb(tag) + bytes([1 if children else 0])
+        for at, form in attrs:
+            out += uleb(at) + uleb(form)
+        out += b"\0\0"
+    return bytes(out + b"\0")
+
+
+def info_padding(size: int) -> bytes:
+    """`size` bytes of DIEs that say nothing."""
+    if size <= 0:
+        return b""
+    if size == 1:
+        return bytes([PAD1])
+    for n in range(1, 6):
+        body = size - 1 - n
+        if body >= 0 and len(uleb(body)) == n:
+            return bytes([PAD]) + uleb(body) + bytes(body)
+    return bytes([PAD1]) + info_padding(size - 1)
+
+
+def line_padding(size: int) -> bytes:
+    return bytes([DW_LNS_const_add_pc]) * size
+
+
+@dataclass(slots=True)
+class Block:
+    """A declaration's bytes in one debug section, with room to grow."""
+
+    offset: int = 0
+    capacity: int = 0
+    size: int = 0
+    digest: str = ""
+    line_at: int = -1  # where its line field is, relative to the block (-1: none)
+
+
+@dataclass(slots=True)
+class Entry:
+    """One declaration's debug info: its blocks and what they were made from."""
+
+    info: Block
+    line: Block
+    decl_line: int = 0
+    kind: str = "fn"  # as DebugDecl.kind
+
+
+@dataclass(slots=True)
+class Region:
+    """The blocks' part of a debug section: from `start` to `end`, with free room in it."""
+
+    start: int
+    end: int
+    free: list[list[int]]  # [offset, size], by offset
+
+    def allocate(self, size: int) -> int:
+        for i, (offset, room) in enumerate(self.free):
+            if room >= size:
+                if room == size:
+                    del self.free[i]
+                else:
+                    self.free[i] = [offset + size, room - size]
+                return offset
+        offset = self.end
+        self.end += size
+        return offset
+
+    def release(self, offset: int, size: int) -> None:
+        if offset + size == self.end:
+            self.end = offset
+        else:
+            self.free.append([offset, size])
+            self.free.sort()
+
+
+class Dwarf:
+    def __init__(self, elf_file: ElfFile, arch_info, source_path: str, relocatable: bool):
+        self.elf = elf_file
+        self.info = arch_info
+        self.relocatable = relocatable
+        self.source_path = source_path
+        self.sections: dict[str, int] = {}
+        self.entries: dict[str, Entry] = {}
+        self.info_region = Region(0, 0, [])
+        self.line_region = Region(0, 0, [])
+        self.types: dict[Type, int] = {}  # base type -> its DIE's offset
+        self.code_range = (0, 0)  # the unit's address range as last written
+        # what the next flush writes: name -> (description, rows, frame slots, first line)
+        self.pending: dict[str, tuple] = {}
+        self.line_patches: set[str] = set()
+        self.name_offset = 0  # of the file's name in .debug_line_str
+        self.line_dir_at = 0  # where .debug_line's header refers to .debug_line_str
+        self.line_file_at: list[int] = []
+
+    # ---- the fixed parts ----------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Add the debug sections to the file and write their fixed parts."""
+        for name in SECTIONS:
+            self.sections[name] = self.elf.add_section(Section(elf.Shdr(
+                name, elf.SHT_PROGBITS, 0, addralign=1)))
+        self._write_fixed()
+
+    def _write_fixed(self) -> None:
+        self._write(".debug_abbrev", 0, _abbrev_table())
+        producer = f"toyc {__version__}".encode() + b"\0"
+        self._write(".debug_str", 0, producer)
+        comp_dir = os.path.dirname(os.path.abspath(self.source_path))
+        name = os.path.basename(self.source_path)
+        strings = comp_dir.encode() + b"\0" + name.encode() + b"\0"
+        self._write(".debug_line_str", 0, strings)
+        name_at = self.name_offset = len(comp_dir.encode()) + 1
+        # .debug_info: header, unit DIE, base types; blocks follow
+        cu = bytearray(struct.pack("<IHBBI", 0, 5, DW_UT_compile, 8, 0))
+        cu += uleb(CU) + struct.pack("<IHIIQQI", 0, DW_LANG_C99, name_at, 0, 0, 0, 0)
+        types = {}
+        for tname, enc, size in (("int", DW_ATE_signed, 8), ("bool", DW_ATE_boolean, 1),
+                                 ("char", DW_ATE_unsigned_char, 1)):
+            types[tname] = len(cu)
+            cu += uleb(BASE) + tname.encode() + b"\0" + bytes([enc, size])
+        pointer = len(cu)
+        cu += uleb(POINTER) + bytes([8]) + struct.pack("<I", types["char"])
+        types["str"] = len(cu)
+        cu += uleb(TYPEDEF) + b"str\0" + struct.pack("<I", pointer)
+        self.types = {Type(k): v for k, v in types.items()}
+        self.info_region = Region(len(cu), len(cu), [])
+        self._write(".debug_info", 0, bytes(cu))
+        # .debug_line: header with the directory and the file (as entries 0 and 1); sequences
+        # follow
+        after = bytearray([1, 1, 1, (-5) & 0xFF, 14, 13]) + LINE_OPCODE_LENGTHS
+        after += bytes([1]) + uleb(DW_LNCT_path) + uleb(DW_FORM_line_strp)
+        after += uleb(1)
+        self.line_dir_at = 12 + len(after)
+        after += struct.pack("<I", 0)
+        after += bytes([2]) + uleb(DW_LNCT_path) + uleb(DW_FORM_line_strp) \
+            + uleb(DW_LNCT_directory_index) + uleb(DW_FORM_udata)
+        after += uleb(2)
+        self.line_file_at = []
+        for _ in range(2):
+            self.line_file_at.append(12 + len(after))
+            after += struct.pack("<I", name_at) + uleb(0)
+        header = struct.pack("<IHBBI", 0, 5, 8, 0, len(after)) + after
+        self.line_region = Region(len(header), len(header), [])
+        self._write(".debug_line", 0, header)
+        self._finish_units()
+
+    def _write(self, section: str, offset: int, data: bytes, size: int | None = None) -> None:
+        index = self.sections[section]
+        sec = self.elf.sections[index]
+        size = max(sec.shdr.size, offset + len(data)) if size is None else size
+        self.elf.reserve(index, size)
+        self.elf.write_nonalloc_part(index, offset, data, size)
+
+    def _finish_units(self) -> None:
+        """The unit lengths, the terminating null entry of the unit's DIEs."""
+        end = self.info_region.end
+        self._write(".debug_info", end, b"\0", end + 1)
+        self._write(".debug_info", 0, struct.pack("<I", end + 1 - 4))
+        end = self.line_region.end
+        self._write(".debug_line", 0, struct.pack("<I", end - 4), end)
+
+    def set_code_range(self, low: int, size: int) -> None:
+        """The code section spans [low, low + size): the unit's range and .debug_aranges."""
+        if (low, size) == self.code_range:
+            return
+        self.code_range = (low, size)
+        low_at = INFO_HEADER + 1 + 4 + 2 + 4 + 4  # code, producer, language, name, comp_dir
+        self._write(".debug_info", low_at, struct.pack("<QQ", low, size))
+        aranges = struct.pack("<IHIBB4xQQQQ", 44, 2, 0, 8, 0, low, size, 0, 0)
+        self._write(".debug_aranges", 0, aranges)
+
+    # ---- declarations -------------------------------------------------------------------------
+
+    def note(self, name: str, debug, rows: list, frame_slots: list, line: int) -> None:
+        """Declaration `name` was updated; its blocks are rewritten at the next flush if what
+        they say changed."""
+        self.pending[name] = (debug, rows, frame_slots, line)
+
+    def set_line(self, name: str, line: int) -> None:
+        e = self.entries.get(name)
+        if e is not None and e.decl_line != line:
+            e.decl_line = line
+            self.line_patches.add(name)
+
+    def shift(self, first: int, delta: int) -> None:
+        """Every line from `first` on moved by `delta`."""
+        for name, e in self.entries.items():
+            if e.decl_line >= first:
+                e.decl_line += delta
+                self.line_patches.add(name)
+
+    def free(self, name: str) -> None:
+        self.pending.pop(name, None)
+        self.line_patches.discard(name)
+        e = self.entries.pop(name, None)
+        if e is None:
+            return
+        self._release(".debug_info", self.info_region, e.info, info_padding)
+        self._release(".debug_line", self.line_region, e.line, line_padding)
+
+    def _release(self, section: str, region: Region, b: Block, pad) -> None:
+        if not b.capacity:
+            return
+        if b.offset + b.capacity != region.end:
+            self._write(section, b.offset, pad(b.capacity))
+        region.release(b.offset, b.capacity)
+
+    def flush(self, address_of, size_of) -> tuple[set[str], set[str]]:
+        """Write what changed: `address_of(name)` and `size_of(name)` give a declaration's
+        address and size as the linker placed them. Returns the declarations whose blocks
+        were rewritten, and those whose line numbers alone were patched."""
+        changed = set()
+        for name, (debug, rows, slots, line) in sorted(self.pending.items()):
+            e = self.entries.get(name)
+            if e is None:
+                e = self.entries[name] = Entry(Block(), Block())
+            e.decl_line, e.kind = line, debug.kind
+            self.line_patches.discard(name)
+            address, size = address_of(name), size_of(name)
+            if self._put(".debug_info", self.info_region, e.info, info_padding,
+                         lambda base, d=debug, a=address, n=size, s=slots, ln=line:
+                         self._info_block(base, d, a, n, s, ln)):
+                changed.add(name)
+            if debug.kind == "fn" and self._put(
+                    ".debug_line", self.line_region, e.line, line_padding,
+                    lambda base, a=address, n=size, r=rows, ln=line:
+                    self._line_block(a, n, r, ln)):
+                changed.add(name)
+        self.pending.clear()
+        patched = set(self.line_patches)
+        for name in sorted(self.line_patches):
+            e = self.entries[name]
+            self._write(".debug_info", e.info.offset + e.info.line_at,
+                        struct.pack("<I", e.decl_line))
+            if e.line.capacity:
+                self._write(".debug_line", e.line.offset + e.line.line_at,
+                            sleb(e.decl_line - 1, LINE_FIELD))
+            # (the digests still describe the old lines: the next change rewrites the block)
+            e.info.digest = e.line.digest = ""
+        self.line_patches.clear()
+        self._finish_units()
+        return changed, patched
+
+    def _put(self, section: str, region: Region, b: Block, pad, make) -> bool:
+        """(Re)write block `b` with `make(offset)`'s bytes, in place if they fit. Whether
+        they differed."""
+        data, line_at = make(b.offset)
+        digest = hashlib.blake2b(data, digest_size=12).hexdigest()
+        if digest == b.digest and b.capacity:
+            return False
+        if len(data) > b.capacity:
+            self._release(section, region, b, pad)
+            b.capacity = pad_to_ideal(len(data))
+            b.offset = region.allocate(b.capacity)
+            data, line_at = make(b.offset)  # (references within the block moved with it)
+            digest = hashlib.blake2b(data, digest_size=12).hexdigest()
+        self._write(section, b.offset, data + pad(b.capacity - len(data)))
+        b.size, b.digest, b.line_at = len(data), digest, line_at
+        return True
+
+    def _type_ref(self, out: bytearray, base: int, ty: Type) -> int:
+        """The offset of type `ty`'s DIE, appending an array type's DIEs to `out` (which will
+        be written at `base`) when it needs one."""
+        if not ty.is_array:
+            return self.types[Type(ty.name)]
+        elem = self._type_ref(out, base, ty.elem)
+        at = base + len(out)
+        out += uleb(ARRAY) + struct.pack("<I", elem)
+        out += uleb(RANGE) + struct.pack("<Q", ty.length) + b"\0"
+        return at
+
+    def _info_block(self, base: int, d, address: int, size: int, slots: list[int],
+                    line: int) -> tuple[bytes, int]:
+        out = bytearray()
+        name = d.name.encode() + b"\0"
+        if d.kind != "fn":
+            ty = self._type_ref(out, base, d.ty)
+            out += uleb(NO_LOCATION if d.kind == "threadlocal" else GLOBAL) + name + bytes([1])
+            line_at = len(out)
+            out += struct.pack("<IHBI", line, d.col, d.external, ty)
+            if d.kind != "threadlocal":
+                out += uleb(9) + bytes([DW_OP_addr]) + struct.pack("<Q", address)
+            return bytes(out), line_at
+        types = [self._type_ref(out, base, v.ty) for v in d.vars]
+        result = self._type_ref(out, base, d.ty) if d.ty is not None else None
+        out += uleb(VOID_FUNC if result is None else FUNC) + name + bytes([1])
+        line_at = len(out)
+        fp = self.info.dwarf_fp
+        frame_base = bytes([DW_OP_breg0 + fp, 0]) if 0 <= fp < 32 else b""
+        out += struct.pack("<IHBQI", line, d.col, d.external, address, size)
+        out += uleb(len(frame_base)) + frame_base
+        if result is not None:
+            out += struct.pack("<I", result)
+        for v, ty in zip(d.vars, types, strict=True):
+            out += uleb(PARAM if v.param else LOCAL) + v.name.encode() + b"\0"
+            out += struct.pack("<I", ty)
+            where = bytes([DW_OP_fbreg]) + sleb(-slots[v.local]) \
+                if frame_base and v.local < len(slots) else b""
+            out += uleb(len(where)) + where
+        out += b"\0"
+        return bytes(out), line_at
+
+    def _line_block(self, address: int, size: int, rows: list, line: int) -> tuple[bytes, int]:
+        out = bytearray([0, 9, DW_LNE_set_address]) + struct.pack("<Q", address)
+        line_at = len(out) + 1
+        out += bytes([DW_LNS_advance_line]) + sleb(line - 1, LINE_FIELD)
+        pc, rel, col = 0, 0, 0
+        for i, (offset, row_line, row_col) in enumerate(rows):
+            if offset != pc:
+                out += bytes([DW_LNS_advance_pc]) + uleb(offset - pc)
+            if row_line != rel:
+                out += bytes([DW_LNS_advance_line]) + sleb(row_line - rel)
+            if row_col != col:
+                out += bytes([DW_LNS_set_column]) + uleb(row_col)
+            if i == 1:  # the first statement: where a breakpoint on the function goes
+                out.append(DW_LNS_set_prologue_end)
+            out.append(DW_LNS_copy)
+            pc, rel, col = offset, row_line, row_col
+        if size > pc:
+            out += bytes([DW_LNS_advance_pc]) + uleb(size - pc)
+        out += bytes([0, 1, DW_LNE_end_sequence])
+        return bytes(out), line_at
+
+    # ---- an object's relocations --------------------------------------------------------------
+
+    def relocations(self) -> dict[str, list[tuple[int, int, str, str, int]]]:
+        """In an object, every field the system linker must fill: per debug section, (offset,
+        size, "nav" or "section", the declaration's or section's name, addend). Offsets into
+        other debug sections are relative to their start, addresses to the code section or a
+        declaration's symbol."""
+        name_at = self.name_offset
+        # (the unit's DIE: abbreviation code at 12, producer 13, language 17, name 19,
+        # comp_dir 23, low_pc 27, high_pc 35, stmt_list 43)
+        info = [(8, 4, "section", ".debug_abbrev", 0), (13, 4, "section", ".debug_str", 0),
+                (19, 4, "section", ".debug_line_str", name_at),
+                (23, 4, "section", ".debug_line_str", 0),
+                (27, 8, "section", TEXT_SECTION, 0), (43, 4, "section", ".debug_line", 0)]
+        line = [(self.line_dir_at, 4, "section", ".debug_line_str", 0)]
+        line += [(at, 4, "section", ".debug_line_str", name_at) for at in self.line_file_at]
+        for name, e in sorted(self.entries.items()):
+            if e.kind == "fn":
+                info.append((e.info.offset + e.info.line_at + 7, 8, "nav", name, 0))
+                line.append((e.line.offset + 3, 8, "nav", name, 0))
+            elif e.kind != "threadlocal":
+                info.append((e.info.offset + e.info.line_at + 13, 8, "nav", name, 0))
+        aranges = [(6, 4, "section", ".debug_info", 0), (16, 8, "section", TEXT_SECTION, 0)]
+        return {".debug_info": info, ".debug_line": line, ".debug_aranges": aranges}
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "sections": self.sections,
+            "entries": {n: [_block(e.info), _block(e.line), e.decl_line, e.kind]
+                        for n, e in self.entries.items()},
+            "regions": [[r.start, r.end, r.free] for r in (self.info_region, self.line_region)],
+            "types": [[t.name, off] for t, off in self.types.items()],
+            "code_range": list(self.code_range),
+            "header": [self.name_offset, self.line_dir_at, self.line_file_at],
+        }
+
+    @classmethod
+    def from_state(cls, elf_file: ElfFile, arch_info, source_path: str, relocatable: bool,
+                   state: dict) -> Dwarf:
+        d = cls(elf_file, arch_info, source_path, relocatable)
+        d.sections = dict(state["sections"])
+        d.entries = {n: Entry(Block(*i), Block(*ln), decl_line, kind)
+                     for n, (i, ln, decl_line, kind) in state["entries"].items()}
+        d.info_region, d.line_region = (Region(s, e, [list(f) for f in free])
+                                        for s, e, free in state["regions"])
+        d.types = {Type(n): off for n, off in state["types"]}
+        d.code_range = tuple(state["code_range"])
+        d.name_offset, d.line_dir_at, d.line_file_at = state["header"]
+        return d
+
+
+def _block(b: Block) -> list:
+    return [b.offset, b.capacity, b.size, b.digest, b.line_at]
