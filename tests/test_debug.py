@@ -1,0 +1,260 @@
+"""Debug info (DWARF 5), with gdb as the client: breakpoints, backtraces, locals, globals,
+stepping and the line table, after a clean build and after incremental updates that move,
+remove and add functions and shift lines; objects linked into C programs; what pyelftools,
+readelf and eu-elflint read back."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from conftest import TOYC, require, run
+
+PROGRAM = """\
+const LIMIT: int = 3;
+var counter: int = 0;
+var flags: [bool; 4];
+const NAME: str = "toy";
+{extra}
+fn square(x: int) -> int {{
+    let y = x * x;
+    counter += 1;
+    return y;
+}}
+
+fn sum(n: int) -> int {{
+    let total = 0;
+    let i = 1;
+    while i <= n {{
+        total += square(i);
+        i += 1;
+    }}
+    return total;
+}}
+
+fn main() -> int {{
+    let table = [1, 2, 3];
+    let r = sum(LIMIT);
+    flags[2] = true;
+    print(NAME, r, table[1]);
+    return 0;
+}}
+"""
+
+
+def gdb(exe: Path, *commands: str) -> str:
+    """gdb's output for `commands` run in batch mode on `exe` (the program's own output goes
+    to the same place, as in a terminal)."""
+    args = [require("gdb"), "-nx", "-batch"]
+    for c in commands:
+        args += ["-ex", c]
+    p = subprocess.run([*args, str(exe)], capture_output=True, text=True, timeout=60,
+                       cwd=exe.parent, stdin=subprocess.DEVNULL)
+    assert "DW_FORM" not in p.stderr and "Dwarf Error" not in p.stderr, p.stderr
+    return p.stdout
+
+
+def build(tmp: Path, text: str, *args: str) -> str:
+    (tmp / "debug.toy").write_text(text)
+    r = run([*TOYC, "build", "-v", "debug.toy", "-o", "prog", *args], cwd=tmp)
+    assert r.status == 0, r.stderr
+    return r.stdout
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def check_session(exe: Path, text: str) -> None:
+    """The whole gdb session of the issue on the program `text` built at `exe`."""
+    let_y, call = line_of(text, "let y = x * x"), line_of(text, "total += square(i)")
+    in_main = line_of(text, "let r = sum(LIMIT)")
+    out = gdb(exe, f"break debug.toy:{let_y}", "run", "bt", "print x", "next", "info locals",
+              "print counter", "print NAME", "print LIMIT", "print flags", "up",
+              "info locals")
+    assert f"Breakpoint 1, square (x=1) at debug.toy:{let_y}" in out, out
+    assert re.search(rf"#1 .* sum \(n=3\) at debug\.toy:{call}", out), out
+    assert re.search(rf"#2 .* main \(\) at debug\.toy:{in_main}", out), out
+    assert "$1 = 1\n" in out  # x
+    assert "y = 1\n" in out  # after `next`
+    assert "$2 = 0\n" in out  # counter, before the increment
+    assert '$3 = (str) ' in out and '"toy"' in out
+    assert "$4 = 3\n" in out
+    assert "$5 = {false, false, false, false}" in out
+    assert "total = 0\ni = 1\n" in out  # sum's locals, one frame up
+
+    # stepping: next stays in main, step goes into sum at its first statement
+    first_in_sum = line_of(text, "let total = 0")
+    table = line_of(text, "let table = [1, 2, 3]")
+    out = gdb(exe, "break main", "run", "next", "print table", "step", "bt 1")
+    assert f"main () at debug.toy:{table}" in out, out
+    assert "$1 = {1, 2, 3}" in out
+    assert re.search(rf"^{in_main}\s+let r = sum\(LIMIT\);", out, re.M), out
+    assert re.search(rf"sum \(n=3\) at debug\.toy:{first_in_sum}", out), out
+
+    # the line table, both ways
+    out = gdb(exe, f"info line debug.toy:{call}", "list square")
+    assert re.search(rf'Line {call} of "debug\.toy" starts at address 0x[0-9a-f]+ <sum\+\d+>',
+                     out), out
+    assert re.search(rf"^{let_y}\s+let y = x \* x;", out, re.M), out
+
+
+def check_readers(exe: Path) -> None:
+    """pyelftools reads the DIEs and the line program back, and they agree with the symbol
+    table; readelf and eu-elflint accept the sections."""
+    with open(exe, "rb") as f:
+        elf = ELFFile(f)
+        symbols = {s.name: s["st_value"] for s in elf.get_section_by_name(".symtab")
+                   .iter_symbols()}
+        dwarf = elf.get_dwarf_info()
+        cu = next(dwarf.iter_CUs())
+        functions = {}
+        for die in cu.get_top_DIE().iter_children():
+            if die.tag == "DW_TAG_subprogram":
+                functions[die.attributes["DW_AT_name"].value.decode()] = die
+        assert set(functions) == {n for n in ("square", "sum", "main", "helper", "fresh")
+                                  if n in symbols}
+        rows = [e.state for e in dwarf.line_program_for_CU(cu).get_entries()
+                if e.state is not None and not e.state.end_sequence]
+        for name, die in functions.items():
+            low = die.attributes["DW_AT_low_pc"].value
+            assert low == symbols[name], name
+            first = [r for r in rows if r.address == low]
+            assert first and first[0].line == die.attributes["DW_AT_decl_line"].value, name
+    r = run([require("readelf"), "--debug-dump", str(exe)])
+    assert r.status == 0 and r.stderr == "", r.stderr
+    lint = run([require("eu-elflint"), "--gnu-ld", str(exe)])
+    assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout
+
+
+def test_gdb_session_on_a_clean_build(tmp_path: Path):
+    text = PROGRAM.format(extra="")
+    build(tmp_path, text)
+    check_session(tmp_path / "prog", text)
+    check_readers(tmp_path / "prog")
+    assert run([str(tmp_path / "prog")]).stdout == "toy 14 2\n"
+
+
+BIG_SQUARE = """\
+fn square(x: int) -> int {
+    let y = x * x;
+    counter += 1;
+    let pad = 0;
+    while pad < 3 { pad += 1; }
+    if pad > 10 { print("never", pad, pad, pad, pad); }
+    if pad > 20 { print("never either", pad, pad, pad, pad); }
+    return y;
+}
+"""
+
+
+def test_gdb_session_after_updates(tmp_path: Path):
+    """The same session after each update: a function moves, one is removed and one added,
+    lines shift above everything."""
+    text = PROGRAM.format(extra="fn helper() -> int { return 7; }\n")
+    build(tmp_path, text)
+    check_session(tmp_path / "prog", text)
+
+    # square outgrows its room: it moves, and leaves a trampoline
+    small = text.split("fn square")[1].split("}\n", 1)[0]
+    text = text.replace("fn square" + small + "}\n", BIG_SQUARE)
+    said = build(tmp_path, text)
+    assert "square (moved, trampoline)" in said, said
+    check_session(tmp_path / "prog", text)
+    check_readers(tmp_path / "prog")
+
+    # helper goes, fresh comes (and main calls it)
+    text = text.replace("fn helper() -> int { return 7; }\n",
+                        "fn fresh(a: int) -> int {\n    let b = a + 1;\n    return b;\n}\n")
+    text = text.replace("    return 0;\n}", "    return fresh(-1);\n}")
+    said = build(tmp_path, text)
+    assert "removed helper" in said and "added fresh" in said, said
+    check_session(tmp_path / "prog", text)
+    check_readers(tmp_path / "prog")
+    out = gdb(tmp_path / "prog", "break fresh", "run", "bt", "info functions ^helper$",
+              "info functions ^fresh$")
+    b_line = line_of(text, "let b = a + 1")
+    assert f"fresh (a=-1) at debug.toy:{b_line}" in out, out
+    listed = re.findall(r"^\d+:\s+(.*);$", out, re.M)  # the functions the debug info has
+    assert listed == ["static int fresh(int)"], out
+
+    # five lines above everything: nothing is regenerated, every line is patched
+    text = "// one\n// two\n// three\n// four\n// five\n" + text
+    said = build(tmp_path, text)
+    assert "updated" not in said and "line numbers of" in said, said
+    check_session(tmp_path / "prog", text)
+    check_readers(tmp_path / "prog")
+    clean = tmp_path / "clean"
+    r = run([*TOYC, "build", "--full", "debug.toy", "-o", str(clean)], cwd=tmp_path)
+    assert r.status == 0
+    check_session(clean, text)
+
+
+def test_strip_leaves_debug_info_out(tmp_path: Path):
+    text = PROGRAM.format(extra="")
+    build(tmp_path, text, "--strip")
+    sections = run([require("readelf"), "-SW", str(tmp_path / "prog")]).stdout
+    assert ".debug_" not in sections
+    assert "No symbol table is loaded" not in gdb(tmp_path / "prog", "info functions square")
+    # asking for debug info again is a full build that says why
+    (tmp_path / "debug.toy").write_text(text)
+    r = run([*TOYC, "build", "-v", "debug.toy", "-o", "prog"], cwd=tmp_path)
+    assert r.status == 0 and "full build" in r.stdout
+    assert "with --strip" in r.stderr + r.stdout
+    assert ".debug_info" in run([require("readelf"), "-SW", str(tmp_path / "prog")]).stdout
+
+
+LIB = """\
+export fn add(a: int, b: int) -> int {
+    let s = a + b;
+    print("toy add", a, b);
+    return s + bonus;
+}
+export var bonus: int = 100;
+"""
+MAIN_C = """\
+#include <stdio.h>
+long long add(long long, long long);
+int main(void) {
+    printf("%lld\\n", add(2, 3));
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("edit", [False, True], ids=["clean", "updated"])
+def test_gdb_debugs_toy_code_inside_a_c_program(tmp_path: Path, edit: bool):
+    (tmp_path / "lib.toy").write_text(LIB)
+    (tmp_path / "main.c").write_text(MAIN_C)
+    assert run([*TOYC, "build", "-c", "lib.toy"], cwd=tmp_path).status == 0
+    if edit:  # an update of the object: add grows, moves (objects have no trampolines)
+        (tmp_path / "lib.toy").write_text(LIB.replace(
+            "    let s = a + b;\n",
+            "    let s = a + b;\n" + "    s = s + 0 * s;\n" * 8))
+        r = run([*TOYC, "build", "-c", "-v", "lib.toy"], cwd=tmp_path)
+        assert r.status == 0 and "add (moved)" in r.stdout, r.stdout + r.stderr
+    lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "lib.o")])
+    assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout
+    cc = run([require("gcc"), "-g", "main.c", "lib.o", "-o", "cprog"], cwd=tmp_path)
+    assert cc.status == 0, cc.stderr
+    line = line_of((tmp_path / "lib.toy").read_text(), "print(")
+    out = gdb(tmp_path / "cprog", f"break lib.toy:{line}", "run", "bt", "info locals",
+              "print bonus", "finish")
+    assert f"add (a=2, b=3) at lib.toy:{line}" in out, out
+    assert re.search(r"#1 .* main \(\) at main\.c:4", out), out
+    assert "s = 5\n" in out and "= 100\n" in out
+    assert "Value returned is $2 = 105" in out
+    check_readers_object(tmp_path / "cprog")
+
+
+def check_readers_object(exe: Path) -> None:
+    r = run([require("readelf"), "--debug-dump=info,line", str(exe)])
+    assert r.status == 0 and "Warning" not in r.stderr, r.stderr
+    with open(exe, "rb") as f:
+        names = {cu.get_top_DIE().attributes["DW_AT_name"].value.decode()
+                 for cu in ELFFile(f).get_dwarf_info().iter_CUs()}
+    assert {"lib.toy", "main.c"} <= names
