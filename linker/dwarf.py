@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from linker import elf
 from linker.atom import pad_to_ideal
@@ -34,7 +34,8 @@ from toyc.types import Type
 
 # ---- DWARF numbers -------------------------------------------------------------------------------
 
-DW_TAG_array_type, DW_TAG_formal_parameter, DW_TAG_compile_unit = 0x01, 0x05, 0x11
+DW_TAG_array_type, DW_TAG_formal_parameter, DW_TAG_lexical_block = 0x01, 0x05, 0x0B
+DW_TAG_compile_unit = 0x11
 DW_TAG_pointer_type, DW_TAG_typedef, DW_TAG_subrange_type = 0x0F, 0x16, 0x21
 DW_TAG_base_type, DW_TAG_subprogram, DW_TAG_variable = 0x24, 0x2E, 0x34
 DW_TAG_padding = 0x4080  # the first vendor tag: free room, which consumers skip
@@ -59,7 +60,7 @@ DW_LNCT_path, DW_LNCT_directory_index = 1, 2
 
 # abbreviation codes
 (CU, BASE, POINTER, TYPEDEF, FUNC, VOID_FUNC, PARAM, LOCAL, GLOBAL, NO_LOCATION, ARRAY, RANGE,
- PAD, PAD1) = range(1, 15)
+ PAD, PAD1, SCOPE) = range(1, 16)
 ABBREVS = {
     CU: (DW_TAG_compile_unit, True, [(DW_AT_producer, DW_FORM_strp),
                                      (DW_AT_language, DW_FORM_data2),
@@ -97,6 +98,8 @@ ABBREVS = {
     RANGE: (DW_TAG_subrange_type, False, [(DW_AT_count, DW_FORM_data8)]),
     PAD: (DW_TAG_padding, False, [(DW_AT_padding, DW_FORM_block)]),
     PAD1: (DW_TAG_padding, False, []),
+    SCOPE: (DW_TAG_lexical_block, True, [(DW_AT_low_pc, DW_FORM_addr),
+                                         (DW_AT_high_pc, DW_FORM_data4)]),
 }
 # a void function: no type; a local: as a parameter (neither has a line, so that a shift
 # patches one line field per function); a thread-local: no location (a debugger finds a
@@ -177,6 +180,8 @@ class Block:
     size: int = 0
     digest: str = ""
     line_at: int = -1  # where its line field is, relative to the block (-1: none)
+    # where it holds addresses in the declaration (relative to the block): [offset, addend]
+    addrs: list = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -197,17 +202,19 @@ class Region:
     end: int
     free: list[list[int]]  # [offset, size], by offset
 
-    def allocate(self, size: int) -> int:
+    def allocate(self, size: int) -> tuple[int, tuple[int, int] | None]:
+        """Room for `size` bytes: its offset, and the part of a free chunk it leaves free
+        (offset, size), which must be padded anew."""
         for i, (offset, room) in enumerate(self.free):
             if room >= size:
                 if room == size:
                     del self.free[i]
-                else:
-                    self.free[i] = [offset + size, room - size]
-                return offset
+                    return offset, None
+                self.free[i] = [offset + size, room - size]
+                return offset, (offset + size, room - size)
         offset = self.end
         self.end += size
-        return offset
+        return offset, None
 
     def release(self, offset: int, size: int) -> None:
         if offset + size == self.end:
@@ -229,7 +236,7 @@ class Dwarf:
         self.line_region = Region(0, 0, [])
         self.types: dict[Type, int] = {}  # base type -> its DIE's offset
         self.code_range = (0, 0)  # the unit's address range as last written
-        # what the next flush writes: name -> (description, rows, frame slots, first line)
+        # what the next flush writes: name -> (description, rows, frame slots, scopes, line)
         self.pending: dict[str, tuple] = {}
         self.line_patches: set[str] = set()
         self.name_offset = 0  # of the file's name in .debug_line_str
@@ -315,10 +322,11 @@ class Dwarf:
 
     # ---- declarations -------------------------------------------------------------------------
 
-    def note(self, name: str, debug, rows: list, frame_slots: list, line: int) -> None:
+    def note(self, name: str, debug, rows: list, frame_slots: list, scopes: list,
+             line: int) -> None:
         """Declaration `name` was updated; its blocks are rewritten at the next flush if what
         they say changed."""
-        self.pending[name] = (debug, rows, frame_slots, line)
+        self.pending[name] = (debug, rows, frame_slots, scopes, line)
 
     def set_line(self, name: str, line: int) -> None:
         e = self.entries.get(name)
@@ -354,7 +362,7 @@ class Dwarf:
         address and size as the linker placed them. Returns the declarations whose blocks
         were rewritten, and those whose line numbers alone were patched."""
         changed = set()
-        for name, (debug, rows, slots, line) in sorted(self.pending.items()):
+        for name, (debug, rows, slots, scopes, line) in sorted(self.pending.items()):
             e = self.entries.get(name)
             if e is None:
                 e = self.entries[name] = Entry(Block(), Block())
@@ -362,13 +370,17 @@ class Dwarf:
             self.line_patches.discard(name)
             address, size = address_of(name), size_of(name)
             if self._put(".debug_info", self.info_region, e.info, info_padding,
-                         lambda base, d=debug, a=address, n=size, s=slots, ln=line:
-                         self._info_block(base, d, a, n, s, ln)):
+                         lambda base, d=debug, a=address, n=size, s=slots, c=scopes, ln=line:
+                         self._info_block(base, d, a, n, s, c, ln)):
                 changed.add(name)
             if debug.kind == "fn" and self._put(
                     ".debug_line", self.line_region, e.line, line_padding,
                     lambda base, a=address, n=size, r=rows, ln=line:
                     self._line_block(a, n, r, ln)):
+                changed.add(name)
+            elif debug.kind != "fn" and e.line.capacity:  # a function became a global
+                self._release(".debug_line", self.line_region, e.line, line_padding)
+                e.line = Block()
                 changed.add(name)
         self.pending.clear()
         patched = set(self.line_patches)
@@ -388,18 +400,20 @@ class Dwarf:
     def _put(self, section: str, region: Region, b: Block, pad, make) -> bool:
         """(Re)write block `b` with `make(offset)`'s bytes, in place if they fit. Whether
         they differed."""
-        data, line_at = make(b.offset)
+        data, line_at, addrs = make(b.offset)
         digest = hashlib.blake2b(data, digest_size=12).hexdigest()
         if digest == b.digest and b.capacity:
             return False
         if len(data) > b.capacity:
             self._release(section, region, b, pad)
             b.capacity = pad_to_ideal(len(data))
-            b.offset = region.allocate(b.capacity)
-            data, line_at = make(b.offset)  # (references within the block moved with it)
+            b.offset, rest = region.allocate(b.capacity)
+            if rest is not None:  # what was one padding entry is now two
+                self._write(section, rest[0], pad(rest[1]))
+            data, line_at, addrs = make(b.offset)  # (references within the block moved too)
             digest = hashlib.blake2b(data, digest_size=12).hexdigest()
         self._write(section, b.offset, data + pad(b.capacity - len(data)))
-        b.size, b.digest, b.line_at = len(data), digest, line_at
+        b.size, b.digest, b.line_at, b.addrs = len(data), digest, line_at, addrs
         return True
 
     def _type_ref(self, out: bytearray, base: int, ty: Type) -> int:
@@ -414,7 +428,9 @@ class Dwarf:
         return at
 
     def _info_block(self, base: int, d, address: int, size: int, slots: list[int],
-                    line: int) -> tuple[bytes, int]:
+                    scopes: list[tuple[int, int]], line: int) -> tuple[bytes, int, list]:
+        """A declaration's DIEs, to be written at `base`; where its line field is, and
+        where it holds addresses."""
         out = bytearray()
         name = d.name.encode() + b"\0"
         if d.kind != "fn":
@@ -422,29 +438,62 @@ class Dwarf:
             out += uleb(NO_LOCATION if d.kind == "threadlocal" else GLOBAL) + name + bytes([1])
             line_at = len(out)
             out += struct.pack("<IHBI", line, d.col, d.external, ty)
-            if d.kind != "threadlocal":
-                out += uleb(9) + bytes([DW_OP_addr]) + struct.pack("<Q", address)
-            return bytes(out), line_at
+            if d.kind == "threadlocal":
+                return bytes(out), line_at, []
+            out += uleb(9) + bytes([DW_OP_addr])
+            addrs = [[len(out), 0]]
+            out += struct.pack("<Q", address)
+            return bytes(out), line_at, addrs
         types = [self._type_ref(out, base, v.ty) for v in d.vars]
         result = self._type_ref(out, base, d.ty) if d.ty is not None else None
         out += uleb(VOID_FUNC if result is None else FUNC) + name + bytes([1])
         line_at = len(out)
         fp = self.info.dwarf_fp
         frame_base = bytes([DW_OP_breg0 + fp, 0]) if 0 <= fp < 32 else b""
-        out += struct.pack("<IHBQI", line, d.col, d.external, address, size)
+        out += struct.pack("<IHB", line, d.col, d.external)
+        addrs = [[len(out), 0]]
+        out += struct.pack("<QI", address, size)
         out += uleb(len(frame_base)) + frame_base
         if result is not None:
             out += struct.pack("<I", result)
+        # Locals go in the block they are declared in, so that a name a nested block
+        # shadows is the nested one there; without the blocks' code ranges, all in the
+        # function.
+        nested = len(scopes) == len(d.scopes)
+        by_scope: dict[int, list] = {}
         for v, ty in zip(d.vars, types, strict=True):
-            out += uleb(PARAM if v.param else LOCAL) + v.name.encode() + b"\0"
-            out += struct.pack("<I", ty)
-            where = bytes([DW_OP_fbreg]) + sleb(-slots[v.local]) \
-                if frame_base and v.local < len(slots) else b""
-            out += uleb(len(where)) + where
-        out += b"\0"
-        return bytes(out), line_at
+            by_scope.setdefault(v.scope if nested else 0, []).append((v, ty))
+        children: dict[int, list[int]] = {}
+        for i, parent in enumerate(d.scopes if nested else []):
+            children.setdefault(parent, []).append(i)
+        used = set()  # the blocks with a local in them or below them
+        for i in sorted(by_scope, reverse=True):
+            while i >= 0 and i not in used:
+                used.add(i)
+                i = d.scopes[i] if nested else -1
 
-    def _line_block(self, address: int, size: int, rows: list, line: int) -> tuple[bytes, int]:
+        def scope(i: int) -> None:
+            for v, ty in by_scope.get(i, []):
+                out.extend(uleb(PARAM if v.param else LOCAL) + v.name.encode() + b"\0")
+                out.extend(struct.pack("<I", ty))
+                where = bytes([DW_OP_fbreg]) + sleb(-slots[v.local]) \
+                    if frame_base and v.local < len(slots) else b""
+                out.extend(uleb(len(where)) + where)
+            for c in children.get(i, []):
+                if c in used:
+                    start, end = scopes[c]
+                    out.extend(uleb(SCOPE))
+                    addrs.append([len(out), start])
+                    out.extend(struct.pack("<QI", address + start, end - start))
+                    scope(c)
+                    out.append(0)
+
+        scope(0)
+        out += b"\0"
+        return bytes(out), line_at, addrs
+
+    def _line_block(self, address: int, size: int, rows: list,
+                    line: int) -> tuple[bytes, int, list]:
         out = bytearray([0, 9, DW_LNE_set_address]) + struct.pack("<Q", address)
         line_at = len(out) + 1
         out += bytes([DW_LNS_advance_line]) + sleb(line - 1, LINE_FIELD)
@@ -463,7 +512,7 @@ class Dwarf:
         if size > pc:
             out += bytes([DW_LNS_advance_pc]) + uleb(size - pc)
         out += bytes([0, 1, DW_LNE_end_sequence])
-        return bytes(out), line_at
+        return bytes(out), line_at, [[3, 0]]
 
     # ---- an object's relocations --------------------------------------------------------------
 
@@ -482,11 +531,8 @@ class Dwarf:
         line = [(self.line_dir_at, 4, "section", ".debug_line_str", 0)]
         line += [(at, 4, "section", ".debug_line_str", name_at) for at in self.line_file_at]
         for name, e in sorted(self.entries.items()):
-            if e.kind == "fn":
-                info.append((e.info.offset + e.info.line_at + 7, 8, "nav", name, 0))
-                line.append((e.line.offset + 3, 8, "nav", name, 0))
-            elif e.kind != "threadlocal":
-                info.append((e.info.offset + e.info.line_at + 13, 8, "nav", name, 0))
+            info += [(e.info.offset + at, 8, "nav", name, addend) for at, addend in e.info.addrs]
+            line += [(e.line.offset + at, 8, "nav", name, addend) for at, addend in e.line.addrs]
         aranges = [(6, 4, "section", ".debug_info", 0), (16, 8, "section", TEXT_SECTION, 0)]
         return {".debug_info": info, ".debug_line": line, ".debug_aranges": aranges}
 
@@ -519,4 +565,4 @@ class Dwarf:
 
 
 def _block(b: Block) -> list:
-    return [b.offset, b.capacity, b.size, b.digest, b.line_at]
+    return [b.offset, b.capacity, b.size, b.digest, b.line_at, b.addrs]

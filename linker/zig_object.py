@@ -423,7 +423,7 @@ class ZigObject:
         outcome = self._place(sym, code, self.section_of[key], line)
         self.outcome[name] = outcome
         if self.dwarf is not None and code.debug is not None:
-            self.dwarf.note(name, code.debug, code.rows, code.frame_slots, line)
+            self.dwarf.note(name, code.debug, code.rows, code.frame_slots, code.scopes, line)
         return outcome
 
     def _line_field(self, line: int) -> bytes:

@@ -96,3 +96,68 @@ def symbols(exe: Path) -> Counter:
                 and f[0] != "0:":
             rows[(f[7], f[3], int(f[2]), f[4], f[6])] += 1
     return rows
+
+
+def debug_description(exe: Path) -> dict:
+    """What the debug info of `exe` says, read with pyelftools, with every address made
+    relative to its function: declarations (name, line, column, type, locals and nested
+    blocks) and each function's line table rows. Equal for a patched output and a clean
+    build of the same source; empty without debug info."""
+    from elftools.elf.elffile import ELFFile
+
+    def type_name(die) -> str:
+        if "DW_AT_type" not in die.attributes:
+            return "void"
+        t = die.get_DIE_from_attribute("DW_AT_type")
+        if t.tag == "DW_TAG_array_type":
+            count = next(t.iter_children()).attributes["DW_AT_count"].value
+            return f"[{type_name(t)}; {count}]"
+        return t.attributes["DW_AT_name"].value.decode()
+
+    def children(die, base: int) -> list:
+        out = []
+        for c in die.iter_children():
+            if c.tag == "DW_TAG_lexical_block":
+                low = c.attributes["DW_AT_low_pc"].value - base
+                out.append(("block", low, c.attributes["DW_AT_high_pc"].value,
+                            children(c, base)))
+            else:
+                out.append((c.tag, c.attributes["DW_AT_name"].value.decode(), type_name(c),
+                            bytes(c.attributes["DW_AT_location"].value)))
+        return out
+
+    with open(exe, "rb") as f:
+        elf = ELFFile(f)
+        if not elf.has_dwarf_info():
+            return {}
+        dwarf = elf.get_dwarf_info()
+        decls, starts = {}, {}
+        cu = next(dwarf.iter_CUs())
+        for die in cu.get_top_DIE().iter_children():
+            if die.tag not in ("DW_TAG_subprogram", "DW_TAG_variable"):
+                continue
+            a = die.attributes
+            name = a["DW_AT_name"].value.decode()
+            entry = [die.tag, a["DW_AT_decl_line"].value, a["DW_AT_decl_column"].value,
+                     a["DW_AT_external"].value, type_name(die)]
+            if die.tag == "DW_TAG_subprogram":
+                low = a["DW_AT_low_pc"].value
+                starts[low] = name
+                entry += [a["DW_AT_high_pc"].value, children(die, low)]
+            decls[name] = entry
+        rows: dict[str, list] = {}
+        current = None
+        for e in dwarf.line_program_for_CU(cu).get_entries():
+            s = e.state
+            if s is None:
+                continue
+            if current is None:
+                current = (starts.get(s.address, f"? {s.address:#x}"), s.address)
+                rows[current[0]] = []
+            if s.end_sequence:
+                rows[current[0]].append(("end", s.address - current[1]))
+                current = None
+            else:
+                rows[current[0]].append((s.address - current[1], s.line, s.column,
+                                         s.prologue_end))
+        return {"decls": decls, "rows": rows}

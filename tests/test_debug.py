@@ -258,3 +258,24 @@ def check_readers_object(exe: Path) -> None:
         names = {cu.get_top_DIE().attributes["DW_AT_name"].value.decode()
                  for cu in ELFFile(f).get_dwarf_info().iter_CUs()}
     assert {"lib.toy", "main.c"} <= names
+
+
+SHADOW = """\
+fn main() {
+    let x = 1;
+    if x > 0 {
+        let x = 2;
+        print(x);
+    }
+    let y = 3;
+    print(x, y);
+}
+"""
+
+
+def test_a_local_in_a_nested_block_is_the_one_gdb_shows_there(tmp_path: Path):
+    build(tmp_path, SHADOW)
+    out = gdb(tmp_path / "prog", "break debug.toy:5", "break debug.toy:8", "run", "print x",
+              "continue", "print x", "print y")
+    assert "$1 = 2\n" in out and "$2 = 1\n" in out and "$3 = 3\n" in out, out
+    check_readers(tmp_path / "prog")

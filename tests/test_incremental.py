@@ -38,7 +38,9 @@ The program is always named `src.toy`, so panics read `panic: ... at src.toy:L:C
 After a successful step the runner checks the summary, runs `./prog` (stdout, stderr, status),
 and compares `prog` with a clean build of the same text (`toyc build --full src.toy -o clean`):
 same behaviour, same `.symtab` symbols (name, type, binding, size, section; addresses ignored,
-STT_FILE and STT_SECTION entries left out), and `prog` must pass `eu-elflint --gnu-ld` and
+STT_FILE and STT_SECTION entries left out), the same debug info (`conftest.debug_description`:
+declarations, locals, blocks and line tables, addresses relative to their function), and
+`prog` must pass `eu-elflint --gnu-ld` and
 `readelf -a` cleanly. After a failing step, `prog` must be byte-identical to before and still
 behave as the last good version did, and the clean build must report the same diagnostics.
 """
@@ -57,7 +59,17 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import ARCHES, ROOT, TOYC, Result, arch_args, require, run, runner
+from conftest import (
+    ARCHES,
+    ROOT,
+    TOYC,
+    Result,
+    arch_args,
+    debug_description,
+    require,
+    run,
+    runner,
+)
 
 SCENARIO_DIR = ROOT / "tests" / "incremental"
 SCENARIOS = sorted(SCENARIO_DIR.glob("*.toyinc"))
@@ -343,6 +355,8 @@ def check_good_step(work: Path, env: dict[str, str], step: Step, before: Image |
             f"{step.where()}: {name} did not grow: {before and before.sizes[name]} -> " \
             f"{img.sizes[name]} bytes"
 
+    assert debug_description(prog) == debug_description(reference), \
+        f"{step.where()}: the debug info differs from a clean build's"
     lint = run([require("eu-elflint"), "--gnu-ld", str(prog)])
     assert lint.status == 0 and "No errors" in lint.stdout, \
         f"{step.where()}: eu-elflint:\n{lint.stdout}{lint.stderr}"

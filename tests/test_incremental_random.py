@@ -22,6 +22,7 @@ another path):
 - running both gives the same stdout, stderr and exit status;
 - their `.symtab` symbols are the same multiset of (name, type, size, binding, section), FILE and
   SECTION symbols and addresses left out;
+- the debug info says the same as a clean build's (`conftest.debug_description`);
 - `eu-elflint --gnu-ld` finds no error in the patched file;
 - the update was incremental (no silent fallback to a full build).
 
@@ -58,7 +59,7 @@ from elftools.elf.elffile import ELFFile
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from conftest import ARCHES, TOYC, arch_args, require, run, runner
+from conftest import ARCHES, TOYC, arch_args, debug_description, require, run, runner
 from toyc.driver import RECURSION_LIMIT
 from toyc.session import Session
 from toyc.source import CompileError
@@ -772,6 +773,8 @@ def compare_with_clean(src: Path, out: Path, ref: Path, arch: str) -> list[str]:
     if got_syms != want_syms:
         problems.append(f"symbols differ:\n  only patched: {sorted(got_syms - want_syms)}\n"
                         f"  only clean:   {sorted(want_syms - got_syms)}")
+    if debug_description(out) != debug_description(ref):
+        problems.append("the debug info differs from a clean build's")
     lint = run([ELFLINT, "--gnu-ld", str(out)])
     if lint.status != 0 or "No errors" not in lint.stdout:
         problems.append(f"eu-elflint --gnu-ld: status {lint.status}\n{lint.stdout}{lint.stderr}")

@@ -59,12 +59,15 @@ class Code:
     # written (see LINE_SHIFTS). The linker writes these, so that code which only moved to
     # other lines is not regenerated.
     line_fields: list[tuple[int, int]] = field(default_factory=list)
-    # For debug info, both optional. `rows`: (offset, line relative to the declaration's first
+    # For debug info, all optional. `rows`: (offset, line relative to the declaration's first
     # line, column) where the code of each statement starts, in address order: the function's
     # line table. `frame_slots`: where each of the function's locals (`FnDecl.locals` order)
     # lives, as its lowest byte's distance below the frame pointer (`ArchInfo.dwarf_fp`).
     rows: list[tuple[int, int, int]] = field(default_factory=list)
     frame_slots: list[int] = field(default_factory=list)
+    # `scopes`: the code range [start, end) of each block of the function, the body first, in
+    # the order the blocks appear in the source (`toyc.debuginfo` numbers them the same way).
+    scopes: list[tuple[int, int]] = field(default_factory=list)
     # The declaration as debug info describes it (`toyc.debuginfo.DebugDecl`); the driver
     # sets it, not the architecture.
     debug: object | None = None

@@ -22,6 +22,7 @@ class DebugVar:
     param: bool
     line: int  # relative to the declaration's first line
     col: int
+    scope: int = 0  # the block it is declared in (an index into DebugDecl.scopes)
 
 
 @dataclass(slots=True)
@@ -32,6 +33,9 @@ class DebugDecl:
     ty: Type | None  # a global's type, a function's result type (None: none)
     external: bool  # exported under its own name
     vars: list[DebugVar] = field(default_factory=list)  # a function's parameters and locals
+    # a function's blocks, the body first, in source order (as `Code.scopes` gives their
+    # code): the index of the block each one is nested in (-1 for the body)
+    scopes: list[int] = field(default_factory=list)
 
 
 def describe(d: A.Decl) -> DebugDecl:
@@ -40,9 +44,34 @@ def describe(d: A.Decl) -> DebugDecl:
         result = d.result_type if d.result_type is not None and d.result_type.name != "void" \
             else None
         out = DebugDecl(d.name, "fn", d.span.col, result, external)
+        scope_of: dict[int, int] = {}
+        _blocks(d.body, -1, out.scopes, scope_of)
         for i, local in enumerate(d.locals):
             out.vars.append(DebugVar(local.name, local.ty, i, local.is_param,
-                                     local.span.line - d.span.line, local.span.col))
+                                     local.span.line - d.span.line, local.span.col,
+                                     scope_of.get(i, 0)))
         return out
     kind = "threadlocal" if d.threadlocal else d.kind
     return DebugDecl(d.name, kind, d.span.col, d.ty, external)
+
+
+def _blocks(block: A.Block, parent: int, scopes: list[int], scope_of: dict[int, int]) -> None:
+    """Number the blocks under `block` in source order, as code generators meet them, and
+    note which block each `let` is in."""
+    index = len(scopes)
+    scopes.append(parent)
+    for s in block.stmts:
+        _statement(s, index, scopes, scope_of)
+
+
+def _statement(s: A.Stmt, scope: int, scopes: list[int], scope_of: dict[int, int]) -> None:
+    if isinstance(s, A.Let):
+        scope_of[s.local] = scope
+    elif isinstance(s, A.Block):
+        _blocks(s, scope, scopes, scope_of)
+    elif isinstance(s, A.If):
+        _blocks(s.then, scope, scopes, scope_of)
+        if s.els is not None:
+            _statement(s.els, scope, scopes, scope_of)
+    elif isinstance(s, A.While):
+        _blocks(s.body, scope, scopes, scope_of)

@@ -6,13 +6,15 @@ the frame pointer), statements in order, `if` and `while` as labels and branches
 and the cold panic stubs collected for the end of the function. Every instruction is the
 architecture's: a subclass in its plugin supplies the methods that raise NotImplementedError,
 and its assembler `a` has `mark(relative line, column)` to record where each statement's code
-starts (the rows of the function's line table, for debug info: `toyc.code.Code.rows`).
+starts (the rows of the function's line table, for debug info: `toyc.code.Code.rows`), and
+`point()` and `point_offsets` to find where each block's code starts and ends (`finish`).
 A plugin need not use this at all; `toyc_lower_function` only has to return a `Code`.
 """
 
 from __future__ import annotations
 
 from toyc import ast as A
+from toyc.code import Code
 from toyc.source import Span
 from toyc.types import Type
 
@@ -37,6 +39,7 @@ class FunctionLowering:
             frame += slot_size(local.ty)
             self.slots.append(frame)
         self.frame = (frame + 15) & ~15  # the locals' area, keeping the stack 16-byte aligned
+        self.scopes: list[list[int]] = []  # each block's [start, end] point, in source order
 
     def label(self) -> str:
         self.labels += 1
@@ -56,6 +59,14 @@ class FunctionLowering:
     def mark_entry(self) -> None:
         """Where the function starts: its declaration's line (call first, at offset 0)."""
         self.mark(self.fn.span.line, self.fn.span.col)
+
+    def finish(self, code: Code) -> Code:
+        """Add what debug info needs to the assembled `code`: the locals' slots and the
+        blocks' code ranges."""
+        at = self.a.point_offsets
+        code.frame_slots = list(self.slots)
+        code.scopes = [(at[start], at[end]) for start, end in self.scopes]
+        return code
 
     def mark_exit(self) -> None:
         """The epilogue belongs to the closing brace."""
@@ -111,8 +122,11 @@ class FunctionLowering:
     # ---- the walk ------------------------------------------------------------------------------
 
     def block(self, b: A.Block) -> None:
+        scope = [self.a.point(), -1]
+        self.scopes.append(scope)
         for s in b.stmts:
             self.stmt(s)
+        scope[1] = self.a.point()
 
     def stmt(self, s: A.Stmt) -> None:
         if not isinstance(s, (A.Block, A.While)):  # a loop's row is at its condition

@@ -34,6 +34,8 @@ class Asm:
         self._relocs: list[tuple[Target, int, int, int]] = []
         self._lines: list[int] = []  # line of each line field, relative to the declaration
         self._rows: list[tuple[int, int]] = []  # (relative line, column) of each statement
+        self._points = 0  # labelled places whose offsets `point_offsets` gives after assembly
+        self.point_offsets: list[int] = []
 
     def __call__(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -58,10 +60,17 @@ class Asm:
         self.lines.append(f".Lrow{len(self._rows)}:")
         self._rows.append((relative, col))
 
+    def point(self) -> int:
+        """Label this place; after `assemble`, `point_offsets[n]` is its offset."""
+        self.lines.append(f".Lpt{self._points}:")
+        self._points += 1
+        return self._points - 1
+
     def assemble(self, align: int) -> Code:
         labels = ", ".join([".Lcode_end"] + [f".Lreloc{i}" for i in range(len(self._relocs))]
                            + [f".Lline{i}" for i in range(len(self._lines))]
-                           + [f".Lrow{i}" for i in range(len(self._rows))])
+                           + [f".Lrow{i}" for i in range(len(self._rows))]
+                           + [f".Lpt{i}" for i in range(self._points)])
         text = "\n".join(self.lines) + f"\n.Lcode_end:\n.long {labels}\n"
         try:
             encoding, _ = _keystone().asm(text, 0)
@@ -69,7 +78,8 @@ class Asm:
             raise AssemblerError(f"keystone: {e}") from None
         raw = bytes(encoding)
         nrel, nlines = len(self._relocs), len(self._lines)
-        count = 1 + nrel + nlines + len(self._rows)
+        nrows = len(self._rows)
+        count = 1 + nrel + nlines + nrows + self._points
         offsets = struct.unpack_from(f"<{count}I", raw, len(raw) - 4 * count)
         relocs = [Reloc(end - size, rtype, target, addend)
                   for end, (target, rtype, addend, size)
@@ -78,5 +88,7 @@ class Asm:
                  for end, rel in zip(offsets[1 + nrel : 1 + nrel + nlines], self._lines,
                                      strict=True)]
         rows = [(at, rel, col) for at, (rel, col)
-                in zip(offsets[1 + nrel + nlines :], self._rows, strict=True)]
+                in zip(offsets[1 + nrel + nlines : 1 + nrel + nlines + nrows], self._rows,
+                       strict=True)]
+        self.point_offsets = list(offsets[1 + nrel + nlines + nrows :])
         return Code(raw[: offsets[0]], relocs, align, line_fields=lines, rows=rows)

@@ -66,9 +66,7 @@ class FunctionGen(FunctionLowering):
             a.line_field(f"movabs rdx, {span.line}", span.line - self.fn.span.line)
             a(f"mov ecx, {span.col}")
             a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
-        code = a.assemble(FUNCTION_ALIGN)
-        code.frame_slots = list(self.slots)
-        return code
+        return self.finish(a.assemble(FUNCTION_ALIGN))
 
     # ---- small helpers ------------------------------------------------------------------------
 

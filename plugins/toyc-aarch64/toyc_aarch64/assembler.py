@@ -40,6 +40,8 @@ class Asm:
         self._relocs: list[tuple[Target, int, int]] = []
         self._literals: list[tuple[int, int]] = []  # (line, line relative to the declaration)
         self._rows: list[tuple[int, int]] = []  # (relative line, column) of each statement
+        self._points = 0  # labelled places whose offsets `point_offsets` gives after assembly
+        self.point_offsets: list[int] = []
 
     def __call__(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -72,13 +74,20 @@ class Asm:
         self.lines.append(f".Lrow{len(self._rows)}:")
         self._rows.append((relative, col))
 
+    def point(self) -> int:
+        """Label this place; after `assemble`, `point_offsets[n]` is its offset."""
+        self.lines.append(f".Lpt{self._points}:")
+        self._points += 1
+        return self._points - 1
+
     def assemble(self, align: int) -> Code:
         pool = [".balign 8"] if self._literals else []
         for i, (line, _) in enumerate(self._literals):
             pool += [f".Lline{i}:", f".quad {line}"]
         labels = ", ".join([".Lcode_end"] + [f".Lreloc{i}" for i in range(len(self._relocs))]
                            + [f".Lline{i}" for i in range(len(self._literals))]
-                           + [f".Lrow{i}" for i in range(len(self._rows))])
+                           + [f".Lrow{i}" for i in range(len(self._rows))]
+                           + [f".Lpt{i}" for i in range(self._points)])
         text = "\n".join(self.lines + pool) + f"\n.Lcode_end:\n.long {labels}\n"
         try:
             encoding, _ = _keystone().asm(text, 0)
@@ -86,7 +95,8 @@ class Asm:
             raise AssemblerError(f"keystone: {e}") from None
         raw = bytes(encoding)
         nrel, nlit = len(self._relocs), len(self._literals)
-        count = 1 + nrel + nlit + len(self._rows)
+        nrows = len(self._rows)
+        count = 1 + nrel + nlit + nrows + self._points
         offsets = struct.unpack_from(f"<{count}I", raw, len(raw) - 4 * count)
         relocs = [Reloc(at, rtype, target, addend)
                   for at, (target, rtype, addend)
@@ -94,5 +104,7 @@ class Asm:
         lines = [(at, rel) for at, (_, rel)
                  in zip(offsets[1 + nrel : 1 + nrel + nlit], self._literals, strict=True)]
         rows = [(at, rel, col) for at, (rel, col)
-                in zip(offsets[1 + nrel + nlit :], self._rows, strict=True)]
+                in zip(offsets[1 + nrel + nlit : 1 + nrel + nlit + nrows], self._rows,
+                       strict=True)]
+        self.point_offsets = list(offsets[1 + nrel + nlit + nrows :])
         return Code(raw[: offsets[0]], relocs, align, line_fields=lines, rows=rows)

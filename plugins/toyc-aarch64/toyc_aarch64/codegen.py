@@ -86,9 +86,7 @@ class FunctionGen(FunctionLowering):
             a.line_field("x2", span.line, span.line - self.fn.span.line)
             mov_imm(a, "x3", span.col)
             a.call(lazy("toy.rt.panic"))
-        code = a.assemble(FUNCTION_ALIGN)
-        code.frame_slots = list(self.slots)
-        return code
+        return self.finish(a.assemble(FUNCTION_ALIGN))
 
     # ---- small helpers ------------------------------------------------------------------------
 
