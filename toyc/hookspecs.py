@@ -33,7 +33,10 @@ def toyc_lower_function(arch, fn, program):
     `toyc.check.Program` it belongs to (its `source.path` names the file for panic messages).
     Returns a `toyc.code.Code`: the bytes, their alignment, and a relocation for every reference
     to another declaration, a string constant or a runtime helper. Nothing outside the function
-    may be baked into the bytes. Returns None for an architecture that is not the plugin's.
+    may be baked into the bytes. For debug info, the code may also say where each statement's
+    code starts (`rows`), where each local lives (`frame_slots`) and each block's code range
+    (`scopes`); `toyc.lowering.FunctionLowering` records all three. Returns None for an
+    architecture that is not the plugin's.
     """
 
 
