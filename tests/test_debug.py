@@ -1,18 +1,20 @@
 """Debug info (DWARF 5), with gdb as the client: breakpoints, backtraces, locals, globals,
 stepping and the line table, after a clean build and after incremental updates that move,
 remove and add functions and shift lines; objects linked into C programs; what pyelftools,
-readelf and eu-elflint read back."""
+readelf and eu-elflint read back. AArch64 programs run under `qemu-aarch64 -g`, with
+gdb-multiarch attached (.ci/run installs it)."""
 
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import TOYC, require, run
+from conftest import ARCHES, TOYC, arch_args, require, run, runner
 
 PROGRAM = """\
 const LIMIT: int = 3;
@@ -46,21 +48,39 @@ fn main() -> int {{
 """
 
 
-def gdb(exe: Path, *commands: str) -> str:
+def gdb(exe: Path, *commands: str, arch: str = "x86_64") -> str:
     """gdb's output for `commands` run in batch mode on `exe` (the program's own output goes
-    to the same place, as in a terminal)."""
-    args = [require("gdb"), "-nx", "-batch"]
+    to the same place, as in a terminal). A program of another architecture runs under
+    `qemu-ARCH -g PORT`, and gdb-multiarch attaches to it: `run` means `continue` there."""
+    emulator = runner(arch)
+    qemu = None
+    if emulator:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        qemu = subprocess.Popen([*emulator, "-g", str(port), str(exe)], cwd=exe.parent,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
+        commands = (f"target remote 127.0.0.1:{port}",
+                    *("continue" if c == "run" else c for c in commands), "kill")
+    args = [require("gdb-multiarch" if emulator else "gdb"), "-nx", "-batch"]
     for c in commands:
         args += ["-ex", c]
-    p = subprocess.run([*args, str(exe)], capture_output=True, text=True, timeout=60,
-                       cwd=exe.parent, stdin=subprocess.DEVNULL)
+    try:
+        p = subprocess.run([*args, str(exe)], capture_output=True, text=True, timeout=60,
+                           cwd=exe.parent, stdin=subprocess.DEVNULL)
+    finally:
+        if qemu is not None:
+            qemu.kill()
+            qemu.wait()
     assert "DW_FORM" not in p.stderr and "Dwarf Error" not in p.stderr, p.stderr
     return p.stdout
 
 
-def build(tmp: Path, text: str, *args: str) -> str:
+def build(tmp: Path, text: str, *args: str, arch: str = "x86_64") -> str:
     (tmp / "debug.toy").write_text(text)
-    r = run([*TOYC, "build", "-v", "debug.toy", "-o", "prog", *args], cwd=tmp)
+    r = run([*TOYC, "build", "-v", "debug.toy", "-o", "prog", *args, *arch_args(arch)],
+            cwd=tmp)
     assert r.status == 0, r.stderr
     return r.stdout
 
@@ -69,13 +89,13 @@ def line_of(text: str, needle: str) -> int:
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
-def check_session(exe: Path, text: str) -> None:
+def check_session(exe: Path, text: str, arch: str = "x86_64") -> None:
     """The whole gdb session of the issue on the program `text` built at `exe`."""
     let_y, call = line_of(text, "let y = x * x"), line_of(text, "total += square(i)")
     in_main = line_of(text, "let r = sum(LIMIT)")
     out = gdb(exe, f"break debug.toy:{let_y}", "run", "bt", "print x", "next", "info locals",
               "print counter", "print NAME", "print LIMIT", "print flags", "up",
-              "info locals")
+              "info locals", arch=arch)
     assert f"Breakpoint 1, square (x=1) at debug.toy:{let_y}" in out, out
     assert re.search(rf"#1 .* sum \(n=3\) at debug\.toy:{call}", out), out
     assert re.search(rf"#2 .* main \(\) at debug\.toy:{in_main}", out), out
@@ -90,14 +110,14 @@ def check_session(exe: Path, text: str) -> None:
     # stepping: next stays in main, step goes into sum at its first statement
     first_in_sum = line_of(text, "let total = 0")
     table = line_of(text, "let table = [1, 2, 3]")
-    out = gdb(exe, "break main", "run", "next", "print table", "step", "bt 1")
+    out = gdb(exe, "break main", "run", "next", "print table", "step", "bt 1", arch=arch)
     assert f"main () at debug.toy:{table}" in out, out
     assert "$1 = {1, 2, 3}" in out
     assert re.search(rf"^{in_main}\s+let r = sum\(LIMIT\);", out, re.M), out
     assert re.search(rf"sum \(n=3\) at debug\.toy:{first_in_sum}", out), out
 
     # the line table, both ways
-    out = gdb(exe, f"info line debug.toy:{call}", "list square")
+    out = gdb(exe, f"info line debug.toy:{call}", "list square", arch=arch)
     assert re.search(rf'Line {call} of "debug\.toy" starts at address 0x[0-9a-f]+ <sum\+\d+>',
                      out), out
     assert re.search(rf"^{let_y}\s+let y = x \* x;", out, re.M), out
@@ -131,12 +151,13 @@ def check_readers(exe: Path) -> None:
     assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout
 
 
-def test_gdb_session_on_a_clean_build(tmp_path: Path):
+@pytest.mark.parametrize("arch", ARCHES)
+def test_gdb_session_on_a_clean_build(tmp_path: Path, arch: str):
     text = PROGRAM.format(extra="")
-    build(tmp_path, text)
-    check_session(tmp_path / "prog", text)
+    build(tmp_path, text, arch=arch)
+    check_session(tmp_path / "prog", text, arch)
     check_readers(tmp_path / "prog")
-    assert run([str(tmp_path / "prog")]).stdout == "toy 14 2\n"
+    assert run([*runner(arch), str(tmp_path / "prog")]).stdout == "toy 14 2\n"
 
 
 BIG_SQUARE = """\
@@ -152,31 +173,32 @@ fn square(x: int) -> int {
 """
 
 
-def test_gdb_session_after_updates(tmp_path: Path):
+@pytest.mark.parametrize("arch", ARCHES)
+def test_gdb_session_after_updates(tmp_path: Path, arch: str):
     """The same session after each update: a function moves, one is removed and one added,
     lines shift above everything."""
     text = PROGRAM.format(extra="fn helper() -> int { return 7; }\n")
-    build(tmp_path, text)
-    check_session(tmp_path / "prog", text)
+    build(tmp_path, text, arch=arch)
+    check_session(tmp_path / "prog", text, arch)
 
     # square outgrows its room: it moves, and leaves a trampoline
     small = text.split("fn square")[1].split("}\n", 1)[0]
     text = text.replace("fn square" + small + "}\n", BIG_SQUARE)
-    said = build(tmp_path, text)
+    said = build(tmp_path, text, arch=arch)
     assert "square (moved, trampoline)" in said, said
-    check_session(tmp_path / "prog", text)
+    check_session(tmp_path / "prog", text, arch)
     check_readers(tmp_path / "prog")
 
     # helper goes, fresh comes (and main calls it)
     text = text.replace("fn helper() -> int { return 7; }\n",
                         "fn fresh(a: int) -> int {\n    let b = a + 1;\n    return b;\n}\n")
     text = text.replace("    return 0;\n}", "    return fresh(-1);\n}")
-    said = build(tmp_path, text)
+    said = build(tmp_path, text, arch=arch)
     assert "removed helper" in said and "added fresh" in said, said
-    check_session(tmp_path / "prog", text)
+    check_session(tmp_path / "prog", text, arch)
     check_readers(tmp_path / "prog")
     out = gdb(tmp_path / "prog", "break fresh", "run", "bt", "info functions ^helper$",
-              "info functions ^fresh$")
+              "info functions ^fresh$", arch=arch)
     b_line = line_of(text, "let b = a + 1")
     assert f"fresh (a=-1) at debug.toy:{b_line}" in out, out
     listed = re.findall(r"^\d+:\s+(.*);$", out, re.M)  # the functions the debug info has
@@ -184,14 +206,15 @@ def test_gdb_session_after_updates(tmp_path: Path):
 
     # five lines above everything: nothing is regenerated, every line is patched
     text = "// one\n// two\n// three\n// four\n// five\n" + text
-    said = build(tmp_path, text)
+    said = build(tmp_path, text, arch=arch)
     assert "updated" not in said and "line numbers of" in said, said
-    check_session(tmp_path / "prog", text)
+    check_session(tmp_path / "prog", text, arch)
     check_readers(tmp_path / "prog")
     clean = tmp_path / "clean"
-    r = run([*TOYC, "build", "--full", "debug.toy", "-o", str(clean)], cwd=tmp_path)
+    r = run([*TOYC, "build", "--full", "debug.toy", "-o", str(clean), *arch_args(arch)],
+            cwd=tmp_path)
     assert r.status == 0
-    check_session(clean, text)
+    check_session(clean, text, arch)
 
 
 def test_strip_leaves_debug_info_out(tmp_path: Path):
