@@ -119,7 +119,12 @@ RELOCATED = (".debug_info", ".debug_line", ".debug_aranges")
 TEXT_SECTION = ".text.zig"
 
 
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
 def uleb(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _SMALL[value]
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -133,6 +138,8 @@ def uleb(value: int) -> bytes:
 
 def sleb(value: int, width: int = 0) -> bytes:
     """SLEB128; with `width`, padded to exactly that many bytes, so it can be patched."""
+    if -0x40 <= value < 0x40 and width <= 1:
+        return _SMALL[value & 0x7F]
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -142,6 +149,12 @@ def sleb(value: int, width: int = 0) -> bytes:
             out.append(byte)
             return bytes(out)
         out.append(byte | 0x80)
+
+
+def line_operand(value: int) -> bytes:
+    """A line number (0 <= value < 2**34) as a LINE_FIELD-byte SLEB128."""
+    return bytes(((value >> 0) & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80,
+                  (value >> 14) & 0x7F | 0x80, (value >> 21) & 0x7F | 0x80, (value >> 28) & 0x3F))
 
 
 def _abbrev_table() -> bytes:
@@ -369,14 +382,17 @@ class Dwarf:
             e.decl_line, e.kind = line, debug.kind
             self.line_patches.discard(name)
             address, size = address_of(name), size_of(name)
+            # (array types are DIEs of the block, referred to by offset in the section)
+            placed = any(t is not None and t.is_array
+                         for t in [debug.ty, *(v.ty for v in debug.vars)])
             if self._put(".debug_info", self.info_region, e.info, info_padding,
                          lambda base, d=debug, a=address, n=size, s=slots, c=scopes, ln=line:
-                         self._info_block(base, d, a, n, s, c, ln)):
+                         self._info_block(base, d, a, n, s, c, ln), placed):
                 changed.add(name)
             if debug.kind == "fn" and self._put(
                     ".debug_line", self.line_region, e.line, line_padding,
                     lambda base, a=address, n=size, r=rows, ln=line:
-                    self._line_block(a, n, r, ln)):
+                    self._line_block(a, n, r, ln), False):
                 changed.add(name)
             elif debug.kind != "fn" and e.line.capacity:  # a function became a global
                 self._release(".debug_line", self.line_region, e.line, line_padding)
@@ -384,22 +400,28 @@ class Dwarf:
                 changed.add(name)
         self.pending.clear()
         patched = set(self.line_patches)
-        for name in sorted(self.line_patches):
+        # An edit above thousands of declarations patches each one's two fields, in place
+        # (the sections do not change size).
+        info_at = self.elf.sections[self.sections[".debug_info"]].shdr.offset
+        line_at = self.elf.sections[self.sections[".debug_line"]].shdr.offset
+        patches = []
+        for name in self.line_patches:
             e = self.entries[name]
-            self._write(".debug_info", e.info.offset + e.info.line_at,
-                        struct.pack("<I", e.decl_line))
+            patches.append((info_at + e.info.offset + e.info.line_at,
+                            struct.pack("<I", e.decl_line)))
             if e.line.capacity:
-                self._write(".debug_line", e.line.offset + e.line.line_at,
-                            sleb(e.decl_line - 1, LINE_FIELD))
+                patches.append((line_at + e.line.offset + e.line.line_at,
+                                line_operand(e.decl_line - 1)))
             # (the digests still describe the old lines: the next change rewrites the block)
             e.info.digest = e.line.digest = ""
+        self.elf.pwrite_many(patches)
         self.line_patches.clear()
         self._finish_units()
         return changed, patched
 
-    def _put(self, section: str, region: Region, b: Block, pad, make) -> bool:
-        """(Re)write block `b` with `make(offset)`'s bytes, in place if they fit. Whether
-        they differed."""
+    def _put(self, section: str, region: Region, b: Block, pad, make, placed: bool) -> bool:
+        """(Re)write block `b` with `make(offset)`'s bytes, in place if they fit (`placed`:
+        they depend on the offset). Whether they differed."""
         data, line_at, addrs = make(b.offset)
         digest = hashlib.blake2b(data, digest_size=12).hexdigest()
         if digest == b.digest and b.capacity:
@@ -410,8 +432,9 @@ class Dwarf:
             b.offset, rest = region.allocate(b.capacity)
             if rest is not None:  # what was one padding entry is now two
                 self._write(section, rest[0], pad(rest[1]))
-            data, line_at, addrs = make(b.offset)  # (references within the block moved too)
-            digest = hashlib.blake2b(data, digest_size=12).hexdigest()
+            if placed:
+                data, line_at, addrs = make(b.offset)
+                digest = hashlib.blake2b(data, digest_size=12).hexdigest()
         self._write(section, b.offset, data + pad(b.capacity - len(data)))
         b.size, b.digest, b.line_at, b.addrs = len(data), digest, line_at, addrs
         return True
@@ -496,7 +519,7 @@ class Dwarf:
                     line: int) -> tuple[bytes, int, list]:
         out = bytearray([0, 9, DW_LNE_set_address]) + struct.pack("<Q", address)
         line_at = len(out) + 1
-        out += bytes([DW_LNS_advance_line]) + sleb(line - 1, LINE_FIELD)
+        out += bytes([DW_LNS_advance_line]) + line_operand(line - 1)
         pc, rel, col = 0, 0, 0
         for i, (offset, row_line, row_col) in enumerate(rows):
             if offset != pc:

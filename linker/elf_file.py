@@ -15,6 +15,7 @@ that the next `toyc build` can continue where this one stopped.
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import os
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ HEADER_RESERVE = elf.EHDR_SIZE + MAX_PHDRS * elf.PHDR_SIZE
 # section for bigger ones), so that a running copy of the program, whose mappings are fixed
 # when it starts, has zero-filled memory where the section grows and can be patched there.
 MEMORY_HEADROOM = 1 << 20
+MANY_PATCHES = 64
 
 
 class LinkError(Exception):
@@ -185,6 +187,21 @@ class ElfFile:
             n = os.pwrite(self.fd, view, offset)
             view = view[n:]
             offset += n
+
+    def pwrite_many(self, patches: list[tuple[int, bytes]]) -> None:
+        """Write each (offset, bytes) of many small patches: through a mapping of the span
+        they cover when there are many (a system call each would cost more than the
+        patches), else one by one. Counted as the bytes patched."""
+        if len(patches) < MANY_PATCHES:
+            for offset, data in patches:
+                self.pwrite(data, offset)
+            return
+        lo = min(o for o, _ in patches) // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+        hi = max(o + len(d) for o, d in patches)
+        with mmap.mmap(self.fd, hi - lo, offset=lo) as m:
+            for offset, data in patches:
+                m[offset - lo : offset - lo + len(data)] = data
+                self.bytes_written += len(data)
 
     def read_atom(self, section: int, value: int, size: int) -> bytes:
         shdr = self.sections[section].shdr
