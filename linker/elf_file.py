@@ -28,7 +28,9 @@ HEADER_RESERVE = elf.EHDR_SIZE + MAX_PHDRS * elf.PHDR_SIZE
 # section for bigger ones), so that a running copy of the program, whose mappings are fixed
 # when it starts, has zero-filled memory where the section grows and can be patched there.
 MEMORY_HEADROOM = 1 << 20
-MANY_PATCHES = 64
+# From this many patches in one update on, they are written through a mapping of the file, not
+# a system call each: that is what an edit above ~500 declarations with debug info costs
+MANY_PATCHES = 1024
 
 
 class LinkError(Exception):

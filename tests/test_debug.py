@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import ARCHES, TOYC, arch_args, require, run, runner
+from conftest import ARCHES, TOYC, arch_args, debug_description, require, run, runner
 
 PROGRAM = """\
 const LIMIT: int = 3;
@@ -302,3 +302,21 @@ def test_a_local_in_a_nested_block_is_the_one_gdb_shows_there(tmp_path: Path):
               "continue", "print x", "print y")
     assert "$1 = 2\n" in out and "$2 = 1\n" in out and "$3 = 3\n" in out, out
     check_readers(tmp_path / "prog")
+
+
+def test_lines_shifted_above_many_declarations(tmp_path: Path):
+    """Lines added above 700 declarations: each one's lines in the debug info are patched
+    (through a mapping of the file, for so many), and say what a clean build's say."""
+    funcs = "".join(f"fn f{i}(x: int) -> int {{\n    let y = x + {i};\n    return y;\n}}\n"
+                    for i in range(700))
+    text = funcs + "fn main() {\n    print(f699(1));\n}\n"
+    build(tmp_path, text)
+    text = "// one\n// two\n" + text
+    said = build(tmp_path, text)
+    assert "line numbers of 701 declarations" in said and "updated" not in said, said
+    r = run([*TOYC, "build", "--full", "debug.toy", "-o", "clean"], cwd=tmp_path)
+    assert r.status == 0, r.stderr
+    assert debug_description(tmp_path / "prog") == debug_description(tmp_path / "clean")
+    line = line_of(text, "let y = x + 699;")
+    out = gdb(tmp_path / "prog", "break f699", "run", "bt 1")
+    assert f"f699 (x=1) at debug.toy:{line}" in out, out
