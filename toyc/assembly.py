@@ -4,14 +4,34 @@ Architecture plugins write a function as assembly lines and let an assembler enc
 the linker needs besides the bytes is where certain places are: the fields relocations patch,
 line fields, where each statement's code starts. `Assembly` labels those places and finds them
 again: after the code it appends a table of the labels as `.long` data, which the assembler
-turns into their offsets, and cuts the table off after encoding. No assembler is involved here;
-the plugin passes its own (`encode`).
+turns into their offsets, and cuts the table off after encoding. The plugin passes its
+assembler to `encode`; `keystone_encoder` makes one of a keystone instance.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+
+from keystone import KsError
+
+
+class AssemblerError(Exception):
+    """The assembler rejected generated assembly: a bug in the code generator, never the
+    user's."""
+
+
+def keystone_encoder(ks) -> Callable[[str], bytes]:
+    """`encode`'s assembler from a `keystone.Ks` (assembling at address 0)."""
+
+    def encode(text: str) -> bytes:
+        try:
+            encoding, _ = ks.asm(text, 0)
+        except KsError as e:
+            raise AssemblerError(f"keystone: {e}") from None
+        return bytes(encoding)
+
+    return encode
 
 
 class Assembly:

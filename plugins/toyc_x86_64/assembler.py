@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import functools
 
-from keystone import KS_ARCH_X86, KS_MODE_64, Ks, KsError
+from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 
-from toyc.assembly import Assembly
+from toyc.assembly import Assembly, keystone_encoder
 from toyc.code import LINE_FIELD_SIZE, Code, Reloc, Target
 
 
 @functools.cache
 def _keystone() -> Ks:
     return Ks(KS_ARCH_X86, KS_MODE_64)
-
-
-class AssemblerError(Exception):
-    """Keystone rejected generated assembly: a bug in the code generator, never the user's."""
 
 
 class Asm(Assembly):
@@ -40,16 +36,9 @@ class Asm(Assembly):
         self.label("line", relative)
 
     def assemble(self, align: int) -> Code:
-        raw, found = self.encode(_encode)
+        raw, found = self.encode(keystone_encoder(_keystone()))
         relocs = [Reloc(end - size, rtype, target, addend)
                   for end, (target, rtype, addend, size) in found.get("reloc", [])]
         lines = [(end - LINE_FIELD_SIZE, rel) for end, rel in found.get("line", [])]
         return Code(raw, relocs, align, line_fields=lines, rows=self.rows(found))
 
-
-def _encode(text: str) -> bytes:
-    try:
-        encoding, _ = _keystone().asm(text, 0)
-    except KsError as e:
-        raise AssemblerError(f"keystone: {e}") from None
-    return bytes(encoding)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 
-from keystone import KS_ARCH_ARM64, KS_MODE_LITTLE_ENDIAN, Ks, KsError
+from keystone import KS_ARCH_ARM64, KS_MODE_LITTLE_ENDIAN, Ks
 
-from toyc.assembly import Assembly
+from toyc.assembly import Assembly, keystone_encoder
 from toyc.code import Code, Reloc, Target
 from toyc.layout import STR_HEADER
 
@@ -28,10 +28,6 @@ from .relocs import (
 @functools.cache
 def _keystone() -> Ks:
     return Ks(KS_ARCH_ARM64, KS_MODE_LITTLE_ENDIAN)
-
-
-class AssemblerError(Exception):
-    """Keystone rejected generated assembly: a bug in the code generator, never the user's."""
 
 
 class Asm(Assembly):
@@ -63,16 +59,9 @@ class Asm(Assembly):
 
     def assemble(self, align: int) -> Code:
         pool = [".balign 8", *self._pool] if self._pool else []
-        raw, found = self.encode(_encode, pool)
+        raw, found = self.encode(keystone_encoder(_keystone()), pool)
         relocs = [Reloc(at, rtype, target, addend)
                   for at, (target, rtype, addend) in found.get("reloc", [])]
         return Code(raw, relocs, align, line_fields=found.get("line", []),
                     rows=self.rows(found))
 
-
-def _encode(text: str) -> bytes:
-    try:
-        encoding, _ = _keystone().asm(text, 0)
-    except KsError as e:
-        raise AssemblerError(f"keystone: {e}") from None
-    return bytes(encoding)
