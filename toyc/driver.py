@@ -8,6 +8,8 @@ together for an output file and adds the incremental update.
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,9 +45,18 @@ class Timings:
 
 def read_source(path: str) -> Source:
     try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory") from None
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only a regular file is read
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise UserError(f"{path}: is a directory")
+            if not stat.S_ISREG(st.st_mode):
+                raise UserError(f"{path}: not a regular file")
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read()
+        finally:
+            os.close(fd)
     except OSError as e:
         raise UserError(f"{path}: {e.strerror or e}") from None
     result = decode(path, data)
