@@ -537,6 +537,15 @@ class Dwarf:
         out += bytes([0, 1, DW_LNE_end_sequence])
         return bytes(out), line_at, [[3, 0]]
 
+    def check_layout(self) -> None:
+        """Raise ValueError if a block lies outside its section (see ZigObject.check_layout)."""
+        info = self.elf.sections[self.sections[".debug_info"]].shdr.size
+        line = self.elf.sections[self.sections[".debug_line"]].shdr.size
+        for name, e in self.entries.items():
+            for b, size in ((e.info, info), (e.line, line)):
+                if b.capacity and not 0 <= b.offset <= b.offset + b.capacity <= size:
+                    raise ValueError(f"the debug info of {name} lies outside its section")
+
     # ---- an object's relocations --------------------------------------------------------------
 
     def relocations(self) -> dict[str, list[tuple[int, int, str, str, int]]]:

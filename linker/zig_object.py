@@ -840,6 +840,32 @@ class ZigObject:
             return
         self.elf.write_headers(elf.ET_EXEC, self.arch.info.elf_machine, self.address(entry_sym))
 
+    def check_layout(self, file_size: int) -> None:
+        """Raise ValueError if the state describes a place outside the output (a state file
+        that does not belong to it, or was tampered with): every section's and segment's file
+        bytes must be in the file, every live atom in its section, every symbol's atom an
+        atom, every debug block in its section."""
+        sections = self.elf.sections
+        for s in sections[1:]:
+            sh = s.shdr
+            if sh.type != elf.SHT_NOBITS and sh.size and not 0 <= sh.offset <= \
+                    sh.offset + sh.size <= file_size:
+                raise ValueError(f"section {sh.name} lies outside the output")
+        for p in self.elf.phdrs:
+            if p.type == elf.PT_LOAD and p.filesz and p.offset + p.filesz > file_size:
+                raise ValueError("a segment lies outside the output")
+        for a in self.atoms[1:]:
+            if not a.alive:
+                continue
+            if not 0 < a.section < len(sections):
+                raise ValueError(f"atom {a.name} is in no section")
+            if not 0 <= a.value <= a.value + a.size <= sections[a.section].shdr.size:
+                raise ValueError(f"atom {a.name} lies outside its section")
+        if any(not 0 <= s.atom < len(self.atoms) for s in self.symbols):
+            raise ValueError("a symbol has no atom")
+        if self.dwarf is not None:
+            self.dwarf.check_layout()
+
     def _flush_debug(self) -> None:
         def address_of(name: str) -> int:
             return self.address(self.navs[name])

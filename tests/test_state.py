@@ -3,6 +3,7 @@ reason on one line; and `--full`, which ignores it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,18 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     return src, out, state
 
 
+def read_state(state: Path) -> dict:
+    """The JSON after the digest line."""
+    return json.loads(state.read_bytes().partition(b"\n")[2])
+
+
+def write_state(state: Path, data: dict) -> None:
+    """A state file with `data` and the digest that matches it: what a tool that knows the
+    format could write."""
+    body = json.dumps(data).encode()
+    state.write_bytes(hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b"\n" + body)
+
+
 def rebuild(src: Path, out: Path, *extra: str):
     r = toyc("build", "-v", *extra, str(src), "-o", str(out))
     assert r.status == 0, r.stderr
@@ -40,8 +53,8 @@ def rebuild(src: Path, out: Path, *extra: str):
 
 def test_state_is_versioned_json_naming_its_files(tmp_path: Path):
     src, out, state = setup(tmp_path)
-    data = json.loads(state.read_text())
-    assert data["format"] == 2
+    data = read_state(state)
+    assert data["format"] == 3
     assert data["source"] == str(src.resolve()) and data["output"] == str(out.resolve())
     r = rebuild(src, out)
     assert "full build" not in r.stdout and "updated twice (" in r.stdout
@@ -50,11 +63,16 @@ def test_state_is_versioned_json_naming_its_files(tmp_path: Path):
 
 @pytest.mark.parametrize("damage, reason", [
     ("missing", "no state from a previous build"),
-    ("garbage", "the state file is unreadable"),
-    ("truncated", "the state file is unreadable"),
+    ("garbage", "the state file is damaged"),
+    ("truncated", "the state file is damaged"),
     ("format", "the state file has another format"),
     ("version", "the state file is from toyc 0.0.0"),
     ("corrupt", "the state file is corrupt"),
+    ("bit flipped", "the state file is damaged"),
+    ("digest", "the state file is damaged"),
+    ("outside the output", "the state file is corrupt"),
+    ("debug info outside", "the state file is corrupt"),
+    ("enormous", "the state file is too large"),
     ("foreign", "the state file belongs to another source or output"),
     ("output changed", "the output file was changed since the last build"),
     ("output replaced", "the output file was changed since the last build"),
@@ -62,7 +80,7 @@ def test_state_is_versioned_json_naming_its_files(tmp_path: Path):
 def test_untrusted_state_means_a_full_build_with_the_reason(tmp_path: Path, damage: str,
                                                            reason: str):
     src, out, state = setup(tmp_path)
-    data = json.loads(state.read_text())
+    data = read_state(state)
     if damage == "missing":
         state.unlink()
     elif damage == "garbage":
@@ -71,13 +89,29 @@ def test_untrusted_state_means_a_full_build_with_the_reason(tmp_path: Path, dama
         state.write_text(state.read_text()[: 200])
     elif damage == "format":
         data["format"] = 99
-        state.write_text(json.dumps(data))
+        write_state(state, data)
     elif damage == "version":
         data["toyc"] = "0.0.0"
-        state.write_text(json.dumps(data))
+        write_state(state, data)
     elif damage == "corrupt":
         data["linker"]["atoms"] = [["x"]]
-        state.write_text(json.dumps(data))
+        write_state(state, data)
+    elif damage == "bit flipped":
+        raw = bytearray(state.read_bytes())
+        raw[len(raw) // 2] ^= 0x04
+        state.write_bytes(bytes(raw))
+    elif damage == "digest":
+        state.write_bytes(b"0" * 32 + state.read_bytes()[32:])
+    elif damage == "outside the output":  # an atom far past the end of its section
+        atom = next(a for a in data["linker"]["atoms"] if a[0] == "twice")
+        atom[2] = 1 << 40
+        write_state(state, data)
+    elif damage == "debug info outside":
+        entry = data["linker"]["dwarf"]["entries"]["twice"]
+        entry[0][0] = 1 << 30
+        write_state(state, data)
+    elif damage == "enormous":
+        state.write_bytes(state.read_bytes() + b" " * (64 * out.stat().st_size + (2 << 20)))
     elif damage == "foreign":
         other = tmp_path / "other"
         other.mkdir()
@@ -87,7 +121,7 @@ def test_untrusted_state_means_a_full_build_with_the_reason(tmp_path: Path, dama
         src, out = other / "p.toy", other / "p"
         stat = os.stat(out)
         data["output_stat"] = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev]
-        (other / ".p.toyc-state").write_text(json.dumps(data))
+        write_state(other / ".p.toyc-state", data)
     elif damage == "output changed":
         with open(out, "r+b") as f:  # someone patches a byte of the output
             f.seek(0x40)
@@ -151,3 +185,21 @@ def test_output_being_run_gets_a_full_build_beside_it(tmp_path: Path):
     assert run([str(out)]).stdout == "new\n"
     r = toyc("build", "-v", str(src), "-o", str(out))
     assert r.stdout.startswith("nothing changed"), r.stdout
+
+
+def test_any_flipped_bit_is_noticed(tmp_path: Path):
+    """One bit flipped anywhere in the state file, at 200 places spread over it: never
+    trusted, always a full build's reason."""
+    from toyc.session import FullBuildNeeded, Session
+
+    src, out, state = setup(tmp_path)
+    good = state.read_bytes()
+    for i in range(200):
+        at = i * len(good) // 200
+        raw = bytearray(good)
+        raw[at] ^= 1 << (i % 8)
+        state.write_bytes(bytes(raw))
+        with pytest.raises(FullBuildNeeded, match="damaged|unreadable"):
+            Session.load(str(src), str(out), "x86_64")
+    state.write_bytes(good)
+    assert Session.load(str(src), str(out), "x86_64") is not None

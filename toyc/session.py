@@ -17,6 +17,7 @@ so a crash in between leaves no state that could be trusted.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import sys
@@ -48,7 +49,12 @@ from toyc.source import CompileError, Diagnostic, Source, UserError
 from toyc.split import Chunk
 from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
+# A state file is its digest (hex) on the first line, then JSON: a change anywhere in it, a
+# flipped bit or a truncation, is noticed before anything in it is trusted. One far larger
+# than its output could be is not read at all.
+STATE_DIGEST_SIZE = 16
+STATE_SIZE_FACTOR = 64
 NO_OUTPUT = "no output file yet"
 FULL_ASKED = "--full was given"
 ARCHIVE_BUILD = "archives are built in full"
@@ -431,9 +437,10 @@ class Session:
         target = state_path(self.output)
         try:
             fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
-            with os.fdopen(fd, "w") as f:
+            with os.fdopen(fd, "wb") as f:
                 # dumps, not dump: dump streams through the pure-Python encoder, 4x slower.
-                f.write(json.dumps(state, separators=(",", ":")))
+                body = json.dumps(state, separators=(",", ":")).encode()
+                f.write(_digest(body) + b"\n" + body)
             os.replace(tmp, target)
         except OSError as e:
             print(f"toyc: warning: cannot save the build state: {e.strerror or e}",
@@ -451,8 +458,14 @@ class Session:
         if not os.path.exists(output):
             raise FullBuildNeeded(NO_OUTPUT)
         try:
-            with open(target) as f:
-                state = json.load(f)
+            size = os.stat(target).st_size
+            if size > STATE_SIZE_FACTOR * os.stat(output).st_size + (1 << 20):
+                raise FullBuildNeeded(f"the state file is too large ({size} bytes)")
+            with open(target, "rb") as f:
+                digest, _, body = f.read().partition(b"\n")
+            if digest != _digest(body):
+                raise FullBuildNeeded("the state file is damaged (its digest does not match)")
+            state = json.loads(body)
         except FileNotFoundError:
             raise FullBuildNeeded("no state from a previous build") from None
         except (OSError, ValueError) as e:
@@ -477,11 +490,16 @@ class Session:
             arch = get_arch(arch_name)
             tracker = Tracker.from_state(state["tracker"])
             zo = ZigObject.from_state(state["linker"], -1, arch)
+            zo.check_layout(os.stat(output).st_size)
             return cls(path, output, arch, tracker, zo, state["output_stat"])
         except FullBuildNeeded:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise FullBuildNeeded(f"the state file is corrupt ({type(e).__name__})") from None
+
+
+def _digest(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=STATE_DIGEST_SIZE).hexdigest().encode()
 
 
 def _build_library(path: str, output: str, arch_name: str, timings: Timings | None,
