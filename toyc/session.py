@@ -16,7 +16,9 @@ so a crash in between leaves no state that could be trusted.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -191,6 +193,11 @@ class Session:
         _check_output(path, output)
         out = Path(output)
         directory = out.parent if str(out.parent) else Path(".")
+        # What a build killed while writing left beside the output (there is one build of an
+        # output at a time).
+        for stale in directory.glob(f".{glob.escape(out.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
         except OSError as e:
