@@ -19,6 +19,7 @@ which of these happened. toyc writes only into the process it started.
 
 from __future__ import annotations
 
+import errno
 import struct
 import subprocess
 import time
@@ -135,9 +136,20 @@ class HotSwap:
         except ProcessGone:
             pass
         except OSError as e:
+            if e.errno == errno.ESRCH:  # killed while stopped: its end is what to report
+                p.resume()
+                self._wait_gone(p)
+                return
             self.stale = f"writing into the program failed ({e.strerror or e})"
         finally:
             p.resume()
+
+    @staticmethod
+    def _wait_gone(p, seconds: float = 1.0) -> None:
+        """Until the kernel has reaped a program that was killed (it is, in milliseconds)."""
+        deadline = time.monotonic() + seconds
+        while p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def cancel(self, zo: ZigObject, reason: str) -> None:
         """The update did not go through the linker as planned: leave the program as it is."""

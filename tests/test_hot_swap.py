@@ -476,3 +476,30 @@ def test_a_crash_is_reported_with_its_signal(tmp_path: Path, start):
     edit(tmp_path, w, source("return deep(i);", extra=extra),
          rf"^updated f .*; swapped into pid {pid}$")
     summary(w, rf"^program \(pid {pid}\) killed by SIGSEGV")
+
+
+def test_a_program_killed_during_a_patch(tmp_path: Path):
+    """The program dies (SIGKILL) while it is stopped for a patch, before the write: the file
+    is updated, the end is reported, not a failed write, and the next update starts it."""
+    session = session_with(tmp_path, source())
+    swap = HotSwap(str(tmp_path / "p"), ["1000000"], get_arch("x86_64").info)
+    assert swap.start().startswith("started pid ")
+    process = swap.process
+    real_write = process.write
+
+    def killed_first(writes):
+        os.kill(process.pid, 9)
+        real_write(writes)
+
+    process.write = killed_first
+    session.swap = swap
+    try:
+        summary = session.update(source("return i * 3;"))
+        assert "updated f (in place)" in summary.line()
+        report = swap.report()
+        assert re.fullmatch(r"not swapped: the program had ended \(killed by SIGKILL\); "
+                            r"started pid \d+", report), report
+        assert swap.running()
+        assert run([str(tmp_path / "p"), "2"]).stdout == "out 0 0 2\nout 1 3 3\n"
+    finally:
+        swap.stop()
