@@ -38,3 +38,14 @@ def test_a_source_that_is_not_a_readable_file(tmp_path: Path, make: str):
     r = run([*TOYC, "build", "p.toy", "-o", "out"], cwd=tmp_path, timeout=30)
     assert r.status == 1 and r.stderr.startswith("toyc: error: ") and "p.toy" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_string_literal_past_the_limit(tmp_path: Path):
+    (tmp_path / "s.toy").write_bytes(b'const S: str = "' + b"a" * (17 << 20) + b'";\n'
+                                     b"fn main() { print(len(S)); }\n")
+    r = run([*TOYC, "build", "s.toy", "-o", "out"], cwd=tmp_path, timeout=60)
+    assert r.status == 1 and not (tmp_path / "out").exists()
+    first = r.stderr.splitlines()[0]
+    assert first == ("s.toy:1:16: error: string literal of 17825792 bytes is too long "
+                     "(the limit is 16 MiB)"), first
+    assert len(r.stderr) < 2000  # the line is shown around the column, not whole

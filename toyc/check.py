@@ -24,6 +24,7 @@ MAX_PARAMS = 6
 MAX_NESTING = 1000
 MAX_GLOBAL_BYTES = 1 << 30  # the zero-fill segment has 1 GiB of room
 MAX_LOCAL_ARRAY_BYTES = 1 << 20
+MAX_STRING_BYTES = 16 << 20  # a quarter of the constants' segment
 RESERVED = {"_start": "the name '_start' is reserved for the program's entry point"}
 
 # name -> (parameter types, result type); None parameters mean "checked by hand".
@@ -313,6 +314,7 @@ class Checker:
         if isinstance(e, A.BoolLit):
             return BOOL, e.value
         if isinstance(e, A.StrLit):
+            self.check_string_size(e)
             return STR, e.value
         if isinstance(e, A.Name):
             d = self.lookup(e.name)
@@ -364,6 +366,11 @@ class Checker:
             raise _Fail
         self.error(e.span, "a global's initializer must be a constant expression")
         raise _Fail
+
+    def check_string_size(self, e: A.StrLit) -> None:
+        if len(e.value) > MAX_STRING_BYTES:
+            self.error(e.span, f"string literal of {len(e.value)} bytes is too long (the limit "
+                               f"is {MAX_STRING_BYTES >> 20} MiB)")
 
     def check_int_range(self, e: A.IntLit) -> None:
         if not consteval.INT_MIN <= e.value <= consteval.INT_MAX:
@@ -653,6 +660,7 @@ class Checker:
         if isinstance(e, A.BoolLit):
             return BOOL
         if isinstance(e, A.StrLit):
+            self.check_string_size(e)
             return STR
         if isinstance(e, A.Name):
             return self.name(e, allow_fn)
