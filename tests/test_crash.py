@@ -72,6 +72,8 @@ def test_build_killed_at_any_write(tmp_path: Path):
         else:  # the update wrote less than n times: it completed
             assert r.status == 0, f"{what}: {r.stderr}"
             check_against_clean(tmp_path, what)
+    print(f"{killed} of {KILLS} updates killed in the middle, each followed by a correct "
+          "build")
     assert killed >= KILLS // 2, f"only {killed} of {KILLS} builds were killed"
 
 
