@@ -4,9 +4,10 @@ build of the same source, and say it rebuilt, never report the torn update as do
 
 The kill comes from strace's fault injection (`-e inject=pwrite64:signal=SIGKILL:when=N`), so
 it lands exactly at the N-th write of the output (or of the state file), chosen at random over
-the whole range an update writes. What makes it safe: an update removes the state file before
-its first write and saves it (write beside, rename) after its last; without a state file the
-next build is a full one, which writes beside the output and renames. The edits are the random
+the whole range an update writes. What makes it safe: an update removes the state file and
+the output's execute bits before its first write, and restores the bits and saves the state
+(write beside, rename) after its last; without a state file the next build is a full one,
+which writes beside the output and renames. The edits are the random
 edit tests' generator's. TOYC_CRASH_KILLS=N runs N kills of each kind instead of the default.
 """
 
@@ -111,7 +112,7 @@ def test_watch_killed_at_any_write(tmp_path: Path):
 @pytest.mark.skipif(sys.platform != "linux", reason="strace")
 def test_the_state_file_is_gone_while_an_update_writes(tmp_path: Path):
     """The mechanism itself: killed at the first write of an update, the state file is
-    already gone, and the output is not trusted."""
+    already gone, the output cannot be run, and it is not trusted."""
     (tmp_path / "src.toy").write_text("fn f() -> int { return 1; }\nfn main() { print(f()); }\n")
     assert run([*TOYC, "build", "src.toy", "-o", "prog"], cwd=tmp_path).status == 0
     assert (tmp_path / ".prog.toyc-state").exists()
@@ -119,5 +120,10 @@ def test_the_state_file_is_gone_while_an_update_writes(tmp_path: Path):
     r = run([*killed_at(1), *TOYC, "build", "src.toy", "-o", "prog"], cwd=tmp_path)
     assert r.status in (-9, 137)
     assert not (tmp_path / ".prog.toyc-state").exists()
+    # and what is left is not runnable: the update took its execute bits until its end
+    assert not os.stat(tmp_path / "prog").st_mode & 0o111
+    with pytest.raises(PermissionError):
+        subprocess.run([str(tmp_path / "prog")], check=False)
     said = check_against_clean(tmp_path, "killed at the first write")
     assert "no state from a previous build" in said
+    assert os.stat(tmp_path / "prog").st_mode & 0o111

@@ -380,6 +380,12 @@ class Session:
         zo.elf.bytes_written = 0
         zo.outcome = {}
         _remove_state(self.output)
+        # While the update writes, the output cannot be run: if toyc dies half way, what is
+        # left is clearly not a program to run (and, without a state file, the next build is
+        # a full one).
+        mode = os.fstat(fd).st_mode & 0o7777
+        if mode & 0o111:
+            os.fchmod(fd, mode & ~0o111)
         hook = self.hooks
         moved, below = shifted
         zo.lines_patched = set()
@@ -398,6 +404,7 @@ class Session:
             for name, line in moved:
                 hook.toyc_update_line(linker=zo, name=name, line=line)
             hook.toyc_flush(linker=zo)
+            os.fchmod(fd, mode)
         except LinkError as e:
             raise FullBuildNeeded(str(e)) from None
         finally:
