@@ -188,14 +188,15 @@ def test_output_being_run_gets_a_full_build_beside_it(tmp_path: Path):
 
 
 def test_any_flipped_bit_is_noticed(tmp_path: Path):
-    """One bit flipped anywhere in the state file, at 200 places spread over it: never
-    trusted, always a full build's reason."""
+    """One bit flipped anywhere in the state file, at 200 places spread over it (or
+    TOYC_STATE_FLIPS=N): never trusted, always a full build's reason."""
     from toyc.session import FullBuildNeeded, Session
 
     src, out, state = setup(tmp_path)
     good = state.read_bytes()
-    for i in range(200):
-        at = i * len(good) // 200
+    flips = int(os.environ.get("TOYC_STATE_FLIPS") or 200)
+    for i in range(flips):
+        at = i * len(good) // flips
         raw = bytearray(good)
         raw[at] ^= 1 << (i % 8)
         state.write_bytes(bytes(raw))
