@@ -56,6 +56,7 @@ STATE_FORMAT = 3
 # flipped bit or a truncation, is noticed before anything in it is trusted. One far larger
 # than its output could be is not read at all.
 STATE_DIGEST_SIZE = 16
+HISTORY = 20  # builds and updates the state remembers
 STATE_SIZE_FACTOR = 64
 NO_OUTPUT = "no output file yet"
 FULL_ASKED = "--full was given"
@@ -175,6 +176,15 @@ class Session:
         self.output_stat = output_stat
         self.hooks = plugin_manager().hook
         self.swap: HotSwap | None = None  # the running program updates are written into too
+        # the last builds and updates, newest last, for `toyc inspect`
+        self.history: list[dict] = []
+
+    def record(self, summary: Summary) -> None:
+        self.history = (self.history + [{
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "full": summary.full,
+            "reason": summary.reason, "outcomes": dict(summary.outcomes),
+            "lines": summary.lines, "written": summary.written,
+            "summary": summary.line()}])[-HISTORY:]
 
     # ---- full builds --------------------------------------------------------------------------
 
@@ -229,6 +239,7 @@ class Session:
         session = cls(path, output, arch, tracker, zo, _stat_key(output))
         summary = Summary(True, {d.name: "new" for d in decls}, written=zo.elf.bytes_written,
                           seconds=time.perf_counter() - start, reason=reason)
+        session.record(summary)
         session.hooks.toyc_updated(source=path, output=output, summary=summary)
         return session, summary
 
@@ -246,6 +257,7 @@ class Session:
             if _stat_key(self.output) != self.output_stat:
                 raise FullBuildNeeded("the output file was changed by something else")
             summary = self._update(text, start)
+            self.record(summary)
             self.hooks.toyc_updated(source=self.path, output=self.output, summary=summary)
         except FullBuildNeeded as e:
             if self.swap is not None:
@@ -255,6 +267,7 @@ class Session:
                                                   relocatable=self.zo.relocatable,
                                                   debug=self.zo.dwarf is not None)
             session.swap = self.swap
+            session.history = (self.history + session.history)[-HISTORY:]
             self.__dict__.update(session.__dict__)
         return summary
 
@@ -447,6 +460,7 @@ class Session:
             "output_stat": self.output_stat,
             "tracker": self.tracker.state(),
             "linker": self.zo.state(),
+            "history": self.history,
         }
         target = state_path(self.output)
         try:
@@ -505,11 +519,23 @@ class Session:
             tracker = Tracker.from_state(state["tracker"])
             zo = ZigObject.from_state(state["linker"], -1, arch)
             zo.check_layout(os.stat(output).st_size)
-            return cls(path, output, arch, tracker, zo, state["output_stat"])
+            session = cls(path, output, arch, tracker, zo, state["output_stat"])
+            session.history = list(state["history"])
+            return session
         except FullBuildNeeded:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise FullBuildNeeded(f"the state file is corrupt ({type(e).__name__})") from None
+
+
+def read_state(output: str) -> dict | None:
+    """The state file beside `output` if it is intact (its digest matches), else None."""
+    try:
+        with open(state_path(output), "rb") as f:
+            digest, _, body = f.read().partition(b"\n")
+        return json.loads(body) if digest == _digest(body) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _digest(body: bytes) -> bytes:
