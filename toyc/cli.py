@@ -1,4 +1,4 @@
-"""The `toyc` command: `build`, `run`, `watch`, `--version`, `--help`.
+"""The `toyc` command: `build`, `run`, `watch`, `inspect`, `plugins`, `--version`, `--help`.
 
 Quiet on success, like gcc (`build -v` prints what the update did in one line). Every failure
 is a message on stderr and exit status 1: a program's errors as `file:line:col: error: ...`
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -71,6 +72,13 @@ def _arg_parser() -> argparse.ArgumentParser:
                    help="with --run: restart the program when an update cannot be swapped in")
     w.add_argument("--strip", action="store_true",
                    help="leave out the debug info (DWARF), which is written by default")
+
+    i = sub.add_parser("inspect", help="show how the linker laid out an output",
+                       description="Show the Zig sections, atoms (with their capacity), free "
+                       "lists, trampolines, TLS layout, exports and last updates of an "
+                       "executable, object or archive toyc wrote.")
+    i.add_argument("file", metavar="OUT")
+    i.add_argument("--json", action="store_true", help="print the same as JSON")
 
     sub.add_parser("plugins", help="list the plugins loaded",
                    description="List the plugins loaded (built-in, and from the 'toyc' "
@@ -146,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.time:
                 for name, seconds in timings.passes.items():
                     print(f"{name:>8}: {seconds * 1000:9.1f} ms", file=sys.stderr)
+            return 0
+        if args.command == "inspect":
+            from toyc.inspect import inspect, render
+
+            report = inspect(args.file)
+            print(json.dumps(report, indent=1) if args.json else render(report), end="\n"
+                  if args.json else "")
             return 0
         if args.command == "plugins":
             from toyc.plugins import describe_plugins

@@ -1,0 +1,128 @@
+"""`toyc inspect`: its text and JSON views cross-checked against readelf and nm, on samples
+and after updates that move a function; objects and archives; bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLES, TOYC, require, run
+
+PROGRAM = """\
+export var shared: int = 42;
+threadlocal var counter: int = 5;
+fn grow(x: int) -> int {{
+    {body}
+}}
+fn main() {{
+    counter += grow(2);
+    print(grow(3), counter, shared);
+}}
+"""
+BIG = "let t = x;\n" + "    t = t * 3 + x; t = t - x * 2;\n" * 10 + "    return t;"
+
+
+def inspect_json(path: Path) -> dict:
+    r = run([*TOYC, "inspect", "--json", str(path)])
+    assert r.status == 0 and r.stderr == "", r.stderr
+    return json.loads(r.stdout)
+
+
+def nm(path: Path) -> dict[str, tuple[int, int]]:
+    """name -> (value, size) of every sized symbol, as nm -S prints them."""
+    out = {}
+    for line in run([require("nm"), "-S", str(path)]).stdout.splitlines():
+        f = line.split()
+        if len(f) == 4:
+            out[f[3]] = (int(f[0], 16), int(f[1], 16))
+    return out
+
+
+def check_against_tools(path: Path, report: dict) -> None:
+    symbols = nm(path)
+    for a in report["atoms"]:
+        assert symbols[a["name"]] == (a["address"], a["size"]), a["name"]
+    assert {a["name"] for a in report["atoms"]} == \
+        {n for n in symbols if not n.endswith(".writable")}
+    sections = run([require("readelf"), "-SW", str(path)]).stdout
+    for s in report["sections"]:
+        row = next(line for line in sections.splitlines() if f" {s['name']} " in line)
+        fields = row.split("]")[1].split()
+        assert int(fields[2], 16) == s["address"] and int(fields[4], 16) == s["size"], row
+        assert s["used"] + s["free"] == s["size"]
+    for a in report["atoms"]:
+        if "capacity" in a and not a["last"]:
+            assert a["capacity"] >= a["size"]
+
+
+@pytest.mark.parametrize("sample", ["hello", "threads", "threadlocal"])
+def test_samples_against_readelf_and_nm(tmp_path: Path, sample: str):
+    exe = tmp_path / sample
+    assert run([*TOYC, "build", str(SAMPLES / f"{sample}.toy"), "-o", str(exe)]).status == 0
+    report = inspect_json(exe)
+    assert report["kind"] == "executable" and report["machine"] == "EM_X86_64"
+    assert report["state"]
+    check_against_tools(exe, report)
+    text = run([*TOYC, "inspect", str(exe)]).stdout
+    for a in report["atoms"]:
+        assert a["name"] in text
+
+
+def test_after_an_update_that_moves_a_function(tmp_path: Path):
+    src = tmp_path / "p.toy"
+    src.write_text(PROGRAM.format(body="return x + 1;"))
+    assert run([*TOYC, "build", "p.toy"], cwd=tmp_path).status == 0
+    before = {a["name"]: a for a in inspect_json(tmp_path / "p")["atoms"]}
+    src.write_text(PROGRAM.format(body=BIG))
+    assert run([*TOYC, "build", "p.toy"], cwd=tmp_path).status == 0
+    report = inspect_json(tmp_path / "p")
+    check_against_tools(tmp_path / "p", report)
+    grow = next(a for a in report["atoms"] if a["name"] == "grow")
+    assert grow["address"] != before["grow"]["address"]
+    (tramp,) = report["trampolines"]
+    assert (tramp["function"], tramp["address"], tramp["target"]) == \
+        ("grow", before["grow"]["address"], grow["address"])
+    assert tramp["size"] == 5
+    assert [u["outcomes"].get("grow") for u in report["updates"]] == ["new", "moved, trampoline"]
+    assert report["tls"] is not None and report["tls"]["image_size"] >= 8
+    assert [(e["name"], e["binding"], e["visibility"]) for e in report["exports"]
+            if e["name"] == "shared"] == [("shared", "global", "default")]
+    text = run([*TOYC, "inspect", str(tmp_path / "p")]).stdout
+    assert f"{tramp['address']:#012x} (5 bytes) -> {grow['address']:#x} grow" in text
+
+
+def test_objects_and_archives(tmp_path: Path):
+    (tmp_path / "lib.toy").write_text("export fn add(a: int, b: int) -> int { return a + b; }\n")
+    assert run([*TOYC, "build", "-c", "lib.toy"], cwd=tmp_path).status == 0
+    assert run([*TOYC, "build", "--lib", "lib.toy"], cwd=tmp_path).status == 0
+    obj = inspect_json(tmp_path / "lib.o")
+    assert obj["kind"] == "object" and obj["entry"] is None
+    check_against_tools(tmp_path / "lib.o", obj)
+    ar = inspect_json(tmp_path / "liblib.a")
+    assert ar["kind"] == "archive" and [m["kind"] for m in ar["members"]] == ["object"]
+    assert [a["name"] for a in ar["members"][0]["atoms"]] == [a["name"] for a in obj["atoms"]]
+
+
+@pytest.mark.parametrize("what, message", [
+    ("text", "not an ELF file"),
+    ("foreign", "not written by toyc"),
+    ("truncated", "truncated"),
+    ("missing", "No such file or directory"),
+    ("directory", "is a directory"),
+])
+def test_bad_input_is_one_line(tmp_path: Path, what: str, message: str):
+    path = tmp_path / "x"
+    if what == "text":
+        path.write_text("hello\n")
+    elif what == "foreign":
+        path.write_bytes(Path(require("true")).read_bytes())
+    elif what == "truncated":
+        assert run([*TOYC, "build", str(SAMPLES / "hello.toy"), "-o", str(path)]).status == 0
+        path.write_bytes(path.read_bytes()[:3000])
+    elif what == "directory":
+        path.mkdir()
+    r = run([*TOYC, "inspect", str(path)])
+    assert r.status == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("toyc: error: ") and message in r.stderr, r.stderr

@@ -1,0 +1,199 @@
+"""`toyc inspect`: what the linker did to an output, read back from the file and, when it is
+there and intact, the state file beside it.
+
+The file is read with pyelftools: its Zig sections (address range, size, the bytes atoms use
+and the rest), its atoms as `.symtab` gives them (symbol, section, address, size), its exports
+(global and weak symbols, with binding and visibility) and its TLS segment. The state adds
+what only the linker knows: each atom's capacity and alignment, the free lists, the
+trampolines and their targets, and the last builds and updates. An archive is inspected member
+by member. `inspect` returns plain data (what `--json` prints); `render` lays it out as text.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from toyc.source import UserError
+
+ZIG_SECTIONS = (".text.zig", ".data.rel.ro.zig", ".data.zig", ".bss.zig", ".tdata", ".tbss")
+ATOM_TYPES = {"STT_FUNC": "function", "STT_OBJECT": "object", "STT_TLS": "thread-local"}
+
+
+def inspect(path: str) -> dict:
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror or e}") from None
+    if data.startswith(b"!<arch>\n"):
+        members = [_inspect_elf(f"{path}({name})", body, None) for name, body in _members(data)]
+        return {"file": path, "kind": "archive", "members": members}
+    return _inspect_elf(path, data, path)
+
+
+def _members(data: bytes) -> list[tuple[str, bytes]]:
+    """The object files of a GNU archive (its symbol index and name table left out)."""
+    out, at, names = [], 8, b""
+    while at + 60 <= len(data):
+        header = data[at : at + 60]
+        name, size = header[:16].decode().strip(), header[48:58].decode().strip()
+        if header[58:60] != b"`\n" or not size.isdigit():
+            raise UserError("the archive is malformed")
+        body = data[at + 60 : at + 60 + int(size)]
+        if name == "//":
+            names = body
+        elif name.startswith("/") and name[1:].isdigit():
+            start = int(name[1:])
+            out.append((names[start : names.index(b"/\n", start)].decode(), body))
+        elif name != "/":
+            out.append((name.rstrip("/"), body))
+        at += 60 + int(size) + (int(size) & 1)
+    return out
+
+
+def _inspect_elf(path: str, data: bytes, output: str | None) -> dict:
+    if not data.startswith(b"\x7fELF"):
+        raise UserError(f"{path}: not an ELF file")
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        sections = {s.name: s for s in elf.iter_sections()}
+        if ".text.zig" not in sections:
+            raise UserError(f"{path}: not written by toyc (it has no .text.zig section)")
+        kind = "object" if elf.header["e_type"] == "ET_REL" else "executable"
+        names = [s.name for s in elf.iter_sections()]
+        symbols = list(sections[".symtab"].iter_symbols()) if ".symtab" in sections else []
+        for s in elf.iter_sections():
+            if s.header["sh_type"] != "SHT_NOBITS" and \
+                    s.header["sh_offset"] + s.header["sh_size"] > len(data):
+                raise UserError(f"{path}: truncated ({s.name} ends past the end of the file)")
+        report = {"file": path, "kind": kind, "machine": elf.header["e_machine"],
+                  "entry": elf.header["e_entry"] if kind == "executable" else None}
+        atoms = []
+        for sym in symbols:
+            shndx = sym["st_shndx"]
+            stype = sym["st_info"]["type"]
+            if not isinstance(shndx, int) or names[shndx] not in ZIG_SECTIONS or \
+                    stype not in ATOM_TYPES:
+                continue
+            atoms.append({"name": sym.name, "section": names[shndx], "kind": ATOM_TYPES[stype],
+                          "address": sym["st_value"], "size": sym["st_size"],
+                          "binding": sym["st_info"]["bind"][4:].lower(),
+                          "visibility": sym["st_other"]["visibility"][4:].lower()})
+        atoms.sort(key=lambda a: (ZIG_SECTIONS.index(a["section"]), a["address"]))
+        report["exports"] = [
+            {"name": a["name"], "binding": a["binding"], "address": a["address"],
+             "visibility": a["visibility"]} for a in atoms if a["binding"] in ("global", "weak")]
+        report["sections"] = []
+        for name in ZIG_SECTIONS:
+            s = sections.get(name)
+            if s is None:
+                continue
+            used = sum(a["size"] for a in atoms if a["section"] == name)
+            report["sections"].append({
+                "name": name, "address": s.header["sh_addr"],
+                "end": s.header["sh_addr"] + s.header["sh_size"], "size": s.header["sh_size"],
+                "used": used, "free": s.header["sh_size"] - used,
+                "file_offset": s.header["sh_offset"]})
+        tls = [seg for seg in elf.iter_segments() if seg.header["p_type"] == "PT_TLS"]
+        report["tls"] = None if not tls else {
+            "image_address": tls[0].header["p_vaddr"], "image_size": tls[0].header["p_filesz"],
+            "block_size": tls[0].header["p_memsz"], "align": tls[0].header["p_align"]}
+    except (ELFError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise UserError(f"{path}: a malformed or truncated ELF file ({e})") from None
+    report["atoms"] = atoms
+    report["state"] = False
+    report["free_list"], report["trampolines"], report["updates"] = [], [], []
+    if output is not None:
+        _add_state(report, output)
+    return report
+
+
+def _add_state(report: dict, output: str) -> None:
+    """What the state file knows and the ELF file does not, if it belongs to this file."""
+    from linker import atom as atoms_mod
+    from linker.zig_object import ZigObject
+    from toyc.plugins import get_arch
+    from toyc.session import _stat_key, read_state
+
+    state = read_state(output)
+    try:
+        if state is None or state.get("output_stat") != _stat_key(output):
+            return
+        zo = ZigObject.from_state(state["linker"], -1, get_arch(state["arch"]))
+    except (KeyError, TypeError, ValueError, IndexError, UserError):
+        return
+    report["state"] = True
+    by_name = {}
+    for s in zo.symbols:
+        if s.atom and zo.atoms[s.atom].alive:
+            by_name.setdefault(s.name, s)
+    for a in report["atoms"]:
+        s = by_name.get(a["name"])
+        if s is not None:
+            a["capacity"] = atoms_mod.capacity(zo, s.atom)
+            a["align"] = zo.atoms[s.atom].align
+            a["last"] = not zo.atoms[s.atom].next  # its capacity is the section's room
+    for sec in zo.elf.sections:
+        for index in sec.free_list:
+            atom = zo.atoms[index]
+            report["free_list"].append({
+                "section": sec.shdr.name, "after": atom.name,
+                "address": zo.atom_address(index) + atom.size,
+                "free": atoms_mod.capacity(zo, index) - atom.size})
+    for s in zo.symbols:
+        if s.trampoline and zo.atoms[s.trampoline].alive and s.atom:
+            report["trampolines"].append({"function": s.name,
+                                          "address": zo.atom_address(s.trampoline),
+                                          "size": zo.atoms[s.trampoline].size,
+                                          "target": zo.address(zo.symbols.index(s))})
+    report["trampolines"].sort(key=lambda t: t["address"])
+    report["updates"] = state.get("history", [])
+    report["source"] = state.get("source")
+
+
+def render(report: dict) -> str:
+    if report["kind"] == "archive":
+        parts = [f"{report['file']}: archive of {len(report['members'])} object(s)"]
+        return "\n\n".join(parts + [render(m) for m in report["members"]]) + "\n"
+    out = [f"{report['file']}: {report['kind']} for {report['machine']}"
+           + (f", entry {report['entry']:#x}" if report["entry"] is not None else "")
+           + ("" if report["state"] else " (no state file: capacities and history unknown)")]
+    out.append("\nsections            address range               size       used       free")
+    for s in report["sections"]:
+        out.append(f"  {s['name']:<17} {s['address']:#012x}-{s['end']:#012x} {s['size']:>10} "
+                   f"{s['used']:>10} {s['free']:>10}")
+    out.append("\natoms               section           address       size   capacity  align")
+    for a in report["atoms"]:
+        cap = "rest" if a.get("last") else a.get("capacity", "")
+        align = a.get("align", "")
+        out.append(f"  {a['name']:<17} {a['section']:<17} {a['address']:#012x} {a['size']:>6} "
+                   f"{cap:>10} {align:>6}  {a['kind']}")
+    if report["free_list"]:
+        out.append("\nfree list (room after an atom)")
+        for f in report["free_list"]:
+            out.append(f"  {f['section']:<17} after {f['after']:<17} at {f['address']:#x}: "
+                       f"{f['free']} bytes")
+    if report["trampolines"]:
+        out.append("\ntrampolines")
+        for t in report["trampolines"]:
+            out.append(f"  {t['address']:#012x} ({t['size']} bytes) -> {t['target']:#x} "
+                       f"{t['function']}")
+    if report["tls"]:
+        t = report["tls"]
+        out.append(f"\nTLS: image at {t['image_address']:#x}, {t['image_size']} bytes in the "
+                   f"file, {t['block_size']} per thread, aligned to {t['align']}")
+    if report["exports"]:
+        out.append("\nexports")
+        for e in report["exports"]:
+            out.append(f"  {e['name']:<17} {e['binding']:<6} {e['visibility']:<8} "
+                       f"{e['address']:#x}")
+    if report["updates"]:
+        out.append("\nlast builds and updates")
+        for u in report["updates"][-10:]:
+            out.append(f"  {u['time']}  {u['summary']}")
+    return "\n".join(out) + "\n"
