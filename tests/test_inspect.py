@@ -4,6 +4,7 @@ and after updates that move a function; objects and archives; bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,57 @@ def test_bad_input_is_one_line(tmp_path: Path, what: str, message: str):
     r = run([*TOYC, "inspect", str(path)])
     assert r.status == 1 and len(r.stderr.splitlines()) == 1, r.stderr
     assert r.stderr.startswith("toyc: error: ") and message in r.stderr, r.stderr
+
+
+def objdump_instructions(path: Path, lo: int, hi: int, arch: str) -> list[tuple[int, str]]:
+    from conftest import binutil
+
+    out = run([binutil("objdump", arch), "-d", "--start-address", hex(lo), "--stop-address",
+               hex(hi), str(path)]).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0].strip().endswith(":"):
+            address = int(parts[0].strip()[:-1], 16)
+            raw = parts[1].replace(" ", "")
+            if arch == "aarch64":  # objdump shows each instruction as a little-endian word
+                raw = bytes.fromhex(raw)[::-1].hex()
+            if rows and rows[-1][0] + len(rows[-1][1]) // 2 == address and \
+                    len(parts) == 2:  # objdump's continuation line of a long instruction
+                rows[-1] = (rows[-1][0], rows[-1][1] + raw)
+            else:
+                rows.append((address, raw))
+    return rows
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_disassembly_against_objdump(tmp_path: Path, arch: str):
+    from conftest import arch_args
+
+    src = tmp_path / "p.toy"
+    src.write_text(PROGRAM.format(body=BIG))
+    assert run([*TOYC, "build", "p.toy", *arch_args(arch)], cwd=tmp_path).status == 0
+    r = run([*TOYC, "inspect", "--json", "--disasm", "main", str(tmp_path / "p")])
+    assert r.status == 0, r.stderr
+    d = json.loads(r.stdout)
+    got = [(i["address"], i["bytes"]) for i in d["instructions"]]
+    lo = d["address"]
+    want = objdump_instructions(tmp_path / "p", lo, lo + d["size"], arch)
+    want = [(a, b) for a, b in want if a < lo + d["size"]]
+    assert got[: len(want)] == want[: len(got)] and len(got) >= len(want) - 2, (got, want)
+    # main calls grow: a relocation to it, at grow's address
+    grow = next(a for a in inspect_json(tmp_path / "p")["atoms"] if a["name"] == "grow")
+    hits = [r for i in d["instructions"] for r in i["relocations"] if r["target"] == "grow"]
+    assert hits and all(h["address"] == grow["address"] for h in hits), hits
+    text = run([*TOYC, "inspect", "--disasm", "main", str(tmp_path / "p")]).stdout
+    assert re.search(rf"; \S+ grow( [-+]\d+)? \({grow['address']:#x}\)", text), text
+
+
+def test_disassembly_of_an_object_shows_its_rela_entries(tmp_path: Path):
+    (tmp_path / "lib.toy").write_text(
+        'export fn add(a: int, b: int) -> int { print("add", a); return a + b; }\n')
+    assert run([*TOYC, "build", "-c", "lib.toy"], cwd=tmp_path).status == 0
+    text = run([*TOYC, "inspect", "--disasm", "add", str(tmp_path / "lib.o")]).stdout
+    assert "R_X86_64_PLT32 toy.rt.print -4" in text, text
+    r = run([*TOYC, "inspect", "--disasm", "nosuch", str(tmp_path / "lib.o")])
+    assert r.status == 1 and "no function named 'nosuch'" in r.stderr

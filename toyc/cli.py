@@ -79,6 +79,8 @@ def _arg_parser() -> argparse.ArgumentParser:
                        "executable, object or archive toyc wrote.")
     i.add_argument("file", metavar="OUT")
     i.add_argument("--json", action="store_true", help="print the same as JSON")
+    i.add_argument("--disasm", metavar="NAME",
+                   help="the machine code of function NAME, with its relocations")
 
     sub.add_parser("plugins", help="list the plugins loaded",
                    description="List the plugins loaded (built-in, and from the 'toyc' "
@@ -156,11 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name:>8}: {seconds * 1000:9.1f} ms", file=sys.stderr)
             return 0
         if args.command == "inspect":
-            from toyc.inspect import inspect, render
+            from toyc.inspect import disassemble, inspect, render, render_disassembly
 
-            report = inspect(args.file)
-            print(json.dumps(report, indent=1) if args.json else render(report), end="\n"
-                  if args.json else "")
+            if args.disasm:
+                report, text = disassemble(args.file, args.disasm), render_disassembly
+            else:
+                report, text = inspect(args.file), render
+            print(json.dumps(report, indent=1) if args.json else text(report).rstrip("\n"))
             return 0
         if args.command == "plugins":
             from toyc.plugins import describe_plugins

@@ -125,6 +125,9 @@ class ArchInfo:
     dwarf_fp: int = -1
     abs64_reloc: int = -1
     abs32_reloc: int = -1
+    # how capstone disassembles the code (`toyc inspect --disasm`): the names of its
+    # architecture and mode constants, e.g. ("CS_ARCH_X86", "CS_MODE_64"); empty: it cannot
+    disassembler: tuple[str, ...] = ()
 
 
 class RelocationOverflow(Exception):

@@ -197,3 +197,112 @@ def render(report: dict) -> str:
         for u in report["updates"][-10:]:
             out.append(f"  {u['time']}  {u['summary']}")
     return "\n".join(out) + "\n"
+
+
+# ---- one function's machine code -------------------------------------------------------------
+
+
+def disassemble(path: str, name: str) -> dict:
+    """The machine code of function `name` in `path`, disassembled with capstone (as the
+    architecture says), with the relocations in it and the symbols they refer to."""
+    report = inspect(path)
+    if report["kind"] == "archive":
+        raise UserError(f"{path}: an archive; inspect its object instead")
+    atom = next((a for a in report["atoms"] if a["name"] == name and a["kind"] == "function"),
+                None)
+    if atom is None:
+        raise UserError(f"{path}: no function named '{name}'")
+    elf = ELFFile(io.BytesIO(Path(path).read_bytes()))
+    section = elf.get_section_by_name(atom["section"])
+    start = atom["address"] - section["sh_addr"]
+    code = section.data()[start : start + atom["size"]]
+    info = _arch_of(elf)
+    relocs = _object_relocs(elf, atom, start) if report["kind"] == "object" else \
+        _linked_relocs(path, name)
+    try:
+        import capstone
+
+        cs = capstone.Cs(*(getattr(capstone, c) for c in info.disassembler))
+    except (AttributeError, TypeError, ImportError) as e:
+        raise UserError(f"cannot disassemble {info.name} code ({e})") from None
+    out = []
+    for insn in cs.disasm(code, atom["address"]):
+        here = [r for r in relocs
+                if insn.address <= atom["address"] + r["offset"] < insn.address + insn.size]
+        out.append({"address": insn.address, "bytes": bytes(insn.bytes).hex(),
+                    "text": f"{insn.mnemonic} {insn.op_str}".strip(), "relocations": here})
+    return {"file": path, "function": name, "section": atom["section"],
+            "address": atom["address"], "size": atom["size"], "arch": info.name,
+            "instructions": out}
+
+
+def _arch_of(elf: ELFFile):
+    from toyc.plugins import architectures
+
+    machine = elf["e_machine"]
+    number = machine if isinstance(machine, int) else ELF_MACHINES.get(machine)
+    for info in architectures().values():
+        if info.elf_machine == number and info.disassembler:
+            return info
+    raise UserError(f"no architecture plugin disassembles {machine} code")
+
+
+ELF_MACHINES = {"EM_X86_64": 62, "EM_AARCH64": 183}
+
+
+def _object_relocs(elf: ELFFile, atom: dict, start: int) -> list[dict]:
+    """An object's .rela entries inside the function (offsets relative to it)."""
+    from elftools.elf.descriptions import describe_reloc_type
+
+    rela = elf.get_section_by_name(".rela" + atom["section"])
+    if rela is None:
+        return []
+    symtab = elf.get_section(rela["sh_link"])
+    out = []
+    for r in rela.iter_relocations():
+        if start <= r["r_offset"] < start + atom["size"]:
+            sym = symtab.get_symbol(r["r_info_sym"])
+            name = sym.name or elf.get_section(sym["st_shndx"]).name
+            out.append({"offset": r["r_offset"] - start,
+                        "type": describe_reloc_type(r["r_info_type"], elf),
+                        "target": name, "addend": r["r_addend"], "address": None})
+    return out
+
+
+def _linked_relocs(path: str, name: str) -> list[dict]:
+    """In an executable, the relocations the linker applied to the function, as the state
+    file remembers them (none without it), with the address each target has now."""
+    from elftools.elf.descriptions import describe_reloc_type
+
+    from linker.zig_object import ZigObject
+    from toyc.plugins import get_arch
+    from toyc.session import _stat_key, read_state
+
+    state = read_state(path)
+    if state is None or state.get("output_stat") != _stat_key(path):
+        return []
+    arch = get_arch(state["arch"])
+    zo = ZigObject.from_state(state["linker"], -1, arch)
+    elf = ELFFile(io.BytesIO(Path(path).read_bytes()))
+    atom = zo.symbol_atom(zo.navs[name])
+    out = []
+    for r in atom.relocs:
+        sym = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}[r.target.kind].get(r.target.key)
+        out.append({"offset": r.offset, "type": describe_reloc_type(r.type, elf),
+                    "target": zo.symbols[sym].name if sym is not None else r.target.describe(),
+                    "addend": r.addend,
+                    "address": zo.address(sym) if sym is not None else None})
+    return out
+
+
+def render_disassembly(d: dict) -> str:
+    out = [f"{d['function']} in {d['section']} at {d['address']:#x}, {d['size']} bytes "
+           f"({d['arch']})"]
+    for i in d["instructions"]:
+        out.append(f"  {i['address']:x}:  {i['bytes']:<22} {i['text']}")
+        for r in i["relocations"]:
+            where = f" ({r['address']:#x})" if r["address"] is not None else ""
+            addend = f" {r['addend']:+d}" if r["addend"] else ""
+            out.append(f"  {'':>{len(format(i['address'], 'x'))}}   ; {r['type']} "
+                       f"{r['target']}{addend}{where}")
+    return "\n".join(out) + "\n"

@@ -24,6 +24,7 @@ INFO = ArchInfo(
     trampoline_size=relocs.TRAMPOLINE_SIZE,
     sp_offset=19 * 8,  # struct user_regs_struct: r15 ... rip, cs, eflags, rsp
     dwarf_fp=6,  # rbp
+    disassembler=("CS_ARCH_X86", "CS_MODE_64"),
     abs64_reloc=relocs.R_X86_64_64,
     abs32_reloc=relocs.R_X86_64_32,
 )

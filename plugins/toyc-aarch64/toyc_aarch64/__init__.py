@@ -30,6 +30,7 @@ INFO = ArchInfo(
     tls_variant=1,
     tls_tcb_size=16,  # TPIDR_EL0 points at 16 reserved bytes; the TLS block follows them
     dwarf_fp=29,  # x29
+    disassembler=("CS_ARCH_ARM64", "CS_MODE_ARM"),
     abs64_reloc=relocs.R_AARCH64_ABS64,
     abs32_reloc=relocs.R_AARCH64_ABS32,
 )
