@@ -181,3 +181,24 @@ def test_disassembly_of_an_object_shows_its_rela_entries(tmp_path: Path):
     assert "R_X86_64_PLT32 toy.rt.print -4" in text, text
     r = run([*TOYC, "inspect", "--disasm", "nosuch", str(tmp_path / "lib.o")])
     assert r.status == 1 and "no function named 'nosuch'" in r.stderr
+
+
+def test_map_is_an_svg_a_renderer_draws_with_every_function(tmp_path: Path):
+    import xml.etree.ElementTree as ET
+
+    src = tmp_path / "p.toy"
+    src.write_text(PROGRAM.format(body="return x + 1;"))
+    assert run([*TOYC, "build", "p.toy"], cwd=tmp_path).status == 0
+    src.write_text(PROGRAM.format(body=BIG))  # grow moves: a trampoline to draw
+    assert run([*TOYC, "build", "p.toy"], cwd=tmp_path).status == 0
+    r = run([*TOYC, "inspect", str(tmp_path / "p"), "--map", str(tmp_path / "map.svg")])
+    assert r.status == 0 and r.stdout == "" and r.stderr == "", r.stderr
+    svg = ET.parse(tmp_path / "map.svg").getroot()
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    words = " ".join(t.text or "" for t in svg.iter() if t.tag.endswith(("title", "text")))
+    for name in ("grow", "main", "shared", "counter", "_start"):
+        assert name in words, name
+    assert "trampoline at" in words and "to grow" in words
+    png = tmp_path / "map.png"
+    r = run([require("rsvg-convert"), "-o", str(png), str(tmp_path / "map.svg")])
+    assert r.status == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", r.stderr

@@ -81,6 +81,8 @@ def _arg_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print the same as JSON")
     i.add_argument("--disasm", metavar="NAME",
                    help="the machine code of function NAME, with its relocations")
+    i.add_argument("--map", metavar="OUT.svg",
+                   help="draw the address space (sections, atoms, free room, trampolines)")
 
     sub.add_parser("plugins", help="list the plugins loaded",
                    description="List the plugins loaded (built-in, and from the 'toyc' "
@@ -158,8 +160,21 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name:>8}: {seconds * 1000:9.1f} ms", file=sys.stderr)
             return 0
         if args.command == "inspect":
-            from toyc.inspect import disassemble, inspect, render, render_disassembly
+            from toyc.inspect import (
+                disassemble,
+                inspect,
+                render,
+                render_disassembly,
+                render_map,
+            )
 
+            if args.map:
+                svg = render_map(inspect(args.file))
+                try:
+                    Path(args.map).write_text(svg)
+                except OSError as e:
+                    raise UserError(f"cannot write '{args.map}': {e.strerror or e}") from None
+                return 0
             if args.disasm:
                 report, text = disassemble(args.file, args.disasm), render_disassembly
             else:

@@ -306,3 +306,113 @@ def render_disassembly(d: dict) -> str:
             out.append(f"  {'':>{len(format(i['address'], 'x'))}}   ; {r['type']} "
                        f"{r['target']}{addend}{where}")
     return "\n".join(out) + "\n"
+
+
+# ---- a picture of the address space ------------------------------------------------------------
+
+MAP_WIDTH = 1200
+BAND = 56
+COLOURS = {"function": "#4e79a7", "object": "#59a14f", "thread-local": "#b07aa1",
+           "runtime": "#9c9c9c", "constant": "#8cd17d"}
+
+
+def _colour(a: dict) -> str:
+    if a["name"].startswith("toy.rt.") or a["name"] in ("_start", "_start.tls"):
+        return COLOURS["runtime"]
+    if a["name"].startswith("toy.str."):
+        return COLOURS["constant"]
+    return COLOURS[a["kind"]]
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
+        .replace('"', "&quot;")
+
+
+def render_map(report: dict) -> str:
+    """An SVG picture of the output's Zig sections: one band per section, its atoms as boxes
+    to scale (the room an atom has beyond its size lighter), trampolines and free-list room
+    marked apart. A section's unused end is drawn as a short scale break, so that the atoms
+    fill the band."""
+    if report["kind"] == "archive":
+        raise UserError(f"{report['file']}: an archive; draw its object instead")
+    parts, y = [], 60
+    for sec in report["sections"]:
+        atoms = [a for a in report["atoms"] if a["section"] == sec["name"]]
+        if not atoms and sec["name"] != ".text.zig":
+            continue
+        lo = sec["address"]
+        ends = [a["address"] + a["size"] for a in atoms]
+        ends += [t["address"] + t["size"] for t in report["trampolines"]
+                 if lo <= t["address"] < sec["end"]]
+        used_end = max(ends, default=lo)
+        span = max(used_end - lo, 1)
+        room = MAP_WIDTH - 160  # the rest is the break that stands for the unused end
+        scale = room / span
+        parts.append(f'<text x="10" y="{y - 8}" class="title">{_esc(sec["name"])}  '
+                     f'{sec["address"]:#x}-{sec["end"]:#x}: {sec["used"]} of {sec["size"]} '
+                     f'bytes used</text>')
+        parts.append(f'<rect x="10" y="{y}" width="{room}" height="{BAND}" class="band"/>')
+        for a in atoms:
+            x = 10 + (a["address"] - lo) * scale
+            w = max(a["size"] * scale, 1.0)
+            cap = min(a.get("capacity", a["size"]), used_end - a["address"]) * scale
+            title = (f'{a["name"]}: {a["kind"]} at {a["address"]:#x}, {a["size"]} bytes'
+                     + (f', capacity {a["capacity"]}' if "capacity" in a else ""))
+            if cap > w:
+                parts.append(f'<rect x="{x:.2f}" y="{y}" width="{cap:.2f}" height="{BAND}" '
+                             f'fill="{_colour(a)}" opacity="0.25"/>')
+            parts.append(f'<rect x="{x:.2f}" y="{y}" width="{w:.2f}" height="{BAND}" '
+                         f'fill="{_colour(a)}" stroke="#ffffff" stroke-width="0.5">'
+                         f'<title>{_esc(title)}</title></rect>')
+            if w > 7 * len(a["name"]) + 4:
+                parts.append(f'<text x="{x + 3:.2f}" y="{y + BAND / 2 + 4}" '
+                             f'class="label">{_esc(a["name"])}</text>')
+        for f in report["free_list"]:
+            if f["section"] == sec["name"] and f["address"] < used_end:
+                x = 10 + (f["address"] - lo) * scale
+                parts.append(f'<rect x="{x:.2f}" y="{y + 2}" width="{f["free"] * scale:.2f}" '
+                             f'height="{BAND - 4}" class="free"><title>free-list room after '
+                             f'{_esc(f["after"])}: {f["free"]} bytes</title></rect>')
+        for t in report["trampolines"]:
+            if lo <= t["address"] < sec["end"]:
+                x = 10 + (t["address"] - lo) * scale
+                w = max(t["size"] * scale, 3)
+                parts.append(f'<rect x="{x:.2f}" y="{y - 4}" width="{w:.2f}"'
+                             f' height="{BAND + 8}" class="trampoline"><title>trampoline at '
+                             f'{t["address"]:#x} to {_esc(t["function"])} at {t["target"]:#x}'
+                             f'</title></rect>')
+                parts.append(f'<text x="{x:.2f}" y="{y + BAND + 16}" class="small">'
+                             f'&#8594; {_esc(t["function"])}</text>')
+        # the unused end of the section, not to scale
+        parts.append(f'<path d="M {10 + room + 8} {y} l 8 {BAND / 2} l -8 {BAND / 2}" '
+                     f'class="break"/>')
+        parts.append(f'<text x="{10 + room + 22}" y="{y + BAND / 2 + 4}" class="small">'
+                     f'{sec["end"] - used_end} bytes free</text>')
+        y += BAND + 56
+    legend = [("function", COLOURS["function"]), ("global", COLOURS["object"]),
+              ("thread-local", COLOURS["thread-local"]), ("runtime helper", COLOURS["runtime"]),
+              ("string constant", COLOURS["constant"])]
+    x = 10
+    for name, colour in legend:
+        parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{colour}"/>'
+                     f'<text x="{x + 18}" y="{y + 12}" class="small">{name}</text>')
+        x += 40 + 7 * len(name)
+    parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{COLOURS["function"]}" '
+                 f'opacity="0.25"/><text x="{x + 18}" y="{y + 12}" class="small">room to grow'
+                 f'</text>')
+    x += 110
+    parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" class="free"/><text '
+                 f'x="{x + 18}" y="{y + 12}" class="small">free-list room</text>')
+    x += 120
+    parts.append(f'<rect x="{x}" y="{y}" width="6" height="14" class="trampoline"/><text '
+                 f'x="{x + 12}" y="{y + 12}" class="small">trampoline</text>')
+    height = y + 40
+    style = ("<style>.title{font:bold 13px sans-serif}.label{font:11px sans-serif;fill:#fff}"
+             ".small{font:11px sans-serif}.band{fill:#f4f4f4;stroke:#bbb}"
+             ".free{fill:none;stroke:#f28e2b;stroke-width:2;stroke-dasharray:4 2}"
+             ".trampoline{fill:#e15759}.break{fill:none;stroke:#888;stroke-width:2}</style>")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{MAP_WIDTH + 150}" '
+            f'height="{height}" viewBox="0 0 {MAP_WIDTH + 150} {height}">{style}'
+            f'<text x="10" y="20" class="title">{_esc(report["file"])}: {report["kind"]} for '
+            f'{report["machine"]}</text>' + "".join(parts) + "</svg>\n")
