@@ -202,3 +202,16 @@ def test_map_is_an_svg_a_renderer_draws_with_every_function(tmp_path: Path):
     png = tmp_path / "map.png"
     r = run([require("rsvg-convert"), "-o", str(png), str(tmp_path / "map.svg")])
     assert r.status == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", r.stderr
+
+
+@pytest.mark.parametrize("sample", ["hello", "threadlocal"])
+def test_a_samples_map_names_every_function(tmp_path: Path, sample: str):
+    import xml.etree.ElementTree as ET
+
+    exe = tmp_path / sample
+    assert run([*TOYC, "build", str(SAMPLES / f"{sample}.toy"), "-o", str(exe)]).status == 0
+    assert run([*TOYC, "inspect", str(exe), "--map", str(tmp_path / "m.svg")]).status == 0
+    svg = ET.parse(tmp_path / "m.svg").getroot()
+    words = " ".join(t.text or "" for t in svg.iter() if t.tag.endswith(("title", "text")))
+    functions = [a["name"] for a in inspect_json(exe)["atoms"] if a["kind"] == "function"]
+    assert functions and all(f"{name}: function" in words for name in functions)
