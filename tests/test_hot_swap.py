@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -489,6 +490,12 @@ def test_a_program_killed_during_a_patch(tmp_path: Path):
 
     def killed_first(writes):
         os.kill(process.pid, 9)
+        # until it is gone (a zombie): SIGKILL takes effect asynchronously
+        for _ in range(1000):
+            stat = Path(f"/proc/{process.pid}/stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                break
+            time.sleep(0.001)
         real_write(writes)
 
     process.write = killed_first
