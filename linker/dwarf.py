@@ -136,16 +136,15 @@ def uleb(value: int) -> bytes:
             return bytes(out)
 
 
-def sleb(value: int, width: int = 0) -> bytes:
-    """SLEB128; with `width`, padded to exactly that many bytes, so it can be patched."""
-    if -0x40 <= value < 0x40 and width <= 1:
+def sleb(value: int) -> bytes:
+    if -0x40 <= value < 0x40:
         return _SMALL[value & 0x7F]
     out = bytearray()
     while True:
         byte = value & 0x7F
         value >>= 7
         done = (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40)
-        if done and len(out) + 1 >= width:
+        if done:
             out.append(byte)
             return bytes(out)
         out.append(byte | 0x80)
@@ -238,10 +237,9 @@ class Region:
 
 
 class Dwarf:
-    def __init__(self, elf_file: ElfFile, arch_info, source_path: str, relocatable: bool):
+    def __init__(self, elf_file: ElfFile, arch_info, source_path: str):
         self.elf = elf_file
         self.info = arch_info
-        self.relocatable = relocatable
         self.source_path = source_path
         self.sections: dict[str, int] = {}
         self.entries: dict[str, Entry] = {}
@@ -582,9 +580,8 @@ class Dwarf:
         }
 
     @classmethod
-    def from_state(cls, elf_file: ElfFile, arch_info, source_path: str, relocatable: bool,
-                   state: dict) -> Dwarf:
-        d = cls(elf_file, arch_info, source_path, relocatable)
+    def from_state(cls, elf_file: ElfFile, arch_info, source_path: str, state: dict) -> Dwarf:
+        d = cls(elf_file, arch_info, source_path)
         d.sections = dict(state["sections"])
         d.entries = {n: Entry(Block(*i), Block(*ln), decl_line, kind)
                      for n, (i, ln, decl_line, kind) in state["entries"].items()}

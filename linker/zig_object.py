@@ -201,25 +201,28 @@ class ZigObject:
                     elf.Shdr(name + ".writable", elf.SHT_PROGBITS, elf.SHF_ALLOC | elf.SHF_WRITE,
                              vaddr, offset), ph, marker=True))
         elf_file.add_phdr(elf.Phdr(elf.PT_GNU_STACK, elf.PF_R | elf.PF_W, 0, 0, 0, 0, 16))
+        self._finish_sections(debug)
+
+    def _finish_sections(self, debug: bool) -> None:
+        """The sections every output ends with: the debug info's (in an object, with .rela
+        sections for the system linker), the symbol and string tables."""
         if debug:
-            self._create_debug_sections()
-        elf_file.add_section(Section(elf.Shdr(
+            self.dwarf = Dwarf(self.elf, self.arch.info, self.source_path)
+            self.dwarf.create()
+            if self.relocatable:
+                for name in RELOCATED:
+                    self._add_rela(self.dwarf.sections[name])
+        self.elf.add_section(Section(elf.Shdr(
             ".symtab", elf.SHT_SYMTAB, addralign=8, entsize=elf.SYM_SIZE)))
-        elf_file.add_section(Section(elf.Shdr(".strtab", elf.SHT_STRTAB)))
-        elf_file.add_section(Section(elf.Shdr(".shstrtab", elf.SHT_STRTAB)))
+        self.elf.add_section(Section(elf.Shdr(".strtab", elf.SHT_STRTAB)))
+        self.elf.add_section(Section(elf.Shdr(".shstrtab", elf.SHT_STRTAB)))
         self._init_tables()
 
-    def _create_debug_sections(self) -> None:
-        """The debug info's sections; in an object, with .rela sections for the system
-        linker."""
-        self.dwarf = Dwarf(self.elf, self.arch.info, self.source_path, self.relocatable)
-        self.dwarf.create()
-        if self.relocatable:
-            for name in RELOCATED:
-                target = self.dwarf.sections[name]
-                self.rela[target] = self.elf.add_section(Section(elf.Shdr(
-                    ".rela" + name, elf.SHT_RELA, elf.SHF_INFO_LINK, addralign=8,
-                    entsize=elf.RELA_SIZE, info=target)))
+    def _add_rela(self, target: int) -> None:
+        """A .rela section for the references in section `target` of an object."""
+        self.rela[target] = self.elf.add_section(Section(elf.Shdr(
+            ".rela" + self.elf.sections[target].shdr.name, elf.SHT_RELA, elf.SHF_INFO_LINK,
+            addralign=8, entsize=elf.RELA_SIZE, info=target)))
 
     def _create_object_sections(self, size_hints: dict[str, int], debug: bool) -> None:
         """The sections of a relocatable object: the four Zig sections (the code section not
@@ -238,18 +241,9 @@ class ZigObject:
                 hint = size_hints.get(key, 0)
                 elf_file.reserve(index, hint + hint // 2)
         for key in ("text", "rodata", "data"):
-            target = self.section_of[key]
-            self.rela[target] = elf_file.add_section(Section(elf.Shdr(
-                ".rela" + elf_file.sections[target].shdr.name, elf.SHT_RELA, elf.SHF_INFO_LINK,
-                addralign=8, entsize=elf.RELA_SIZE, info=target)))
+            self._add_rela(self.section_of[key])
         elf_file.add_section(Section(elf.Shdr(".note.GNU-stack", elf.SHT_PROGBITS)))
-        if debug:
-            self._create_debug_sections()
-        elf_file.add_section(Section(elf.Shdr(
-            ".symtab", elf.SHT_SYMTAB, addralign=8, entsize=elf.SYM_SIZE)))
-        elf_file.add_section(Section(elf.Shdr(".strtab", elf.SHT_STRTAB)))
-        elf_file.add_section(Section(elf.Shdr(".shstrtab", elf.SHT_STRTAB)))
-        self._init_tables()
+        self._finish_sections(debug)
 
     def _section_rows(self) -> list[int]:
         """The sections with an STT_SECTION symbol: those loaded, or in an object, allocated;
@@ -1182,8 +1176,7 @@ class ZigObject:
         zo.relocatable = bool(state["relocatable"])
         zo.tls_phdr, zo.tls_layout, zo.entry_kind = state["tls"]
         if state["dwarf"] is not None:
-            zo.dwarf = Dwarf.from_state(zo.elf, arch.info, zo.source_path, zo.relocatable,
-                                        state["dwarf"])
+            zo.dwarf = Dwarf.from_state(zo.elf, arch.info, zo.source_path, state["dwarf"])
         zo.tls_navs = {zo.navs[n] for n in zo.navs
                        if zo.symbols[zo.navs[n]].type == elf.STT_TLS}
         zo.rela = {k: v for k, v in state["rela"]}
