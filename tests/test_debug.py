@@ -320,3 +320,20 @@ def test_lines_shifted_above_many_declarations(tmp_path: Path):
     line = line_of(text, "let y = x + 699;")
     out = gdb(tmp_path / "prog", "break f699", "run", "bt 1")
     assert f"f699 (x=1) at debug.toy:{line}" in out, out
+
+
+def test_watch_strip_writes_no_debug_info(tmp_path: Path):
+    from watching import Watcher, save_in_place
+
+    (tmp_path / "src.toy").write_text("fn main() { print(1); }\n")
+    w = Watcher(tmp_path, "--strip")
+    try:
+        assert "(full build)" in w.line()
+        w.wait_watching()
+        save_in_place(tmp_path / "src.toy", "fn main() { print(2); }\n")
+        assert w.line().startswith("updated main")
+    finally:
+        w.stop()
+    sections = run([require("readelf"), "-SW", str(tmp_path / "prog")]).stdout
+    assert ".text.zig" in sections and ".debug_" not in sections
+    assert run([str(tmp_path / "prog")]).stdout == "2\n"
