@@ -6,9 +6,12 @@ algorithms.
 Each program in bench/programs/ is written in Toy (NAME.toy) and in C (NAME.c), printing the
 same line: recursive fib(32), a sieve of the primes below 10,000,000 over a global array, the
 longest Collatz chain below 1,000,000, 10 queens, an integer-only Mandelbrot set, and a
-byte-by-byte string scan. For each, in one run: the build time of each compiler, then the
-median wall time of N runs of each executable (default 5), the ratios of toyc's time to the
-others', and a check that all four print the same. Needs gcc and tcc (`apt-get install tcc`).
+byte-by-byte string scan. fib and queens take a few milliseconds, about as long as starting a
+process, so they are run ROUNDS times within one run (their first argument). For each
+program, in one run: the build time of each compiler, then the median wall time of N runs of
+each executable (default 11; the four take turns, so that a slow moment of the machine is
+shared), the ratios of toyc's time to the others', and a check that all four print the same.
+Needs gcc and tcc (`apt-get install tcc`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = ["fib", "sieve", "collatz", "queens", "mandelbrot", "scan"]
+ROUNDS = {"fib": 20, "queens": 50}  # repetitions of the short ones, within one run
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
@@ -39,7 +43,7 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--only", default="", help="comma-separated program names")
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n] or PROGRAMS
@@ -66,21 +70,26 @@ def main() -> int:
         work = Path(tmp)
         for name in names:
             src = HERE / "programs" / name
-            builds, times, outputs = {}, {}, {}
+            builds, runs, outputs = {}, {}, {}
+            exes = {}
             for label, command in compilers.items():
-                exe = work / f"{name}-{label.replace(' ', '')}"
-                builds[label], _ = timed(command(src, exe), work)
-                runs = []
-                for _ in range(args.runs):
-                    took, out = timed([str(exe)], work)
-                    runs.append(took)
-                times[label], outputs[label] = statistics.median(runs), out
+                exes[label] = work / f"{name}-{label.replace(' ', '')}"
+                builds[label], _ = timed(command(src, exes[label]), work)
+                runs[label] = []
+            rounds = [str(ROUNDS[name])] if name in ROUNDS else []
+            # the four in turn, so that a slow moment of the machine is shared among them
+            for _ in range(args.runs):
+                for label, exe in exes.items():
+                    took, outputs[label] = timed([str(exe), *rounds], work)
+                    runs[label].append(took)
+            times = {label: statistics.median(r) for label, r in runs.items()}
             if len(set(outputs.values())) != 1:
                 sys.exit(f"{name}: the programs disagree: {outputs}")
             r = {k: times["toyc"] / times[k] for k in ratios}
             for k in ratios:
                 ratios[k].append(r[k])
-            print(f"{name:<11} {times['toyc']:>7.3f}s {times['gcc -O0']:>7.3f}s "
+            label = f"{name} x{ROUNDS[name]}" if name in ROUNDS else name
+            print(f"{label:<11} {times['toyc']:>7.3f}s {times['gcc -O0']:>7.3f}s "
                   f"{times['gcc -O2']:>7.3f}s {times['tcc']:>7.3f}s | {r['gcc -O0']:>6.2f}x "
                   f"{r['gcc -O2']:>6.2f}x {r['tcc']:>5.2f}x | "
                   + ", ".join(f"{builds[k]:.2f}s" for k in compilers))

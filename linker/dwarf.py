@@ -30,6 +30,7 @@ from linker import elf
 from linker.atom import pad_to_ideal
 from linker.elf_file import ElfFile, Section
 from toyc import __version__
+from toyc.leb128 import sleb, uleb
 from toyc.types import Type
 
 # ---- DWARF numbers -------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ DW_FORM_sec_offset, DW_FORM_exprloc, DW_FORM_line_strp = 0x17, 0x18, 0x1F
 DW_ATE_boolean, DW_ATE_signed, DW_ATE_unsigned_char = 0x02, 0x05, 0x08
 DW_LANG_C99 = 0x0C  # the closest a debugger knows: C's expressions work on Toy's values
 DW_UT_compile = 0x01
-DW_OP_addr, DW_OP_fbreg, DW_OP_breg0 = 0x03, 0x91, 0x70
+DW_OP_addr, DW_OP_fbreg, DW_OP_breg0, DW_OP_reg0, DW_OP_regx = 0x03, 0x91, 0x70, 0x50, 0x90
 DW_LNS_copy, DW_LNS_advance_pc, DW_LNS_advance_line, DW_LNS_set_column = 1, 2, 3, 5
 DW_LNS_const_add_pc, DW_LNS_set_prologue_end = 8, 10
 DW_LNE_end_sequence, DW_LNE_set_address = 1, 2
@@ -112,42 +113,15 @@ INFO_HEADER = 12  # unit_length, version, unit_type, address_size, debug_abbrev_
 LINE_OPCODE_LENGTHS = bytes([0, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1])
 LINE_FIELD = 5  # bytes of a sequence's first DW_LNS_advance_line operand (a padded SLEB128)
 SECTIONS = (".debug_abbrev", ".debug_info", ".debug_aranges", ".debug_line", ".debug_str",
-            ".debug_line_str")
+            ".debug_line_str", ".debug_frame")
 # what an object's debug sections refer to by offset: each needs a section symbol
-REFERRED = (".debug_abbrev", ".debug_info", ".debug_line", ".debug_str", ".debug_line_str")
-RELOCATED = (".debug_info", ".debug_line", ".debug_aranges")
+REFERRED = (".debug_abbrev", ".debug_info", ".debug_line", ".debug_str", ".debug_line_str",
+            ".debug_frame")
+RELOCATED = (".debug_info", ".debug_line", ".debug_aranges", ".debug_frame")
+CIE_ID = 0xFFFFFFFF  # what marks a common information entry in .debug_frame
+CIE_VERSION = 4
+MIN_FRAME_ENTRY = 16  # the smallest entry: a CIE without instructions, padded
 TEXT_SECTION = ".text.zig"
-
-
-_SMALL = [bytes((i,)) for i in range(128)]
-
-
-def uleb(value: int) -> bytes:
-    if 0 <= value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def sleb(value: int) -> bytes:
-    if -0x40 <= value < 0x40:
-        return _SMALL[value & 0x7F]
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        done = (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40)
-        if done:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
 
 
 def line_operand(value: int) -> bytes:
@@ -183,6 +157,23 @@ def line_padding(size: int) -> bytes:
     return bytes([DW_LNS_const_add_pc]) * size
 
 
+def frame_padding(size: int) -> bytes:
+    """`size` (>= MIN_FRAME_ENTRY) bytes of .debug_frame that describe nothing: a common
+    information entry that no frame description refers to."""
+    if size <= 0:
+        return b""
+    body = struct.pack("<IB", CIE_ID, CIE_VERSION) + b"\0" + bytes([8, 0]) + uleb(1) + \
+        sleb(-8) + uleb(0)
+    assert size >= 4 + len(body), size
+    return struct.pack("<I", size - 4) + body + bytes(size - 4 - len(body))
+
+
+def fill_frame(data: bytes, capacity: int) -> bytes:
+    """A frame description entry stretched to `capacity` bytes: its length covers them, the
+    instructions end in DW_CFA_nop."""
+    return struct.pack("<I", capacity - 4) + data[4:] + bytes(capacity - len(data))
+
+
 @dataclass(slots=True)
 class Block:
     """A declaration's bytes in one debug section, with room to grow."""
@@ -204,6 +195,7 @@ class Entry:
     line: Block
     decl_line: int = 0
     kind: str = "fn"  # as DebugDecl.kind
+    frame: Block = field(default_factory=Block)  # a function's frame description entry
 
 
 @dataclass(slots=True)
@@ -214,19 +206,20 @@ class Region:
     end: int
     free: list[list[int]]  # [offset, size], by offset
 
-    def allocate(self, size: int) -> tuple[int, tuple[int, int] | None]:
-        """Room for `size` bytes: its offset, and the part of a free chunk it leaves free
+    def allocate(self, size: int, min_rest: int = 1) -> tuple[int, int, tuple[int, int] | None]:
+        """Room for `size` bytes: its offset, its size (a free chunk's whole room when less
+        than `min_rest` would be left of it), and the part of a free chunk it leaves free
         (offset, size), which must be padded anew."""
         for i, (offset, room) in enumerate(self.free):
             if room >= size:
-                if room == size:
+                if room - size < min_rest:
                     del self.free[i]
-                    return offset, None
+                    return offset, room, None
                 self.free[i] = [offset + size, room - size]
-                return offset, (offset + size, room - size)
+                return offset, size, (offset + size, room - size)
         offset = self.end
         self.end += size
-        return offset, None
+        return offset, size, None
 
     def release(self, offset: int, size: int) -> None:
         if offset + size == self.end:
@@ -245,9 +238,10 @@ class Dwarf:
         self.entries: dict[str, Entry] = {}
         self.info_region = Region(0, 0, [])
         self.line_region = Region(0, 0, [])
+        self.frame_region = Region(0, 0, [])
         self.types: dict[Type, int] = {}  # base type -> its DIE's offset
         self.code_range = (0, 0)  # the unit's address range as last written
-        # what the next flush writes: name -> (description, rows, frame slots, scopes, line)
+        # what the next flush writes: name -> (its code, its line)
         self.pending: dict[str, tuple] = {}
         self.line_patches: set[str] = set()
         self.name_offset = 0  # of the file's name in .debug_line_str
@@ -256,11 +250,18 @@ class Dwarf:
 
     # ---- the fixed parts ----------------------------------------------------------------------
 
+    @property
+    def frames(self) -> bool:
+        """Whether functions have call frame information (the architecture describes it)."""
+        return self.info.cfa_ra_register >= 0
+
     def create(self) -> None:
         """Add the debug sections to the file and write their fixed parts."""
         for name in SECTIONS:
+            if name == ".debug_frame" and not self.frames:
+                continue
             self.sections[name] = self.elf.add_section(Section(elf.Shdr(
-                name, elf.SHT_PROGBITS, 0, addralign=1)))
+                name, elf.SHT_PROGBITS, 0, addralign=8 if name == ".debug_frame" else 1)))
         self._write_fixed()
 
     def _write_fixed(self) -> None:
@@ -304,7 +305,20 @@ class Dwarf:
         header = struct.pack("<IHBBI", 0, 5, 8, 0, len(after)) + after
         self.line_region = Region(len(header), len(header), [])
         self._write(".debug_line", 0, header)
+        if self.frames:
+            cie = self._cie()
+            self.frame_region = Region(len(cie), len(cie), [])
+            self._write(".debug_frame", 0, cie)
         self._finish_units()
+
+    def _cie(self) -> bytes:
+        """.debug_frame's one common information entry, which every function's refers to."""
+        i = self.info
+        body = struct.pack("<IB", CIE_ID, CIE_VERSION) + b"\0" + bytes([8, 0]) + \
+            uleb(i.cfa_code_align) + sleb(i.cfa_data_align) + uleb(i.cfa_ra_register) + \
+            i.cfa_initial
+        body += bytes(-(len(body) + 4) % 8)  # DW_CFA_nop up to a whole number of words
+        return struct.pack("<I", len(body)) + body
 
     def _write(self, section: str, offset: int, data: bytes, size: int | None = None) -> None:
         index = self.sections[section]
@@ -320,6 +334,8 @@ class Dwarf:
         self._write(".debug_info", 0, struct.pack("<I", end + 1 - 4))
         end = self.line_region.end
         self._write(".debug_line", 0, struct.pack("<I", end - 4), end)
+        if self.frames:  # (the section ends where its last entry does)
+            self._write(".debug_frame", 0, b"", self.frame_region.end)
 
     def set_code_range(self, low: int, size: int) -> None:
         """The code section spans [low, low + size): the unit's range and .debug_aranges."""
@@ -333,11 +349,10 @@ class Dwarf:
 
     # ---- declarations -------------------------------------------------------------------------
 
-    def note(self, name: str, debug, rows: list, frame_slots: list, scopes: list,
-             line: int) -> None:
-        """Declaration `name` was updated; its blocks are rewritten at the next flush if what
-        they say changed."""
-        self.pending[name] = (debug, rows, frame_slots, scopes, line)
+    def note(self, name: str, code, line: int) -> None:
+        """Declaration `name` was updated to `code` (a `toyc.code.Code` whose `debug` says
+        what it is); its blocks are rewritten at the next flush if what they say changed."""
+        self.pending[name] = (code, line)
 
     def set_line(self, name: str, line: int) -> None:
         e = self.entries.get(name)
@@ -360,6 +375,7 @@ class Dwarf:
             return
         self._release(".debug_info", self.info_region, e.info, info_padding)
         self._release(".debug_line", self.line_region, e.line, line_padding)
+        self._release(".debug_frame", self.frame_region, e.frame, frame_padding)
 
     def _release(self, section: str, region: Region, b: Block, pad) -> None:
         if not b.capacity:
@@ -373,7 +389,9 @@ class Dwarf:
         address and size as the linker placed them. Returns the declarations whose blocks
         were rewritten, and those whose line numbers alone were patched."""
         changed = set()
-        for name, (debug, rows, slots, scopes, line) in sorted(self.pending.items()):
+        for name, (code, line) in sorted(self.pending.items()):
+            debug, rows, scopes = code.debug, code.rows, code.scopes
+            slots, regs = code.frame_slots, code.local_regs
             e = self.entries.get(name)
             if e is None:
                 e = self.entries[name] = Entry(Block(), Block())
@@ -384,8 +402,8 @@ class Dwarf:
             placed = any(t is not None and t.is_array
                          for t in [debug.ty, *(v.ty for v in debug.vars)])
             if self._put(".debug_info", self.info_region, e.info, info_padding,
-                         lambda base, d=debug, a=address, n=size, s=slots, c=scopes, ln=line:
-                         self._info_block(base, d, a, n, s, c, ln), placed):
+                         lambda base, d=debug, a=address, n=size, s=slots, r=regs, c=scopes,
+                         ln=line: self._info_block(base, d, a, n, s, r, c, ln), placed):
                 changed.add(name)
             if debug.kind == "fn" and self._put(
                     ".debug_line", self.line_region, e.line, line_padding,
@@ -395,6 +413,15 @@ class Dwarf:
             elif debug.kind != "fn" and e.line.capacity:  # a function became a global
                 self._release(".debug_line", self.line_region, e.line, line_padding)
                 e.line = Block()
+                changed.add(name)
+            if debug.kind == "fn" and code.cfi and self.frames:
+                if self._put(".debug_frame", self.frame_region, e.frame, frame_padding,
+                             lambda base, a=address, n=size, c=code.cfi:
+                             self._frame_block(a, n, c), False, fill_frame, MIN_FRAME_ENTRY):
+                    changed.add(name)
+            elif e.frame.capacity:
+                self._release(".debug_frame", self.frame_region, e.frame, frame_padding)
+                e.frame = Block()
                 changed.add(name)
         self.pending.clear()
         patched = set(self.line_patches)
@@ -417,23 +444,31 @@ class Dwarf:
         self._finish_units()
         return changed, patched
 
-    def _put(self, section: str, region: Region, b: Block, pad, make, placed: bool) -> bool:
+    def _put(self, section: str, region: Region, b: Block, pad, make, placed: bool,
+             fill=None, min_size: int = 1) -> bool:
         """(Re)write block `b` with `make(offset)`'s bytes, in place if they fit (`placed`:
-        they depend on the offset). Whether they differed."""
+        they depend on the offset). `fill(data, capacity)` stretches the bytes over the
+        block's room (default: `pad` after them); no block or free chunk is smaller than
+        `min_size`. Whether they differed."""
         data, line_at, addrs = make(b.offset)
         digest = hashlib.blake2b(data, digest_size=12).hexdigest()
         if digest == b.digest and b.capacity:
             return False
         if len(data) > b.capacity:
             self._release(section, region, b, pad)
-            b.capacity = pad_to_ideal(len(data))
-            b.offset, rest = region.allocate(b.capacity)
+            capacity = pad_to_ideal(len(data))
+            if min_size > 1:  # whole words, as .debug_frame's entries are
+                capacity = max(min_size, (capacity + 7) & ~7)
+            b.offset, b.capacity, rest = region.allocate(capacity, min_size)
             if rest is not None:  # what was one padding entry is now two
                 self._write(section, rest[0], pad(rest[1]))
             if placed:
                 data, line_at, addrs = make(b.offset)
                 digest = hashlib.blake2b(data, digest_size=12).hexdigest()
-        self._write(section, b.offset, data + pad(b.capacity - len(data)))
+        if fill is None:
+            self._write(section, b.offset, data + pad(b.capacity - len(data)))
+        else:
+            self._write(section, b.offset, fill(data, b.capacity))
         b.size, b.digest, b.line_at, b.addrs = len(data), digest, line_at, addrs
         return True
 
@@ -449,7 +484,8 @@ class Dwarf:
         return at
 
     def _info_block(self, base: int, d, address: int, size: int, slots: list[int],
-                    scopes: list[tuple[int, int]], line: int) -> tuple[bytes, int, list]:
+                    regs: list[int], scopes: list[tuple[int, int]],
+                    line: int) -> tuple[bytes, int, list]:
         """A declaration's DIEs, to be written at `base`; where its line field is, and
         where it holds addresses."""
         out = bytearray()
@@ -497,8 +533,13 @@ class Dwarf:
             for v, ty in by_scope.get(i, []):
                 out.extend(uleb(PARAM if v.param else LOCAL) + v.name.encode() + b"\0")
                 out.extend(struct.pack("<I", ty))
-                where = bytes([DW_OP_fbreg]) + sleb(-slots[v.local]) \
-                    if frame_base and v.local < len(slots) else b""
+                reg = regs[v.local] if v.local < len(regs) else -1
+                if reg >= 0:
+                    where = bytes([DW_OP_reg0 + reg]) if reg < 32 else \
+                        bytes([DW_OP_regx]) + uleb(reg)
+                else:
+                    where = bytes([DW_OP_fbreg]) + sleb(-slots[v.local]) \
+                        if frame_base and v.local < len(slots) else b""
                 out.extend(uleb(len(where)) + where)
             for c in children.get(i, []):
                 if c in used:
@@ -512,6 +553,13 @@ class Dwarf:
         scope(0)
         out += b"\0"
         return bytes(out), line_at, addrs
+
+    def _frame_block(self, address: int, size: int, cfi: bytes) -> tuple[bytes, int, list]:
+        """A function's frame description entry: the common entry's offset (0), its code's
+        address and size, its call frame instructions, in whole words."""
+        body = struct.pack("<IQQ", 0, address, size) + cfi
+        body += bytes(-(len(body) + 4) % 8)
+        return struct.pack("<I", len(body)) + body, -1, [[8, 0]]
 
     def _line_block(self, address: int, size: int, rows: list,
                     line: int) -> tuple[bytes, int, list]:
@@ -539,8 +587,9 @@ class Dwarf:
         """Raise ValueError if a block lies outside its section (see ZigObject.check_layout)."""
         info = self.elf.sections[self.sections[".debug_info"]].shdr.size
         line = self.elf.sections[self.sections[".debug_line"]].shdr.size
+        frame = self.elf.sections[self.sections[".debug_frame"]].shdr.size if self.frames else 0
         for name, e in self.entries.items():
-            for b, size in ((e.info, info), (e.line, line)):
+            for b, size in ((e.info, info), (e.line, line), (e.frame, frame)):
                 if b.capacity and not 0 <= b.offset <= b.offset + b.capacity <= size:
                     raise ValueError(f"the debug info of {name} lies outside its section")
 
@@ -564,16 +613,23 @@ class Dwarf:
             info += [(e.info.offset + at, 8, "nav", name, addend) for at, addend in e.info.addrs]
             line += [(e.line.offset + at, 8, "nav", name, addend) for at, addend in e.line.addrs]
         aranges = [(6, 4, "section", ".debug_info", 0), (16, 8, "section", TEXT_SECTION, 0)]
-        return {".debug_info": info, ".debug_line": line, ".debug_aranges": aranges}
+        out = {".debug_info": info, ".debug_line": line, ".debug_aranges": aranges}
+        if self.frames:  # each entry's common entry, and its function's address
+            out[".debug_frame"] = [
+                r for name, e in sorted(self.entries.items()) if e.frame.capacity
+                for r in ((e.frame.offset + 4, 4, "section", ".debug_frame", 0),
+                          (e.frame.offset + 8, 8, "nav", name, 0))]
+        return out
 
     # ---- state --------------------------------------------------------------------------------
 
     def state(self) -> dict:
         return {
             "sections": self.sections,
-            "entries": {n: [_block(e.info), _block(e.line), e.decl_line, e.kind]
-                        for n, e in self.entries.items()},
-            "regions": [[r.start, r.end, r.free] for r in (self.info_region, self.line_region)],
+            "entries": {n: [_block(e.info), _block(e.line), e.decl_line, e.kind,
+                            _block(e.frame)] for n, e in self.entries.items()},
+            "regions": [[r.start, r.end, r.free]
+                        for r in (self.info_region, self.line_region, self.frame_region)],
             "types": [[t.name, off] for t, off in self.types.items()],
             "code_range": list(self.code_range),
             "header": [self.name_offset, self.line_dir_at, self.line_file_at],
@@ -583,10 +639,10 @@ class Dwarf:
     def from_state(cls, elf_file: ElfFile, arch_info, source_path: str, state: dict) -> Dwarf:
         d = cls(elf_file, arch_info, source_path)
         d.sections = dict(state["sections"])
-        d.entries = {n: Entry(Block(*i), Block(*ln), decl_line, kind)
-                     for n, (i, ln, decl_line, kind) in state["entries"].items()}
-        d.info_region, d.line_region = (Region(s, e, [list(f) for f in free])
-                                        for s, e, free in state["regions"])
+        d.entries = {n: Entry(Block(*i), Block(*ln), decl_line, kind, Block(*frame))
+                     for n, (i, ln, decl_line, kind, frame) in state["entries"].items()}
+        d.info_region, d.line_region, d.frame_region = (
+            Region(s, e, [list(f) for f in free]) for s, e, free in state["regions"])
         d.types = {Type(n): off for n, off in state["types"]}
         d.code_range = tuple(state["code_range"])
         d.name_offset, d.line_dir_at, d.line_file_at = state["header"]

@@ -211,7 +211,8 @@ class ZigObject:
             self.dwarf.create()
             if self.relocatable:
                 for name in RELOCATED:
-                    self._add_rela(self.dwarf.sections[name])
+                    if name in self.dwarf.sections:
+                        self._add_rela(self.dwarf.sections[name])
         self.elf.add_section(Section(elf.Shdr(
             ".symtab", elf.SHT_SYMTAB, addralign=8, entsize=elf.SYM_SIZE)))
         self.elf.add_section(Section(elf.Shdr(".strtab", elf.SHT_STRTAB)))
@@ -417,7 +418,7 @@ class ZigObject:
         outcome = self._place(sym, code, self.section_of[key], line)
         self.outcome[name] = outcome
         if self.dwarf is not None and code.debug is not None:
-            self.dwarf.note(name, code.debug, code.rows, code.frame_slots, code.scopes, line)
+            self.dwarf.note(name, code, line)
         return outcome
 
     def _line_field(self, line: int) -> bytes:

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from elftools.dwarf.callframe import FDE
 from elftools.elf.elffile import ELFFile
 
 from conftest import ARCHES, TOYC, arch_args, debug_description, require, run, runner
@@ -128,16 +129,18 @@ def check_readers(exe: Path) -> None:
     table; readelf and eu-elflint accept the sections."""
     with open(exe, "rb") as f:
         elf = ELFFile(f)
-        symbols = {s.name: s["st_value"] for s in elf.get_section_by_name(".symtab")
-                   .iter_symbols()}
+        table = list(elf.get_section_by_name(".symtab").iter_symbols())
+        symbols = {s.name: s["st_value"] for s in table}
+        # the program's functions: not the runtime's, not the entry point
+        declared = {s.name for s in table if s["st_info"]["type"] == "STT_FUNC"
+                    and not s.name.startswith(("toy.", "_start"))}
         dwarf = elf.get_dwarf_info()
         cu = next(dwarf.iter_CUs())
         functions = {}
         for die in cu.get_top_DIE().iter_children():
             if die.tag == "DW_TAG_subprogram":
                 functions[die.attributes["DW_AT_name"].value.decode()] = die
-        assert set(functions) == {n for n in ("square", "sum", "main", "helper", "fresh")
-                                  if n in symbols}
+        assert set(functions) == declared
         rows = [e.state for e in dwarf.line_program_for_CU(cu).get_entries()
                 if e.state is not None and not e.state.end_sequence]
         for name, die in functions.items():
@@ -145,6 +148,17 @@ def check_readers(exe: Path) -> None:
             assert low == symbols[name], name
             first = [r for r in rows if r.address == low]
             assert first and first[0].line == die.attributes["DW_AT_decl_line"].value, name
+        if elf["e_machine"] == "EM_X86_64":
+            # call frame information: one entry per function, over its code; past the
+            # prologue the frame is found from rbp
+            fdes = {e.header.initial_location: e for e in dwarf.CFI_entries()
+                    if isinstance(e, FDE)}
+            for name, die in functions.items():
+                fde = fdes[symbols[name]]
+                assert fde.header.address_range == die.attributes["DW_AT_high_pc"].value, name
+                body = [row["cfa"] for row in fde.get_decoded().table
+                        if row["pc"] == symbols[name] + 4]
+                assert body and (body[0].reg, body[0].offset) == (6, 16), name
     r = run([require("readelf"), "--debug-dump", str(exe)])
     assert r.status == 0 and r.stderr == "", r.stderr
     lint = run([require("eu-elflint"), "--gnu-ld", str(exe)])
@@ -217,6 +231,56 @@ def test_gdb_session_after_updates(tmp_path: Path, arch: str):
     check_session(clean, text, arch)
 
 
+RECURSION = """\
+fn walk(n: int, acc: int) -> int {
+    let here = n * 10;
+    let kept = acc + here;
+    if n == 0 {
+        return kept;
+    }
+    let below = walk(n - 1, kept);
+    return below + here;
+}
+
+fn main() {
+    let first = 7;
+    let r = walk(3, first);
+    print(r, first);
+}
+"""
+
+
+def check_frames(exe: Path, text: str) -> None:
+    """Every frame of a recursion shows its own parameters and locals: they live in
+    callee-saved registers, which each call saves, and the call frame information says
+    where."""
+    stop = line_of(text, "return kept;")
+    commands = [f"break debug.toy:{stop}", "run", "bt"]
+    for frame in range(4):
+        commands += [f"frame {frame}", "print n", "print acc", "print here", "print kept"]
+    commands += ["frame 4", "print first"]
+    out = gdb(exe, *commands)
+    call = line_of(text, "let below = walk")
+    assert re.search(rf"#0 +walk \(n=0, acc=67\) at debug\.toy:{stop}", out), out
+    for frame, (n, acc) in enumerate([(1, 57), (2, 37), (3, 7)], 1):
+        assert re.search(rf"#{frame} .* walk \(n={n}, acc={acc}\) at debug\.toy:{call}", out), out
+    values = [int(v) for v in re.findall(r"^\$\d+ = (-?\d+)$", out, re.M)]
+    assert values == [0, 67, 0, 67, 1, 57, 10, 67, 2, 37, 20, 57, 3, 7, 30, 37, 7], out
+
+
+def test_gdb_finds_callers_register_locals(tmp_path: Path):
+    build(tmp_path, RECURSION)
+    check_frames(tmp_path / "prog", RECURSION)
+    check_readers(tmp_path / "prog")
+    # walk outgrows its room: its frame description moves with it
+    grown = "    let kept = acc + here;\n" + "    kept = kept * 3 - kept - kept;\n" * 12
+    text = RECURSION.replace("    let kept = acc + here;\n", grown)
+    said = build(tmp_path, text)
+    assert "walk (moved, trampoline)" in said, said
+    check_frames(tmp_path / "prog", text)
+    check_readers(tmp_path / "prog")
+
+
 def test_strip_leaves_debug_info_out(tmp_path: Path):
     text = PROGRAM.format(extra="")
     build(tmp_path, text, "--strip")
@@ -257,7 +321,7 @@ def test_gdb_debugs_toy_code_inside_a_c_program(tmp_path: Path, edit: bool):
     if edit:  # an update of the object: add grows, moves (objects have no trampolines)
         (tmp_path / "lib.toy").write_text(LIB.replace(
             "    let s = a + b;\n",
-            "    let s = a + b;\n" + "    s = s + 0 * s;\n" * 8))
+            "    let s = a + b;\n" + "    s = s * 3 - s - s;\n" * 8))
         r = run([*TOYC, "build", "-c", "-v", "lib.toy"], cwd=tmp_path)
         assert r.status == 0 and "add (moved)" in r.stdout, r.stdout + r.stderr
     lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "lib.o")])

@@ -110,10 +110,25 @@ def _until(toks: list[Tok], i: int, stops: set[str]) -> int:
     raise ValueError(f"unterminated declaration, looking for {stops}")
 
 
+def _folded(toks: list[Tok], i: int) -> bool:
+    """Whether the string literal at `i` is only a constant's source: `len("...")`,
+    `"..."[N]` with N in range, or a comparison with another literal, which the compiler
+    computes itself."""
+    after = [t.text for t in toks[i + 1:i + 4]]
+    if after[:1] in (["=="], ["!="]) and toks[i + 2].kind == "str" or \
+            i >= 2 and toks[i - 1].text in ("==", "!=") and toks[i - 2].kind == "str":
+        return True
+    if len(after) == 3 and after[0] == "[" and after[2] == "]" and toks[i + 2].kind == "num":
+        return int(after[1].replace("_", ""), 0) < len(unescape(toks[i].text))
+    return i >= 2 and toks[i - 2].text == "len" and toks[i - 1].text == "(" and \
+        after[:1] == [")"]
+
+
 def scan(text: str) -> tuple[list[Decl], set[bytes]]:
     """The top-level declarations of a Toy source and the values of all its string literals."""
     toks = tokenize(text)
-    strings = {unescape(t.text) for t in toks if t.kind == "str"}
+    strings = {unescape(t.text) for i, t in enumerate(toks)
+               if t.kind == "str" and not _folded(toks, i)}
     decls, i = [], 0
     while i < len(toks):
         d = Decl("", "")

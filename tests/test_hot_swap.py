@@ -363,7 +363,8 @@ def test_threads_busy_in_the_edited_code(tmp_path: Path, start):
     is edited: no crash, no torn code, and every thread gets the new code."""
     w, prog, pid = start(THREADS.format(result="return s / 3000 * 2;"))
     results = ["return s / 3000 * 3;",  # same size
-               "\n    ".join(["let a: int = s / 3000;", *["a = a + 0;"] * 30, "return a * 5;"]),
+               "\n    ".join(["let a: int = s / 3000;", *["a = a * 3 - a - a;"] * 30,
+                               "return a * 5;"]),
                "return s / 3000 * 7;"]
     for factor, result in zip((3, 5, 7), results, strict=True):
         text = THREADS.format(result=result)
@@ -406,7 +407,7 @@ def test_memory_the_program_does_not_have_is_not_written(tmp_path: Path):
     session = session_with(tmp_path, source())
     swap = HotSwap(str(tmp_path / "p"), [], get_arch("x86_64").info)
     swap.process = StoppedAt(0)
-    swap.process.maps_ = [(0x4000000, 0x4000010, "rwxp")]
+    swap.process.maps_ = [(0x4000000, 0x4000004, "rwxp")]  # not even all of f
     session.swap = swap
     session.update(source("return i * 3;"))
     report = swap.report()

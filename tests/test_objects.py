@@ -92,7 +92,7 @@ def test_object_needs_no_main_but_an_executable_does(tmp_path: Path):
 
 STEPS = [
     # (what changes, the body of twice, extra declarations, what the summary must say)
-    ("an edit in place", "return x * 2 + 0;", "", "updated twice (in place)"),
+    ("an edit in place", "return x * 3 - x;", "", "updated twice (in place)"),
     ("a body that outgrows its room: it moves, with no trampoline in an object",
      "let t = x;\n" + "    t = t + x; t = t - x;\n" * 12 + "    return t * 2;", "",
      "updated twice (moved);"),

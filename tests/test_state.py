@@ -54,7 +54,7 @@ def rebuild(src: Path, out: Path, *extra: str):
 def test_state_is_versioned_json_naming_its_files(tmp_path: Path):
     src, out, state = setup(tmp_path)
     data = read_state(state)
-    assert data["format"] == 3
+    assert data["format"] == 4
     assert data["source"] == str(src.resolve()) and data["output"] == str(out.resolve())
     r = rebuild(src, out)
     assert "full build" not in r.stdout and "updated twice (" in r.stdout

@@ -21,15 +21,29 @@ class AssemblerError(Exception):
     user's."""
 
 
-def keystone_encoder(ks) -> Callable[[str], bytes]:
-    """`encode`'s assembler from a `keystone.Ks` (assembling at address 0)."""
+_RETIRED: list = []
+
+
+def keystone_encoder(engine: Callable[[], object]) -> Callable[[str], bytes]:
+    """`encode`'s assembler from `engine`, a cached function (`functools.cache`) returning a
+    `keystone.Ks` (assembling at address 0).
+
+    Keystone's AArch64 engine now and then rejects valid text ("Unknown error") with one
+    instance, every time, while a new instance assembles it: on an error the cached instance
+    is replaced once before the error counts."""
 
     def encode(text: str) -> bytes:
-        try:
-            encoding, _ = ks.asm(text, 0)
-        except KsError as e:
-            raise AssemblerError(f"keystone: {e}") from None
-        return bytes(encoding)
+        for attempt in range(2):
+            try:
+                encoding, _ = engine().asm(text, 0)
+                return bytes(encoding)
+            except KsError as e:
+                if attempt:
+                    raise AssemblerError(f"keystone: {e}") from None
+                # (kept, so that the new instance is not made in the old one's memory)
+                _RETIRED.append(engine())
+                engine.cache_clear()
+        raise AssertionError("unreachable")
 
     return encode
 

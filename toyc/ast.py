@@ -61,6 +61,8 @@ class Name:
     ty: Type | None = None
     kind: str = ""  # checker: "local", "global" or "fn"
     local: int = -1  # checker: index into the function's locals when kind == "local"
+    const: bool = False  # checker: a scalar `const` global, whose value is `value`
+    value: object = None
 
 
 @dataclass(slots=True)

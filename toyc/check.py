@@ -706,6 +706,8 @@ class Checker:
             e.kind = "tls" if d.threadlocal else "global"
             if d.ty is None:
                 raise _Fail
+            if d.kind == "const" and d.ty.is_scalar and d.value is not None:
+                e.const, e.value = True, d.value
             if d.is_extern:
                 self.extern_uses.append((d.name, e.span))
             return d.ty

@@ -65,9 +65,15 @@ class Code:
     # lives, as its lowest byte's distance below the frame pointer (`ArchInfo.dwarf_fp`).
     rows: list[tuple[int, int, int]] = field(default_factory=list)
     frame_slots: list[int] = field(default_factory=list)
+    # `local_regs`: per local, the DWARF number of the register it lives in for the whole
+    # function, or -1 where it lives in its frame slot (empty: every local in its slot).
+    local_regs: list[int] = field(default_factory=list)
     # `scopes`: the code range [start, end) of each block of the function, the body first, in
     # the order the blocks appear in the source (`toyc.debuginfo` numbers them the same way).
     scopes: list[tuple[int, int]] = field(default_factory=list)
+    # `cfi`: the call frame instructions of the function (`toyc.cfi`), after those of the
+    # architecture's common entry (`ArchInfo.cfa_initial`); empty: none.
+    cfi: bytes = b""
     # The declaration as debug info describes it (`toyc.debuginfo.DebugDecl`); the driver
     # sets it, not the architecture.
     debug: object | None = None
@@ -125,6 +131,13 @@ class ArchInfo:
     dwarf_fp: int = -1
     abs64_reloc: int = -1
     abs32_reloc: int = -1
+    # Call frame information (`.debug_frame`, see `toyc.cfi`) for functions whose code has
+    # some: the code and data alignment factors, the DWARF number of the return address
+    # column, and the instructions that hold at a function's first byte; -1: none
+    cfa_code_align: int = 1
+    cfa_data_align: int = -8
+    cfa_ra_register: int = -1
+    cfa_initial: bytes = b""
     # how capstone disassembles the code (`toyc inspect --disasm`): the names of its
     # architecture and mode constants, e.g. ("CS_ARCH_X86", "CS_MODE_64"); empty: it cannot
     disassembler: tuple[str, ...] = ()

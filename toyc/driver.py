@@ -1,6 +1,6 @@
 """The compiler's pipeline, as a straight line of passes over one program.
 
-    read → split → parse → check → lower (architecture plugin) → link (ZigObject)
+    read → split → parse → check → fold → lower (architecture plugin) → link (ZigObject)
 
 These are the passes of a full build, called in a straight line; `session.py` strings them
 together for an output file and adds the incremental update.
@@ -19,6 +19,7 @@ from toyc import ast as A
 from toyc.check import Program, check
 from toyc.code import Code
 from toyc.debuginfo import describe
+from toyc.fold import fold_function
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch
 from toyc.source import CompileError, Diagnostic, Source, UserError, decode
@@ -87,7 +88,10 @@ def lower_decl(d: A.Decl, program: Program, arch: Arch) -> Code | None:
     """The code of one declaration; None for an extern, which another object defines."""
     if d.is_extern:
         return None
-    code = arch.lower_function(d, program) if isinstance(d, A.FnDecl) else arch.lower_global(d)
+    if isinstance(d, A.FnDecl):
+        code = arch.lower_function(fold_function(d), program)
+    else:
+        code = arch.lower_global(d)
     code.debug = describe(d)
     return code
 

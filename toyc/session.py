@@ -51,7 +51,7 @@ from toyc.source import CompileError, Diagnostic, Source, UserError
 from toyc.split import Chunk
 from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 # A state file is its digest (hex) on the first line, then JSON: a change anywhere in it, a
 # flipped bit or a truncation, is noticed before anything in it is trusted. One far larger
 # than its output could be is not read at all.

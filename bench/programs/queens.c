@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <stdbool.h>
 static bool cols[10], up[19], down[19];
 long long place(long long row) {
@@ -13,4 +14,9 @@ long long place(long long row) {
     }
     return count;
 }
-int main(void) { printf("%lld\n", place(0)); return 0; }
+int main(int argc, char **argv) {
+    long long rounds = argc > 1 ? atoll(argv[1]) : 1, total = 0;
+    for (long long r = 0; r < rounds; r++) total += place(0);
+    printf("%lld\n", total / rounds);
+    return 0;
+}

@@ -6,7 +6,7 @@ asked for the architecture named "x86_64".
 
 from __future__ import annotations
 
-from toyc import layout
+from toyc import cfi, layout
 from toyc.code import ArchInfo
 from toyc.hookspecs import hookimpl
 
@@ -27,6 +27,10 @@ INFO = ArchInfo(
     disassembler=("CS_ARCH_X86", "CS_MODE_64"),
     abs64_reloc=relocs.R_X86_64_64,
     abs32_reloc=relocs.R_X86_64_32,
+    # at a call's target: the frame starts above the return address, which rip's column
+    # (16) finds just below it
+    cfa_ra_register=16,
+    cfa_initial=cfi.def_cfa(7, 8) + cfi.offset(16, 1),
 )
 
 

@@ -14,6 +14,7 @@ import functools
 
 from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 
+from toyc import cfi
 from toyc.assembly import Assembly, keystone_encoder
 from toyc.code import LINE_FIELD_SIZE, Code, Reloc, Target
 
@@ -35,10 +36,15 @@ class Asm(Assembly):
         self.lines.append(instr)
         self.label("line", relative)
 
+    def cfi_label(self, ops: bytes) -> str:
+        """A label line: call frame instructions `ops` (`toyc.cfi`) take effect here."""
+        return self.label("cfi", ops, emit=False) + ":"
+
     def assemble(self, align: int) -> Code:
-        raw, found = self.encode(keystone_encoder(_keystone()))
+        raw, found = self.encode(keystone_encoder(_keystone))
         relocs = [Reloc(end - size, rtype, target, addend)
                   for end, (target, rtype, addend, size) in found.get("reloc", [])]
         lines = [(end - LINE_FIELD_SIZE, rel) for end, rel in found.get("line", [])]
-        return Code(raw, relocs, align, line_fields=lines, rows=self.rows(found))
+        return Code(raw, relocs, align, line_fields=lines, rows=self.rows(found),
+                    cfi=cfi.program(found.get("cfi", [])))
 

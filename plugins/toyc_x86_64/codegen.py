@@ -1,63 +1,144 @@
 """Lowering one checked Toy function to x86_64 assembly (System V AMD64 ABI).
 
-The generated code is a plain stack machine, in the manner of chibicc: every expression leaves
-its value in rax, a binary operator pushes its left operand while the right one is computed,
-every local lives in a stack slot below rbp (the walk over the function is toyc's
-`FunctionLowering`; the instructions are this module's). Panics jump to cold stubs after the
-function's return, which call the runtime's panic routine with a message, the file name, the
-line and the column. The line is a 64-bit immediate operand the linker writes (a line field, see
-`toyc.code`), so that a function that only moved to other lines is not regenerated. The stack is
-kept 16-byte aligned at every call, so C functions can be called later on.
+Locals live where `regalloc` puts them: callee-saved registers, caller-saved ones no call
+reaches, or stack slots below rbp. Expressions are evaluated into operands (`Val`) that need no
+code of their own when they can: a literal is an immediate, a local its register or slot. Only
+what is computed takes a scratch register, picked from the caller-saved ones no local holds;
+when none is free, or a call is about to overwrite them all, the values in them move to spill
+slots in the frame and are used from there. Conditions compare and branch without a 0/1 in
+between; `while` tests at the bottom; division by a constant becomes shifts or a multiply
+(`toyc.divconst`); `lea` adds and multiplies by 3, 5 and 9. The walk over the function is
+toyc's `FunctionLowering`; statements, expressions and the frame are this module's.
+
+The frame: `push rbp; mov rbp, rsp`, the callee-saved registers the function uses, then the
+slots of its stack locals and spill slots, keeping rsp 16-byte aligned at every call (nothing is
+pushed in the body). Its call frame information (`toyc.cfi`) says where each saved register
+is, so that a debugger finds a caller's register locals. Panics jump to cold stubs after the
+return, which call the runtime's panic routine with a message, the file name, the line and the
+column. The line is a 64-bit immediate operand the linker writes (a line field, see
+`toyc.code`), so that a function that only moved to other lines is not regenerated.
 """
 
 from __future__ import annotations
 
+import re
+
 from toyc import ast as A
+from toyc import cfi
 from toyc.code import Code, Target, lazy, nav, uav
+from toyc.consteval import int_binary
+from toyc.divconst import magic, power_of_two
 from toyc.layout import STR_HEADER
 from toyc.lowering import RETURN_LABEL, FunctionLowering, slot_size
 from toyc.source import Span
-from toyc.types import BOOL, INT, STR, VOID, Type
+from toyc.types import BOOL, STR, VOID
 
 from .assembler import Asm
+from .regalloc import ARG_REGS, SAVED_REGS, assign, is_call
 from .relocs import R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_TPOFF32
 
-ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
-SETCC = {"==": "sete", "!=": "setne", "<": "setl", "<=": "setle", ">": "setg", ">=": "setge"}
-JUMP_IF_NOT = {"==": "jne", "!=": "je", "<": "jge", "<=": "jg", ">": "jle", ">=": "jl"}
-ARITH = {"+": "add", "-": "sub", "&": "and", "|": "or", "^": "xor"}
-PRINT_KIND = {"int": b"i", "bool": b"b", "str": b"s"}
 FUNCTION_ALIGN = 16
-
 SYS_EXIT_GROUP = 231
+# In frame operands, "@N" stands for N bytes below the saved registers: how many registers
+# are saved is known only once the whole function is generated.
+BELOW_SAVED = re.compile(r"@(\d+)")
+PRINT_KIND = {"int": b"i", "bool": b"b", "str": b"s"}
+
+SCRATCH = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11")
+NUMBER = {r: i for i, r in enumerate(("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                                      "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"))}
+DWARF_REG = {r: i for i, r in enumerate(("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
+                                         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"))}
+DWARF_RSP, DWARF_RBP = DWARF_REG["rsp"], DWARF_REG["rbp"]
+
+
+def low8(r: str) -> str:
+    if r[1:].isdigit():
+        return r + "b"
+    return {"rax": "al", "rcx": "cl", "rdx": "dl", "rbx": "bl", "rsi": "sil",
+            "rdi": "dil"}[r]
+
+
+def low32(r: str) -> str:
+    return r + "d" if r[1:].isdigit() else "e" + r[1:]
+
+
+# condition codes: of a comparison, its negation, and with its operands swapped
+CC = {"==": "e", "!=": "ne", "<": "l", "<=": "le", ">": "g", ">=": "ge"}
+NEGATE = {"e": "ne", "ne": "e", "l": "ge", "ge": "l", "g": "le", "le": "g", "b": "ae",
+          "ae": "b", "a": "be", "be": "a"}
+SWAP = {"e": "e", "ne": "ne", "l": "g", "g": "l", "le": "ge", "ge": "le"}
+ARITH = {"+": "add", "-": "sub", "&": "and", "|": "or", "^": "xor"}
+COMMUTES = {"+", "*", "&", "|", "^"}
+SHIFT = {"<<": "shl", ">>": "sar"}
+LEA_SCALE = {3: 2, 5: 4, 9: 8}
 
 
 def _imm32(v: int) -> bool:
     return -(1 << 31) <= v < (1 << 31)
 
 
+class Val:
+    """An operand: an immediate ("imm", `x` the value), a register ("reg", `x` its name) or
+    a memory operand ("mem", `x` the address, e.g. "[rbp - 24]"). `temp`: it owns its
+    scratch register or spill slot, which `free` gives back. `pins`: an instruction being
+    put together needs it where it is, so it must not be spilled now."""
+
+    __slots__ = ("kind", "x", "temp", "slot", "pins")
+
+    def __init__(self, kind: str, x, temp: bool = False, slot: int = -1):
+        self.kind, self.x, self.temp, self.slot, self.pins = kind, x, temp, slot, 0
+
+    def __repr__(self) -> str:
+        return f"Val({self.kind}, {self.x}{', temp' if self.temp else ''})"
+
+
 class FunctionGen(FunctionLowering):
     def __init__(self, fn: A.FnDecl, path: str):
         super().__init__(fn, path)
         self.a = Asm()
-        self.depth = 0  # bytes pushed since the frame was set up
+        self.alloc_ = assign(fn)
+        self.saved = set(self.alloc_.saved)  # grows as temporaries are kept across calls
+        self.scratch = [r for r in SCRATCH if r not in self.alloc_.free]
+        # callee-saved registers no local has, for values that live across a call
+        self.keep_free = [r for r in reversed(SAVED_REGS) if r not in self.saved]
+        self.kept: dict[str, Val] = {}
+        # the stack locals' slots, below the saved registers; spill slots below those
+        below = 0
+        self.slots = []
+        self.home: list[Val] = []
+        for i, local in enumerate(fn.locals):
+            r = self.alloc_.reg[i]
+            if r is not None:
+                self.slots.append(0)
+                self.home.append(Val("reg", r))
+                continue
+            below += slot_size(local.ty)
+            self.slots.append(below)
+            self.home.append(Val("mem", f"[rbp - @{below}]"))
+        self.spill_base = below
+        self.spill_count = 0
+        self.free_slots: list[int] = []
+        self.busy: dict[str, Val | None] = {}  # scratch register -> the value it holds
+        self.cold_code: list[list[str]] = []
+        self.calls: dict[int, bool] = {}
 
     # ---- function -----------------------------------------------------------------------------
 
     def lower(self) -> Code:
         a = self.a
         self.mark_entry()
-        a("push rbp", "mov rbp, rsp")
-        if self.frame:
-            a(f"sub rsp, {self.frame}")
-        for i, _ in enumerate(self.fn.params):
-            a(f"mov qword ptr {self.local(i)}, {ARG_REGS[i]}")
+        prologue_at = len(a.lines)
+        self.move_params()
         self.block(self.fn.body)
+        assert not self.busy and not self.kept, (self.busy, self.kept)
         self.place(RETURN_LABEL)
         self.mark_exit()
         if self.fn.name == "main" and self.fn.result_type == VOID:
             a("xor eax, eax")
-        a("leave", "ret")
+        self.epilogue()
+        for lines in self.cold_code:
+            a(*lines)
         for label, message, span in self.cold:
             a(f"{label}:")
             self.mark(span.line, span.col)
@@ -66,68 +147,372 @@ class FunctionGen(FunctionLowering):
             a.line_field(f"movabs rdx, {span.line}", span.line - self.fn.span.line)
             a(f"mov ecx, {span.col}")
             a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
-        return self.finish(a.assemble(FUNCTION_ALIGN))
+        a.lines[prologue_at:prologue_at] = self.prologue()
+        self.peephole()
+        saved = 8 * len(self.saved)
+        a.lines = [BELOW_SAVED.sub(lambda m: str(int(m.group(1)) + saved), line)
+                   if "@" in line else line for line in a.lines]
+        self.slots = [x + saved if v.kind == "mem" else 0 for x, v in zip(self.slots, self.home,
+                                                                         strict=True)]
+        code = self.finish(a.assemble(FUNCTION_ALIGN))
+        code.local_regs = [DWARF_REG[v.x] if v.kind == "reg" else -1 for v in self.home]
+        return code
 
-    # ---- small helpers ------------------------------------------------------------------------
+    def saved_order(self) -> list[str]:
+        return [r for r in SAVED_REGS if r in self.saved]
 
-    def push(self, reg: str = "rax") -> None:
-        self.a(f"push {reg}")
-        self.depth += 8
+    def frame_size(self) -> int:
+        """Bytes below the saved registers: slots, spill slots, and rsp's alignment."""
+        saved = 8 * len(self.saved)
+        used = saved + self.spill_base + 8 * self.spill_count
+        return ((used + 15) & ~15) - saved
 
-    def pop(self, reg: str) -> None:
-        self.a(f"pop {reg}")
-        self.depth -= 8
+    def prologue(self) -> list[str]:
+        out = ["push rbp"]
+        out.append(self.a.cfi_label(cfi.def_cfa_offset(16) + cfi.offset(DWARF_RBP, 2)))
+        out.append("mov rbp, rsp")
+        out.append(self.a.cfi_label(cfi.def_cfa_register(DWARF_RBP)))
+        for i, r in enumerate(self.saved_order()):
+            out.append(f"push {r}")
+            out.append(self.a.cfi_label(cfi.offset(DWARF_REG[r], 3 + i)))
+        size = self.frame_size()
+        if size:
+            out.append(f"sub rsp, {size}")
+        return out
+
+    def epilogue(self) -> None:
+        a = self.a
+        saved = self.saved_order()
+        if self.frame_size():
+            # (loads and `leave`: `lea rsp, [rbp - N]` before pops costs more, on AMD Zen
+            # a third of a call of fib)
+            a(*(f"mov {r}, qword ptr [rbp - {8 * (i + 1)}]" for i, r in enumerate(saved)))
+            a("leave")
+        else:
+            a(*(f"pop {r}" for r in reversed(saved)))
+            a("pop rbp")
+        a(a.cfi_label(cfi.remember_state() + cfi.def_cfa(DWARF_RSP, 8)))
+        a("ret")
+        a(a.cfi_label(cfi.restore_state()))
+
+    def move_params(self) -> None:
+        moves = []
+        for i, _ in enumerate(self.fn.params):
+            home = self.home[i]
+            if not (home.kind == "reg" and home.x == ARG_REGS[i]):
+                moves.append((home, Val("reg", ARG_REGS[i])))
+        self.parallel_move(moves)
+
+    def peephole(self) -> None:
+        """Drop each jump to the place right after it."""
+        lines = self.a.lines
+        out = []
+        for i, line in enumerate(lines):
+            if line.startswith("jmp "):
+                target = line[4:] + ":"
+                j = i + 1
+                while j < len(lines) and lines[j].endswith(":") and lines[j] != target:
+                    j += 1
+                if j < len(lines) and lines[j] == target:
+                    continue
+            out.append(line)
+        self.a.lines = out
+
+    # ---- registers and slots ------------------------------------------------------------------
+
+    def slot_text(self, n: int) -> str:
+        return f"[rbp - @{self.spill_base + 8 * (n + 1)}]"
+
+    def new_slot(self) -> int:
+        if self.free_slots:
+            return self.free_slots.pop()
+        self.spill_count += 1
+        return self.spill_count - 1
+
+    def alloc(self, hint: str | None = None, avoid: tuple[str, ...] = ()) -> str:
+        """A scratch register for a new value (reserved until a `Val` owns it)."""
+        free = [r for r in self.scratch if r not in self.busy and r not in avoid]
+        if hint in free:
+            r = hint
+        elif free:
+            r = free[0]
+        else:
+            r = self.spill_one(avoid)
+        self.busy[r] = None
+        return r
+
+    def spill_one(self, avoid: tuple[str, ...] = ()) -> str:
+        for r, v in self.busy.items():
+            if v is not None and not v.pins and r not in avoid:
+                self.spill(v)
+                return r
+        raise AssertionError("out of scratch registers")
+
+    def spill(self, v: Val) -> None:
+        slot = self.new_slot()
+        text = self.slot_text(slot)
+        self.a(f"mov qword ptr {text}, {v.x}")
+        del self.busy[v.x]
+        v.kind, v.x, v.slot = "mem", text, slot
+
+    def spill_all(self, keep: tuple[Val, ...] = ()) -> None:
+        """Move every value in a scratch register, but `keep`, out of the way of a call: to
+        a callee-saved register while one is free (the function then saves it), else to a
+        spill slot."""
+        for v in list(self.busy.values()):
+            if v is not None and all(v is not k for k in keep):
+                if self.keep_free:
+                    r = self.keep_free.pop()
+                    self.saved.add(r)
+                    self.a(f"mov {r}, {v.x}")
+                    del self.busy[v.x]
+                    v.x = r
+                    self.kept[r] = v
+                else:
+                    self.spill(v)
+
+    def temp(self, r: str) -> Val:
+        v = Val("reg", r, True)
+        self.busy[r] = v
+        return v
+
+    def free(self, v: Val | None) -> None:
+        if v is None or not v.temp:
+            return
+        if v.kind == "reg":
+            if self.kept.get(v.x) is v:
+                del self.kept[v.x]
+                self.keep_free.append(v.x)
+            else:
+                self.busy.pop(v.x, None)
+        elif v.kind == "mem" and v.slot >= 0:
+            self.free_slots.append(v.slot)
+        v.temp = False
+
+    def take(self, r: str, keep: Val | None = None) -> None:
+        """Make scratch register `r` free for an instruction that needs it (its value, unless
+        it is `keep`, moves to another register), and reserve it."""
+        assert r not in self.busy or self.busy[r] is not None, f"{r} is reserved"
+        v = self.busy.get(r)
+        if v is not None and v is not keep:
+            self.move_out(v, (r,))
+        self.busy[r] = keep if v is keep and v is not None else None
+
+    def move_out(self, v: Val, regs: tuple[str, ...]) -> None:
+        """Move temporary `v` from its register to a scratch register not in `regs`."""
+        v.pins += 1
+        to = self.alloc(avoid=regs)
+        v.pins -= 1
+        self.a(f"mov {to}, {v.x}")
+        del self.busy[v.x]
+        v.x = to
+        self.busy[to] = v
+
+    def release(self, r: str) -> None:
+        if self.busy.get(r, 0) is None:
+            del self.busy[r]
+
+    def load(self, v: Val, hint: str | None = None) -> Val:
+        """Make `v` own a scratch register holding its value (in place); returns `v`."""
+        if v.kind == "reg" and v.temp:
+            return v
+        v.pins += 1
+        r = self.alloc(hint)
+        v.pins -= 1
+        if v.kind == "imm":
+            self.mov_imm(r, v.x)
+        elif v.kind == "reg":
+            self.a(f"mov {r}, {v.x}")
+        else:
+            self.a(f"mov {r}, qword ptr {v.x}")
+        self.free(v)
+        v.kind, v.x, v.temp, v.slot = "reg", r, True, -1
+        self.busy[r] = v
+        return v
+
+    def in_reg(self, v: Val) -> str:
+        """A register holding `v`'s value, which may be a local's (not to be written)."""
+        if v.kind != "reg":
+            self.load(v)
+        return v.x
+
+    def src(self, v: Val) -> str:
+        """`v` as a source operand: an immediate of 32 bits, a register or memory."""
+        if v.kind == "imm":
+            if _imm32(v.x):
+                return str(v.x)
+            self.load(v)
+        if v.kind == "mem":
+            return f"qword ptr {v.x}"
+        return v.x
+
+    def mov_imm(self, reg: str, v: int) -> None:
+        if v == 0:
+            self.a(f"xor {low32(reg)}, {low32(reg)}")
+        elif 0 < v < (1 << 32):
+            self.a(f"mov {low32(reg)}, {v}")
+        elif _imm32(v):
+            self.a(f"mov {reg}, {v}")
+        else:
+            self.a(f"movabs {reg}, {v & ((1 << 64) - 1):#x}")
+
+    def store(self, dst: Val, v: Val) -> None:
+        """dst = v, for a destination register or qword in memory."""
+        if dst.kind == "reg":
+            if v.kind == "imm":
+                self.mov_imm(dst.x, v.x)
+            elif not (v.kind == "reg" and v.x == dst.x):
+                self.a(f"mov {dst.x}, {self.src(v)}")
+        else:
+            if v.kind == "mem" or (v.kind == "imm" and not _imm32(v.x)):
+                self.load(v)
+            self.a(f"mov qword ptr {dst.x}, {self.src(v)}")
+
+    def parallel_move(self, moves: list[tuple[Val, Val]]) -> None:
+        """Each (destination, source) at once: no destination is written before every source
+        that reads it has been read."""
+        pending = [m for m in moves if not (m[0].kind == "reg" and m[1].kind == "reg"
+                                            and m[0].x == m[1].x)]
+        while pending:
+            for i, (dst, v) in enumerate(pending):
+                if dst.kind != "reg" or not any(o.kind == "reg" and o.x == dst.x
+                                                for j, (_, o) in enumerate(pending) if j != i):
+                    self.store(dst, v)
+                    del pending[i]
+                    break
+            else:  # a cycle of registers: one of them goes through a free one
+                dst = pending[0][0]
+                reads = {o.x for _, o in pending if o.kind == "reg"}
+                writes = {d.x for d, _ in pending}
+                spare = next(r for r in ("rax", "r10", "r11")
+                             if r not in reads and r not in writes)
+                self.a(f"mov {spare}, {dst.x}")
+                pending = [(d, Val("reg", spare) if o.kind == "reg" and o.x == dst.x else o)
+                           for d, o in pending]
+
+    def has_call(self, e: A.Expr) -> bool:
+        key = id(e)
+        known = self.calls.get(key)
+        if known is None:
+            if is_call(e):
+                known = True
+            elif isinstance(e, A.Unary):
+                known = self.has_call(e.operand)
+            elif isinstance(e, A.Binary):
+                known = self.has_call(e.lhs) or self.has_call(e.rhs)
+            elif isinstance(e, A.Index):
+                known = self.has_call(e.base) or self.has_call(e.index)
+            elif isinstance(e, A.Call):
+                known = any(self.has_call(x) for x in e.args)
+            else:
+                known = False
+            self.calls[key] = known
+        return known
+
+    # ---- addresses ----------------------------------------------------------------------------
 
     def lea(self, reg: str, target: Target, addend: int = 0) -> None:
         if target.kind == "uav":
             addend += STR_HEADER
         self.a.reloc(f"lea {reg}, [rip]", target, R_X86_64_PC32, addend - 4)
 
-    def call(self, target: Target) -> None:
-        pad = self.depth % 16 != 0
-        if pad:
-            self.a("sub rsp, 8")
-        self.a.reloc("call 0", target, R_X86_64_PLT32, -4)
-        if pad:
-            self.a("add rsp, 8")
-
-    def mov_imm(self, reg: str, v: int) -> None:
-        if v == 0:
-            self.a(f"xor {reg}, {reg}")
-        elif _imm32(v):
-            self.a(f"mov {reg}, {v}")
-        else:
-            self.a(f"movabs {reg}, {v & ((1 << 64) - 1):#x}")
-
-    def local(self, index: int) -> str:
-        return f"[rbp - {self.slots[index]}]"
-
-    def tls_address(self, name: str) -> None:
-        """r11 = the address of this thread's copy of thread-local `name`: the thread pointer
+    def tls_address(self, name: str, reg: str) -> None:
+        """`reg` = the address of this thread's copy of thread-local `name`: the thread pointer
         (which %fs:0 holds) plus the variable's offset from it (local exec). Encoded by hand:
         keystone makes %fs:[disp32] RIP-relative and drops a zero displacement."""
-        self.a(".byte 0x64, 0x4c, 0x8b, 0x1c, 0x25, 0, 0, 0, 0")  # mov r11, qword ptr fs:[0]
-        self.a.reloc(".byte 0x4d, 0x8d, 0x9b, 0, 0, 0, 0", nav(name), R_X86_64_TPOFF32, 0)
+        n = NUMBER[reg]
+        rex = 0x48 | (n >> 3) << 2
+        modrm = (n & 7) << 3 | 4
+        self.a(f".byte 0x64, {rex:#x}, 0x8b, {modrm:#x}, 0x25, 0, 0, 0, 0")  # mov reg, fs:[0]
+        rex = 0x48 | (n >> 3) << 2 | (n >> 3)
+        modrm = 0x80 | (n & 7) << 3 | (n & 7)
+        self.a.reloc(f".byte {rex:#x}, 0x8d, {modrm:#x}, 0, 0, 0, 0", nav(name),
+                     R_X86_64_TPOFF32, 0)  # lea reg, [reg + offset]
 
-    def load_global(self, name: str, ty: Type, tls: bool = False) -> None:
-        if tls:
-            self.tls_address(name)
-            self.a("movzx eax, byte ptr [r11]" if ty == BOOL else "mov rax, qword ptr [r11]")
-            return
-        if ty == BOOL:
-            self.a.reloc("movzx eax, byte ptr [rip]", nav(name), R_X86_64_PC32, -4)
+    def global_value(self, e: A.Name, hint: str | None = None) -> Val:
+        r = self.alloc(hint)
+        if e.kind == "tls":
+            self.tls_address(e.name, r)
+            self.a(f"movzx {low32(r)}, byte ptr [{r}]" if e.ty == BOOL
+                   else f"mov {r}, qword ptr [{r}]")
+        elif e.ty == BOOL:
+            self.a.reloc(f"movzx {low32(r)}, byte ptr [rip]", nav(e.name), R_X86_64_PC32, -4)
         else:
-            self.a.reloc("mov rax, qword ptr [rip]", nav(name), R_X86_64_PC32, -4)
+            self.a.reloc(f"mov {r}, qword ptr [rip]", nav(e.name), R_X86_64_PC32, -4)
+        return self.temp(r)
 
-    def store_global(self, name: str, ty: Type, tls: bool = False) -> None:
-        if tls:
-            self.tls_address(name)
-            self.a("mov byte ptr [r11], al" if ty == BOOL else "mov qword ptr [r11], rax")
-            return
-        if ty == BOOL:
-            self.a.reloc("mov byte ptr [rip], al", nav(name), R_X86_64_PC32, -4)
+    def store_global(self, t: A.Name, v: Val) -> None:
+        r = self.in_reg(v) if v.kind != "imm" else self.load(v).x
+        if t.kind == "tls":
+            v.pins += 1
+            at = self.alloc()
+            v.pins -= 1
+            self.tls_address(t.name, at)
+            self.a(f"mov byte ptr [{at}], {low8(r)}" if t.ty == BOOL
+                   else f"mov qword ptr [{at}], {r}")
+            self.release(at)
+        elif t.ty == BOOL:
+            self.a.reloc(f"mov byte ptr [rip], {low8(r)}", nav(t.name), R_X86_64_PC32, -4)
         else:
-            self.a.reloc("mov qword ptr [rip], rax", nav(name), R_X86_64_PC32, -4)
+            self.a.reloc(f"mov qword ptr [rip], {r}", nav(t.name), R_X86_64_PC32, -4)
+
+    def array_base(self, base: A.Name) -> Val:
+        """Where array `base` starts: None for a local one (rbp-relative), else a scratch
+        register holding its address."""
+        r = self.alloc()
+        if base.kind == "tls":
+            self.tls_address(base.name, r)
+        else:
+            self.a.reloc(f"lea {r}, [rip]", nav(base.name), R_X86_64_PC32, -4)
+        return self.temp(r)
+
+    def check_index(self, index: Val, length: int, span: Span) -> None:
+        """Panic unless 0 <= index < length."""
+        if index.kind == "imm":
+            if not 0 <= index.x < length:
+                self.a(f"jmp {self.panic_label('index out of bounds', span)}")
+            return
+        if not _imm32(length):
+            length_val = Val("imm", length)
+            index.pins += 1
+            self.load(length_val)
+            index.pins -= 1
+            self.a(f"cmp {self.src(index)}, {length_val.x}")
+            self.free(length_val)
+        else:
+            self.a(f"cmp {self.src(index)}, {length}")
+        self.a(f"jae {self.panic_label('index out of bounds', span)}")
+
+    def element(self, e: A.Index, index: Val, base: Val | None) -> str:
+        """The memory operand of array element `e`, from its checked index and, for a
+        global array, the register holding the array's address."""
+        ty = e.base.ty
+        scale = ty.elem.size
+        if index.kind == "imm" and not 0 <= index.x < ty.length:
+            index = Val("imm", 0)  # (never reached: the check jumped to the panic)
+        if base is None:
+            start = self.slots[e.base.local]
+            if index.kind == "imm":
+                return f"[rbp - @{start - index.x * scale}]"
+            return f"[rbp + {self.in_reg(index)}*{scale} - @{start}]"
+        if index.kind == "imm":
+            return f"[{base.x} + {index.x * scale}]"
+        return f"[{base.x} + {self.in_reg(index)}*{scale}]"
+
+    def element_at(self, e: A.Index, index: Val, then) -> None:
+        """Call `then(operand)` with the memory operand of element `e` (index checked)."""
+        base = None
+        index.pins += 1
+        if index.kind == "mem":
+            self.load(index)
+        if e.base.kind != "local":
+            base = self.array_base(e.base)
+            base.pins += 1
+        then(self.element(e, index, base))
+        index.pins -= 1
+        if base is not None:
+            base.pins -= 1
+            self.free(base)
 
     # ---- statements ---------------------------------------------------------------------------
 
@@ -137,258 +522,713 @@ class FunctionGen(FunctionLowering):
     def jump(self, label: str) -> None:
         self.a(f"jmp {label}")
 
+    def stmt(self, s: A.Stmt) -> None:
+        if isinstance(s, A.While):
+            self.loop(s)
+        elif isinstance(s, A.If):
+            self.mark(s.span.line, s.span.col)
+            els, end = self.label(), self.label()
+            self.jump_if(s.cond, els, False)
+            self.block(s.then)
+            if s.els is not None:
+                self.jump(end)
+            self.place(els)
+            if s.els is not None:
+                self.stmt(s.els)
+            self.place(end)
+        elif isinstance(s, A.Return):
+            self.mark(s.span.line, s.span.col)
+            if s.value is not None:
+                v = self.expr(s.value, "rax")
+                self.store(Val("reg", "rax"), v)
+                self.free(v)
+            self.jump(RETURN_LABEL)
+        elif isinstance(s, A.ExprStmt):
+            self.mark(s.span.line, s.span.col)
+            self.free(self.expr(s.expr))
+        else:
+            super().stmt(s)
+
+    def loop(self, s: A.While) -> None:
+        """The body first, the test at the bottom: one branch per iteration."""
+        top, test, end = self.label(), self.label(), self.label()
+        forever = isinstance(s.cond, A.BoolLit) and s.cond.value
+        self.mark(s.span.line, s.span.col)
+        if not forever:
+            self.jump(test)
+        self.place(top)
+        self.loops.append((top if forever else test, end))
+        self.block(s.body)
+        self.loops.pop()
+        if forever:
+            self.jump(top)
+        else:
+            self.place(test)
+            self.mark(s.span.line, s.span.col)
+            self.jump_if(s.cond, top, True)
+        self.place(end)
+
     def branch_false(self, cond: A.Expr, label: str) -> None:
-        """Jump to `label` when `cond` is false; compare-and-branch without a 0/1 in between."""
-        if isinstance(cond, A.Binary) and cond.op in SETCC and cond.lhs.ty == INT:
-            self.operands(cond)
-            self.a("cmp rax, rcx", f"{JUMP_IF_NOT[cond.op]} {label}")
-            return
-        self.expr(cond)
-        self.a("test rax, rax", f"je {label}")
+        self.jump_if(cond, label, False)
 
     def let(self, s: A.Let) -> None:
-        below = self.slots[s.local]
         ty = self.fn.locals[s.local].ty
         if ty.is_array:
-            qwords = slot_size(ty) // 8
-            self.a(f"lea rdi, [rbp - {below}]", f"mov ecx, {qwords}", "xor eax, eax",
-                   "rep stosq")
+            self.zero_array(s.local)
             if isinstance(s.init, A.ArrayLit):
-                esize = ty.elem.size
+                below = self.slots[s.local]
                 for i, x in enumerate(s.init.elems):
-                    self.expr(x)
-                    if esize == 8:
-                        self.a(f"mov qword ptr [rbp - {below - 8 * i}], rax")
+                    v = self.expr(x)
+                    if ty.elem.size == 8:
+                        self.store(Val("mem", f"[rbp - @{below - 8 * i}]"), v)
                     else:
-                        self.a(f"mov byte ptr [rbp - {below - i}], al")
+                        self.store_byte(f"[rbp - @{below - i}]", v)
+                    self.free(v)
             return
-        if s.init is not None:
-            self.expr(s.init)
-        elif ty == STR:
-            self.lea("rax", uav(b""))
+        if s.init is None:
+            init = Val("imm", 0)
+            if ty == STR:
+                r = self.alloc()
+                self.lea(r, uav(b""))
+                init = self.temp(r)
+            self.store(self.home[s.local], init)
+            self.free(init)
+            return
+        self.set_local(s.local, "", s.init, s.span)
+
+    def zero_array(self, local: int) -> None:
+        below = self.slots[local]
+        qwords = slot_size(self.fn.locals[local].ty) // 8
+        zero = self.alloc()
+        self.a(f"xor {low32(zero)}, {low32(zero)}")
+        if qwords <= 8:
+            for i in range(qwords):
+                self.a(f"mov qword ptr [rbp - @{below - 8 * i}], {zero}")
         else:
-            self.a("xor eax, eax")
-        self.a(f"mov qword ptr {self.local(s.local)}, rax")
+            count = self.alloc()
+            loop = self.label()
+            self.a(f"mov {count}, {-qwords}", f"{loop}:",
+                   f"mov qword ptr [rbp + {count}*8 - @{below - 8 * qwords}], {zero}",
+                   f"add {count}, 1", f"jne {loop}")
+            self.release(count)
+        self.release(zero)
+
+    def store_byte(self, at: str, v: Val) -> None:
+        if v.kind == "imm":
+            self.a(f"mov byte ptr {at}, {v.x & 0xFF}")
+        else:
+            self.a(f"mov byte ptr {at}, {low8(self.in_reg(v))}")
 
     def assign(self, s: A.Assign) -> None:
         t = s.target
         op = s.op[:-1]  # "+=" -> "+", "=" -> ""
-        if isinstance(t, A.Name):
-            self.expr(s.value)
-            if t.kind == "local":
-                if op:
-                    self.a("mov rcx, rax", f"mov rax, qword ptr {self.local(t.local)}")
-                    self.int_op(op, s.span)
-                self.a(f"mov qword ptr {self.local(t.local)}, rax")
-            else:
-                if op:
-                    self.a("mov rcx, rax")
-                    self.load_global(t.name, t.ty, t.kind == "tls")
-                    self.int_op(op, s.span)
-                self.store_global(t.name, t.ty, t.kind == "tls")
-            return
-        # an array element
-        self.element_address(t)
-        self.push()
-        self.expr(s.value)
+        if isinstance(t, A.Name) and t.kind == "local":
+            self.set_local(t.local, op, s.value, s.span)
+        elif isinstance(t, A.Name):
+            v = self.expr(s.value)
+            if op:
+                g = self.global_value(t)
+                v = self.binop(op, g, v, s.span)
+            self.store_global(t, v)
+            self.free(v)
+        else:
+            self.set_element(t, op, s.value, s.span)
+
+    def set_local(self, local: int, op: str, e: A.Expr, span: Span) -> None:
+        home = self.home[local]
+        # x = x OP y: the same as x OP= y
+        if not op and isinstance(e, A.Binary) and (e.op in ARITH or e.op in SHIFT or
+                                                   e.op in ("*", "/", "%")) \
+                and isinstance(e.lhs, A.Name) and e.lhs.kind == "local" and \
+                e.lhs.local == local:
+            op, e, span = e.op, e.rhs, e.span
         if not op:
-            self.pop("rdx")
-            if t.ty == BOOL:
-                self.a("mov byte ptr [rdx], al")
-            else:
-                self.a("mov qword ptr [rdx], rax")
+            v = self.expr(e)
+            self.store(home, v)
+            self.free(v)
             return
-        self.a("mov rcx, rax", "mov rax, qword ptr [rsp]", "mov rax, qword ptr [rax]")
-        self.int_op(op, s.span)
-        self.pop("rdx")
-        self.a("mov qword ptr [rdx], rax")
+        v = self.expr(e)
+        if home.kind == "mem" and (op in ARITH or (op in SHIFT and v.kind == "imm")) and \
+                not (v.kind == "imm" and not _imm32(v.x)):
+            if v.kind == "mem":
+                self.load(v)
+            mnemonic = ARITH.get(op) or SHIFT[op]
+            operand = self.src(v) if op in ARITH else str(v.x & 63)
+            self.a(f"{mnemonic} qword ptr {home.x}, {operand}")
+            self.free(v)
+            return
+        if home.kind == "reg":
+            result = self.binop(op, Val("reg", home.x), v, span, in_place=True)
+        else:
+            v.pins += 1
+            current = self.load(Val("mem", home.x))
+            v.pins -= 1
+            result = self.binop(op, current, v, span)
+        self.store(home, result)
+        self.free(result)
+
+    def set_element(self, t: A.Index, op: str, e: A.Expr, span: Span) -> None:
+        index = self.expr(t.index)
+        self.check_index(index, t.base.ty.length, t.span)
+        v = self.expr(e)
+        is_bool = t.base.ty.elem == BOOL
+        if not op:
+            v.pins += 1
+            if is_bool and v.kind == "mem":
+                self.load(v)
+            self.element_at(t, index, lambda at: self.store_byte(at, v) if is_bool
+                            else self.store(Val("mem", at), v))
+            v.pins -= 1
+        elif op in ARITH and not (v.kind == "imm" and not _imm32(v.x)):
+            if v.kind == "mem":
+                self.load(v)
+            v.pins += 1
+            self.element_at(t, index,
+                            lambda at: self.a(f"{ARITH[op]} qword ptr {at}, {self.src(v)}"))
+            v.pins -= 1
+        else:
+            # the element's address in one register, kept while the value is computed
+            v.pins += 1
+            holder: list[str] = []
+
+            def address(at: str) -> None:
+                r = self.alloc()
+                self.a(f"lea {r}, {at}")
+                holder.append(r)
+
+            self.element_at(t, index, address)
+            v.pins -= 1
+            at = self.temp(holder[0])
+            at.pins += 1
+            current = self.alloc()
+            self.a(f"mov {current}, qword ptr [{at.x}]")
+            result = self.binop(op, self.temp(current), v, span)
+            self.a(f"mov qword ptr [{at.x}], {self.in_reg(result)}")
+            self.free(result)
+            at.pins -= 1
+            self.free(at)
+            v = None
+        self.free(v)
+        self.free(index)
+
+    # ---- conditions ---------------------------------------------------------------------------
+
+    def jump_if(self, e: A.Expr, label: str, when: bool) -> None:
+        """Jump to `label` when `e` is `when`; fall through otherwise."""
+        if isinstance(e, A.BoolLit):
+            if e.value == when:
+                self.jump(label)
+            return
+        if isinstance(e, A.Unary) and e.op == "not":
+            self.jump_if(e.operand, label, not when)
+            return
+        if isinstance(e, A.Binary) and e.op in ("and", "or"):
+            if (e.op == "and") != when:  # and/false, or/true: either operand decides
+                self.jump_if(e.lhs, label, when)
+                self.jump_if(e.rhs, label, when)
+            else:
+                skip = self.label()
+                self.jump_if(e.lhs, skip, not when)
+                self.jump_if(e.rhs, label, when)
+                self.place(skip)
+            return
+        if isinstance(e, A.Binary) and e.op in CC and e.lhs.ty != STR:
+            cc = self.compare(e)
+            self.a(f"j{cc if when else NEGATE[cc]} {label}")
+            return
+        v = self.expr(e)
+        self.test(v)
+        self.a(f"{'jne' if when else 'je'} {label}")
+
+    def test(self, v: Val) -> None:
+        """Set the flags from a bool: ZF when it is false."""
+        if v.kind == "imm":
+            self.load(v)
+        if v.kind == "mem":
+            self.a(f"cmp qword ptr {v.x}, 0")
+        else:
+            self.a(f"test {v.x}, {v.x}")
+        self.free(v)
+
+    def compare(self, e: A.Binary) -> str:
+        """Compare `e`'s operands; the condition code under which `e` holds."""
+        cc = CC[e.op]
+        mask = self.remainder_test(e)
+        if mask is not None:
+            x, m = mask
+            self.a(f"test {self.src(x)}, {m.x}")
+            self.free(m)
+            self.free(x)
+            return cc
+        lhs = self.expr(e.lhs)
+        rhs = self.expr(e.rhs)
+        if lhs.kind == "imm" and rhs.kind != "imm":
+            lhs, rhs, cc = rhs, lhs, SWAP[cc]
+        if lhs.kind == "imm" or (lhs.kind == "mem" and rhs.kind == "mem"):
+            rhs.pins += 1
+            self.load(lhs)
+            rhs.pins -= 1
+        if rhs.kind == "imm" and not _imm32(rhs.x):
+            lhs.pins += 1
+            self.load(rhs)
+            lhs.pins -= 1
+        if rhs.kind == "imm" and rhs.x == 0 and lhs.kind == "reg":
+            self.a(f"test {lhs.x}, {lhs.x}")
+        else:
+            self.a(f"cmp {self.src(lhs)}, {self.src(rhs)}")
+        self.free(lhs)
+        self.free(rhs)
+        return cc
+
+    def remainder_test(self, e: A.Binary) -> tuple[Val, Val] | None:
+        """`x % 2**k == 0` (or `!=`): a test of x's low k bits, whatever x's sign."""
+        if e.op not in ("==", "!=") or not isinstance(e.rhs, A.IntLit) or e.rhs.value != 0:
+            return None
+        x = e.lhs
+        if not (isinstance(x, A.Binary) and x.op == "%" and isinstance(x.rhs, A.IntLit)):
+            return None
+        k = power_of_two(abs(x.rhs.value))
+        if not k:
+            return None
+        v = self.expr(x.lhs)
+        m = Val("imm", (1 << k) - 1)
+        if not _imm32(m.x):
+            v.pins += 1
+            self.load(m)
+            v.pins -= 1
+        if v.kind == "imm":
+            m.pins += 1
+            self.load(v)
+            m.pins -= 1
+        return v, m
 
     # ---- expressions --------------------------------------------------------------------------
 
-    def int_lit(self, e: A.IntLit) -> None:
-        self.mov_imm("rax", e.value)
+    def expr(self, e: A.Expr, hint: str | None = None) -> Val | None:
+        """Evaluate `e`; its value as an operand (None for a call without a result)."""
+        if isinstance(e, A.IntLit):
+            return Val("imm", e.value)
+        if isinstance(e, A.BoolLit):
+            return Val("imm", 1 if e.value else 0)
+        if isinstance(e, A.StrLit):
+            r = self.alloc(hint)
+            self.lea(r, uav(e.value))
+            return self.temp(r)
+        if isinstance(e, A.Name):
+            if e.kind == "local":
+                home = self.home[e.local]
+                return Val(home.kind, home.x)
+            return self.global_value(e, hint)
+        if isinstance(e, A.Unary):
+            v = self.load(self.expr(e.operand, hint), hint)
+            self.a({"-": f"neg {v.x}", "~": f"not {v.x}", "not": f"xor {v.x}, 1"}[e.op])
+            return v
+        if isinstance(e, A.Binary):
+            return self.binary(e, hint)
+        if isinstance(e, A.Index):
+            return self.index(e, hint)
+        if isinstance(e, A.Call):
+            return self.builtin(e, hint) if e.builtin else self.user_call(e, hint)
+        raise AssertionError(f"cannot generate code for {type(e).__name__}")
 
-    def bool_lit(self, e: A.BoolLit) -> None:
-        self.a("mov eax, 1" if e.value else "xor eax, eax")
+    def binary(self, e: A.Binary, hint: str | None) -> Val:
+        if e.op in ("and", "or") or e.op in CC:
+            return self.boolean(e, hint)
+        lhs = self.expr(e.lhs, hint)
+        rhs = self.expr(e.rhs)
+        return self.binop(e.op, lhs, rhs, e.span, hint=hint)
 
-    def str_lit(self, e: A.StrLit) -> None:
-        self.lea("rax", uav(e.value))
-
-    def name(self, e: A.Name) -> None:
-        if e.kind == "local":
-            self.a(f"mov rax, qword ptr {self.local(e.local)}")
-        else:
-            self.load_global(e.name, e.ty, e.kind == "tls")
-
-    def unary(self, e: A.Unary) -> None:
-        self.expr(e.operand)
-        self.a({"-": "neg rax", "~": "not rax", "not": "xor eax, 1"}[e.op])
-
-    def binary(self, e: A.Binary) -> None:
-        a = self.a
-        if e.op in ("and", "or"):
-            end = self.label()
-            self.expr(e.lhs)
-            a("test rax, rax", f"{'je' if e.op == 'and' else 'jne'} {end}")
-            self.expr(e.rhs)
-            a(f"{end}:")
-            return
-        if e.lhs.ty == STR:
-            self.expr(e.lhs)
-            self.push()
-            self.expr(e.rhs)
-            a("mov rsi, rax")
-            self.pop("rdi")
-            self.call(lazy("toy.rt.streq"))
+    def boolean(self, e: A.Binary, hint: str | None) -> Val:
+        """A condition's value as 0 or 1."""
+        if e.op in CC and e.lhs.ty == STR:
+            v = self.call(lazy("toy.rt.streq"), [e.lhs, e.rhs], hint)
             if e.op == "!=":
-                a("xor eax, 1")
-            return
-        self.operands(e)
-        if e.op in SETCC:
-            a("cmp rax, rcx", f"{SETCC[e.op]} al", "movzx eax, al")
-        else:
-            self.int_op(e.op, e.span)
+                self.a(f"xor {low32(v.x)}, 1")
+            return v
+        if e.op in CC:
+            cc = self.compare(e)
+            r = self.alloc(hint)
+            self.a(f"set{cc} {low8(r)}", f"movzx {low32(r)}, {low8(r)}")
+            return self.temp(r)
+        # Whatever is in a scratch register must stay where it is on both paths: it goes to
+        # its spill slot first (a call, or a spill for want of registers, on one path only
+        # would leave it in different places).
+        self.spill_all()
+        false, done = self.label(), self.label()
+        self.jump_if(e, false, False)
+        r = self.alloc(hint)
+        self.a(f"mov {low32(r)}, 1", f"jmp {done}", f"{false}:", f"xor {low32(r)}, {low32(r)}",
+               f"{done}:")
+        return self.temp(r)
 
-    def operands(self, e: A.Binary) -> None:
-        """Left operand in rax, right operand in rcx."""
-        rhs = e.rhs
-        if isinstance(rhs, A.IntLit) and _imm32(rhs.value):
-            self.expr(e.lhs)
-            self.a(f"mov rcx, {rhs.value}")
-        elif isinstance(rhs, A.Name) and rhs.kind == "local":
-            self.expr(e.lhs)
-            self.a(f"mov rcx, qword ptr {self.local(rhs.local)}")
-        else:
-            self.expr(e.lhs)
-            self.push()
-            self.expr(rhs)
-            self.a("mov rcx, rax")
-            self.pop("rax")
-
-    def int_op(self, op: str, span: Span) -> None:
-        """rax = rax op rcx, for the int operators."""
+    def binop(self, op: str, lhs: Val, rhs: Val, span: Span, hint: str | None = None,
+              in_place: bool = False) -> Val:
+        """lhs op rhs, for the int operators; consumes both. `in_place`: lhs is a local's
+        register, which may be written."""
         a = self.a
-        if op in ARITH:
-            a(f"{ARITH[op]} rax, rcx")
-        elif op == "*":
-            a("imul rax, rcx")
-        elif op == "<<":
-            a("shl rax, cl")
-        elif op == ">>":
-            a("sar rax, cl")
-        elif op in ("/", "%"):
-            # idiv traps on INT_MIN / -1; Toy wraps instead, so -1 takes its own path.
-            zero = self.panic_label("division by zero", span)
-            normal, done = self.label(), self.label()
-            a("test rcx, rcx", f"je {zero}", "cmp rcx, -1", f"jne {normal}")
-            a("neg rax" if op == "/" else "xor eax, eax")
-            a(f"jmp {done}", f"{normal}:", "cqo", "idiv rcx")
-            if op == "%":
-                a("mov rax, rdx")
-            a(f"{done}:")
-        else:
-            raise AssertionError(op)
+        if lhs.kind == rhs.kind == "imm" and not (op in ("/", "%") and rhs.x == 0):
+            # (operands that became constants here, such as `x % 1`, which the folding of
+            # the tree could not see)
+            return Val("imm", int_binary(op, lhs.x, rhs.x))
+        if op in ("/", "%"):
+            return self.divide(op, lhs, rhs, span, hint)
+        if op in SHIFT:
+            return self.shift(op, lhs, rhs, hint, in_place)
+        if op in COMMUTES and not in_place and (
+                (rhs.kind == "reg" and rhs.temp and not (lhs.kind == "reg" and lhs.temp))
+                or (lhs.kind == "imm" and rhs.kind != "imm")
+                or (rhs.kind == "reg" and rhs.temp and rhs.x == hint != lhs.x)):
+            lhs, rhs = rhs, lhs
+        if rhs.kind == "imm" and not _imm32(rhs.x):
+            lhs.pins += 1
+            self.load(rhs)
+            lhs.pins -= 1
+        writable = in_place or (lhs.kind == "reg" and lhs.temp)
+        if op == "*":
+            if rhs.kind == "imm":
+                k = power_of_two(rhs.x)
+                if k and writable:
+                    a(f"shl {lhs.x}, {k}")
+                    return lhs
+                if k and lhs.kind == "reg" and k <= 3:  # a copy that shifts, in one step
+                    r = self.alloc(hint)
+                    a(f"lea {r}, [{lhs.x} + {lhs.x}]" if k == 1 else f"lea {r}, [{lhs.x}*{1 << k}]")
+                    return self.temp(r)
+                if rhs.x in LEA_SCALE and lhs.kind == "reg":
+                    r = lhs.x if writable else self.alloc(hint)
+                    a(f"lea {r}, [{lhs.x} + {lhs.x}*{LEA_SCALE[rhs.x]}]")
+                    return lhs if writable else self.temp(r)
+                if not writable:
+                    lhs.pins += 1
+                    r = self.alloc(hint)
+                    lhs.pins -= 1
+                    a(f"imul {r}, {self.src(lhs)}, {rhs.x}")
+                    self.free(lhs)
+                    return self.temp(r)
+                a(f"imul {lhs.x}, {lhs.x}, {rhs.x}")
+                return lhs
+            rhs.pins += 1
+            if not writable:
+                self.load(lhs, hint)
+            a(f"imul {lhs.x}, {self.src(rhs)}")
+            rhs.pins -= 1
+            self.free(rhs)
+            return lhs
+        if op in ("+", "-") and not writable and lhs.kind == "reg":
+            # lea computes the sum into a new register without touching the local's
+            if rhs.kind == "imm":
+                disp = rhs.x if op == "+" else -rhs.x
+                if _imm32(disp):
+                    r = self.alloc(hint)
+                    a(f"lea {r}, [{lhs.x} {'-' if disp < 0 else '+'} {abs(disp)}]")
+                    return self.temp(r)
+            elif rhs.kind == "reg" and op == "+":
+                rhs.pins += 1
+                r = self.alloc(hint)
+                rhs.pins -= 1
+                a(f"lea {r}, [{lhs.x} + {rhs.x}]")
+                self.free(rhs)
+                return self.temp(r)
+        rhs.pins += 1
+        if not writable:
+            self.load(lhs, hint)
+        a(f"{ARITH[op]} {lhs.x}, {self.src(rhs)}")
+        rhs.pins -= 1
+        self.free(rhs)
+        return lhs
 
-    def element_address(self, e: A.Index) -> None:
-        """rax = the address of array element `e`, after the bounds check."""
-        base = e.base
-        length = base.ty.length
-        self.expr(e.index)
-        oob = self.panic_label("index out of bounds", e.span)
-        if _imm32(length):
-            self.a(f"cmp rax, {length}")
+    def shift(self, op: str, lhs: Val, rhs: Val, hint: str | None, in_place: bool) -> Val:
+        writable = in_place or (lhs.kind == "reg" and lhs.temp)
+        if rhs.kind == "imm":
+            if not writable:
+                self.load(lhs, hint)
+            if rhs.x & 63:
+                self.a(f"{SHIFT[op]} {lhs.x}, {rhs.x & 63}")
+            return lhs
+        # the count goes in cl; the hardware takes it mod 64, as Toy does
+        lhs.pins += 1
+        if rhs.kind == "reg" and rhs.temp and rhs.x == "rcx":
+            self.busy["rcx"] = None  # the count is where it must be
         else:
-            self.mov_imm("rcx", length)
-            self.a("cmp rax, rcx")
-        self.a(f"jae {oob}")
-        if base.kind == "local":
-            self.a(f"lea rcx, {self.local(base.local)}")
-        elif base.kind == "tls":
-            self.tls_address(base.name)
-            self.a("mov rcx, r11")
-        else:
-            self.a.reloc("lea rcx, [rip]", nav(base.name), R_X86_64_PC32, -4)
-        scale = base.ty.elem.size
-        self.a(f"lea rax, [rcx + rax*{scale}]" if scale > 1 else "add rax, rcx")
+            rhs.pins += 1
+            self.take("rcx")
+            self.a(f"mov rcx, {self.src(rhs)}")
+            rhs.pins -= 1
+            self.free(rhs)
+        if not writable:
+            self.load(lhs, hint)
+        self.a(f"{SHIFT[op]} {lhs.x}, cl")
+        lhs.pins -= 1
+        self.release("rcx")
+        return lhs
 
-    def index(self, e: A.Index) -> None:
+    def divide(self, op: str, lhs: Val, rhs: Val, span: Span, hint: str | None) -> Val:
+        a = self.a
+        if rhs.kind == "imm":
+            d = rhs.x
+            if d == 0:
+                a(f"jmp {self.panic_label('division by zero', span)}")
+                self.free(lhs)
+                return Val("imm", 0)
+            if d in (1, -1):
+                if op == "%":
+                    self.free(lhs)
+                    return Val("imm", 0)
+                if d == 1:
+                    return lhs
+                self.load(lhs, hint)
+                a(f"neg {lhs.x}")
+                return lhs
+            k = power_of_two(abs(d))
+            if k:
+                return self.divide_power(op, lhs, k, d < 0, hint)
+            if abs(d) < 1 << 62:
+                return self.divide_magic(op, lhs, d, hint)
+        return self.divide_hardware(op, lhs, rhs, span)
+
+    def divide_power(self, op: str, x: Val, k: int, negative: bool, hint: str | None) -> Val:
+        """x / 2**k or x % 2**k, rounding toward zero: a negative x gets 2**k - 1 added
+        before the shift (chosen with cmov, keeping the dependency chain short)."""
+        a = self.a
+        x.pins += 1
+        if x.kind != "reg":
+            self.load(x)
+        r = self.alloc(hint)
+        mask = (1 << k) - 1
+        if k == 1:  # the sign bit is the bias
+            a(f"mov {r}, {x.x}", f"shr {r}, 63", f"add {r}, {x.x}")
+        elif _imm32(mask):
+            a(f"lea {r}, [{x.x} + {mask}]", f"test {x.x}, {x.x}", f"cmovns {r}, {x.x}")
+        else:
+            a(f"mov {r}, {x.x}", f"sar {r}, 63", f"shr {r}, {64 - k}", f"add {r}, {x.x}")
+        if op == "/":
+            a(f"sar {r}, {k}")
+            if negative:
+                a(f"neg {r}")
+            x.pins -= 1
+            self.free(x)
+            return self.temp(r)
+        # x - (x rounded toward zero to a multiple of 2**k)
+        if _imm32(-(1 << k)):
+            a(f"and {r}, {-(1 << k)}")
+        else:
+            a(f"shr {r}, {k}", f"shl {r}, {k}")
+        rest = self.temp(r)
+        rest.pins += 1
+        out = self.alloc()
+        a(f"mov {out}, {x.x}", f"sub {out}, {r}")
+        rest.pins -= 1
+        self.free(rest)
+        x.pins -= 1
+        self.free(x)
+        return self.temp(out)
+
+    def divide_magic(self, op: str, x: Val, d: int, hint: str | None) -> Val:
+        """x / d as the high half of a product (`toyc.divconst`); x % d as x - (x / d) * d.
+        The product is in rdx:rax, so x must be elsewhere."""
+        a = self.a
+        m, s = magic(abs(d))
+        x.pins += 1
+        if x.kind == "imm":
+            r = self.alloc(avoid=("rax", "rdx"))
+            self.mov_imm(r, x.x)
+            x.kind, x.x, x.temp = "reg", r, True
+            self.busy[r] = x
+        elif x.kind == "reg" and x.x in ("rax", "rdx"):
+            self.move_out(x, ("rax", "rdx"))
+        self.take("rax")
+        self.take("rdx")
+        operand = self.src(x)
+        a(f"movabs rax, {m & ((1 << 64) - 1):#x}", f"imul {operand}")
+        if m < 0:
+            a(f"add rdx, {operand}")
+        if s:
+            a(f"sar rdx, {s}")
+        a(f"mov rax, {operand}", "shr rax, 63", "add rdx, rax")
+        if d < 0:
+            a("neg rdx")
+        if op == "%":
+            if _imm32(d):
+                a(f"imul rdx, rdx, {d}")
+            else:
+                a(f"movabs rax, {d & ((1 << 64) - 1):#x}", "imul rdx, rax")
+            a(f"mov rax, {operand}", "sub rax, rdx")
+        x.pins -= 1
+        self.free(x)
+        keep, drop = ("rdx", "rax") if op == "/" else ("rax", "rdx")
+        self.release(drop)
+        del self.busy[keep]
+        return self.temp(keep)
+
+    def divide_hardware(self, op: str, lhs: Val, rhs: Val, span: Span) -> Val:
+        """idiv, after checking for zero; -1 takes its own path, since idiv traps on
+        INT_MIN / -1 where Toy wraps."""
+        a = self.a
+        rhs.pins += 1
+        if lhs.kind == "reg" and lhs.temp and lhs.x == "rax":
+            self.busy["rax"] = None
+            lhs.temp = False
+        else:
+            lhs.pins += 1
+            self.take("rax")
+            lhs.pins -= 1
+            self.store(Val("reg", "rax"), lhs)
+            self.free(lhs)
+        self.take("rdx")
+        if rhs.kind == "imm":
+            self.load(rhs)
+        divisor = self.src(rhs)
+        if rhs.kind == "reg":
+            a(f"test {divisor}, {divisor}")
+        else:
+            a(f"cmp {divisor}, 0")
+        a(f"je {self.panic_label('division by zero', span)}")
+        minus, back = self.label(), self.label()
+        a(f"cmp {divisor}, -1", f"je {minus}", "cqo", f"idiv {divisor}", f"{back}:")
+        self.cold_code.append([f"{minus}:", "neg rax" if op == "/" else "xor edx, edx",
+                               f"jmp {back}"])
+        rhs.pins -= 1
+        self.free(rhs)
+        keep, drop = ("rax", "rdx") if op == "/" else ("rdx", "rax")
+        self.release(drop)
+        del self.busy[keep]
+        return self.temp(keep)
+
+    def index(self, e: A.Index, hint: str | None) -> Val:
         if e.base.ty == STR:
-            self.expr(e.base)
-            self.push()
-            self.expr(e.index)
-            self.a("mov rcx, rax")
-            self.pop("rax")
+            base = self.expr(e.base)
+            index = self.expr(e.index)
+            base.pins += 1
+            b = self.in_reg(base)
+            index.pins += 1
             oob = self.panic_label("index out of bounds", e.span)
-            self.a("cmp rcx, qword ptr [rax - 8]", f"jae {oob}",
-                   "movzx eax, byte ptr [rax + rcx]")
-            return
-        self.element_address(e)
-        self.a("movzx eax, byte ptr [rax]" if e.ty == BOOL else "mov rax, qword ptr [rax]")
+            if index.kind == "imm" and _imm32(index.x):
+                self.a(f"cmp qword ptr [{b} - 8], {index.x}", f"jbe {oob}")
+            else:
+                i = self.in_reg(index)
+                self.a(f"cmp {i}, qword ptr [{b} - 8]", f"jae {oob}")
+            r = self.alloc(hint)
+            self.a(f"movzx {low32(r)}, byte ptr [{b} + {index.x}]")
+            base.pins -= 1
+            index.pins -= 1
+            self.free(base)
+            self.free(index)
+            return self.temp(r)
+        index = self.expr(e.index)
+        self.check_index(index, e.base.ty.length, e.span)
+        is_bool = e.ty == BOOL
+        out: list[str] = []
 
-    def user_call(self, e: A.Call) -> None:
-        for arg in e.args:
-            self.expr(arg)
-            self.push()
-        for reg in reversed(ARG_REGS[: len(e.args)]):
-            self.pop(reg)
-        self.call(nav(e.callee.name))
+        def load(at: str) -> None:
+            r = self.alloc(hint)
+            self.a(f"movzx {low32(r)}, byte ptr {at}" if is_bool else f"mov {r}, qword ptr {at}")
+            out.append(r)
 
-    def builtin(self, e: A.Call) -> None:
+        self.element_at(e, index, load)
+        self.free(index)
+        return self.temp(out[0])
+
+    # ---- calls --------------------------------------------------------------------------------
+
+    def call(self, target: Target, args: list[A.Expr], hint: str | None = None,
+             result: bool = True) -> Val | None:
+        """Call `target` with `args` in the argument registers; its result in a scratch
+        register (rax unless `hint` is free)."""
+        vals = []
+        for i, x in enumerate(args):
+            vals.append(self.expr(x, ARG_REGS[i]))
+        self.spill_all(keep=tuple(vals))
+        self.parallel_move([(Val("reg", ARG_REGS[i]), v) for i, v in enumerate(vals)])
+        for v in vals:
+            self.free(v)
+        assert not self.busy, self.busy
+        self.a.reloc("call 0", target, R_X86_64_PLT32, -4)
+        if not result:
+            return None
+        return self.temp("rax")
+
+    def user_call(self, e: A.Call, hint: str | None) -> Val | None:
+        return self.call(nav(e.callee.name), e.args, hint, e.ty != VOID)
+
+    def builtin(self, e: A.Call, hint: str | None) -> Val | None:
         a = self.a
         name = e.callee.name
         args = e.args
         if name in ("print", "eprint"):
-            kinds = b"".join(PRINT_KIND[x.ty.name] for x in args)
-            for x in args:
-                self.expr(x)
-                self.push()
-            a(f"mov edi, {1 if name == 'print' else 2}", "mov rsi, rsp", f"mov edx, {len(args)}")
-            self.lea("rcx", uav(kinds))
-            self.call(lazy("toy.rt.print"))
-            if args:
-                a(f"add rsp, {8 * len(args)}")
-                self.depth -= 8 * len(args)
-        elif name == "len":
+            self.print(e)
+            return None
+        if name == "len":
             x = args[0]
-            if x.ty == STR:
-                self.expr(x)
-                a("mov rax, qword ptr [rax - 8]")
-            else:
-                self.mov_imm("rax", x.ty.length)
-        elif name == "exit":
-            self.expr(args[0])
-            a("mov rdi, rax", f"mov eax, {SYS_EXIT_GROUP}", "syscall")
-        elif name == "assert":
-            self.expr(args[0])
-            a("test rax, rax", f"je {self.panic_label('assertion failed', e.span)}")
-        elif name == "argc":
-            a.reloc("mov rax, qword ptr [rip]", lazy("toy.rt.argc"), R_X86_64_PC32, -4)
-        elif name in ("argv", "parse_int"):
-            self.expr(args[0])
-            a("mov rdi, rax")
-            self.call(lazy(f"toy.rt.{name}"))
+            if x.ty != STR:
+                return Val("imm", x.ty.length)
+            v = self.expr(x)
+            v.pins += 1
+            b = self.in_reg(v)
+            r = self.alloc(hint)
+            a(f"mov {r}, qword ptr [{b} - 8]")
+            v.pins -= 1
+            self.free(v)
+            return self.temp(r)
+        if name == "exit":
+            v = self.expr(args[0], "rdi")
+            self.store(Val("reg", "rdi"), v)
+            self.free(v)
+            a(f"mov eax, {SYS_EXIT_GROUP}", "syscall")
+            return None
+        if name == "assert":
+            self.jump_if(args[0], self.panic_label("assertion failed", e.span), False)
+            return None
+        if name == "argc":
+            r = self.alloc(hint)
+            a.reloc(f"mov {r}, qword ptr [rip]", lazy("toy.rt.argc"), R_X86_64_PC32, -4)
+            return self.temp(r)
+        if name in ("argv", "parse_int"):
+            v = self.call(lazy(f"toy.rt.{name}"), args)
             # The helper returns a failure flag in rdx; the panic names this call.
             message = "index out of bounds" if name == "argv" else "invalid integer"
             a("test edx, edx", f"jne {self.panic_label(message, e.span)}")
-        elif name == "sleep_ms":
-            self.expr(args[0])
-            a("mov rdi, rax")
-            self.call(lazy("toy.rt.sleep_ms"))
-        elif name == "clock_ns":
-            self.call(lazy("toy.rt.clock_ns"))
-        elif name == "spawn":
+            return v
+        if name == "sleep_ms":
+            return self.call(lazy("toy.rt.sleep_ms"), args, result=False)
+        if name == "clock_ns":
+            return self.call(lazy("toy.rt.clock_ns"), [], hint)
+        if name == "spawn":
             # The function's address comes from a relocation to its nav, as a call's target
             # does, so the linker keeps it right when the function moves.
-            self.expr(args[1])
-            a("mov rsi, rax")
+            v = self.expr(args[1], "rsi")
+            self.spill_all(keep=(v,))
+            self.store(Val("reg", "rsi"), v)
+            self.free(v)
             self.lea("rdi", nav(args[0].name))
-            self.call(lazy("toy.rt.spawn"))
-        elif name == "join":
-            self.expr(args[0])
-            a("mov rdi, rax")
-            self.call(lazy("toy.rt.join"))
+            a.reloc("call 0", lazy("toy.rt.spawn"), R_X86_64_PLT32, -4)
+            return self.temp("rax")
+        if name == "join":
+            return self.call(lazy("toy.rt.join"), args, hint)
+        raise AssertionError(f"built-in {name} has no code generator")
+
+    def print(self, e: A.Call) -> None:
+        """The values go in consecutive spill slots, the last argument lowest, which the
+        runtime reads as an array."""
+        args = e.args
+        kinds = b"".join(PRINT_KIND[x.ty.name] for x in args)
+        first = self.spill_count
+        self.spill_count += len(args)
+        for i, x in enumerate(args):
+            v = self.expr(x)
+            self.store(Val("mem", self.slot_text(first + i)), v)
+            self.free(v)
+        self.spill_all()
+        fd = 1 if e.callee.name == "print" else 2
+        a = self.a
+        a(f"mov edi, {fd}")
+        if args:
+            a(f"lea rsi, {self.slot_text(first + len(args) - 1)}")
         else:
-            raise AssertionError(f"built-in {name} has no code generator")
+            a("xor esi, esi")
+        a(f"mov edx, {len(args)}")
+        self.lea("rcx", uav(kinds))
+        a.reloc("call 0", lazy("toy.rt.print"), R_X86_64_PLT32, -4)
+        self.free_slots += range(first, first + len(args))
 
 
 def lower_function(fn: A.FnDecl, path: str) -> Code:

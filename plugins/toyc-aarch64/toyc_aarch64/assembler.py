@@ -59,7 +59,7 @@ class Asm(Assembly):
 
     def assemble(self, align: int) -> Code:
         pool = [".balign 8", *self._pool] if self._pool else []
-        raw, found = self.encode(keystone_encoder(_keystone()), pool)
+        raw, found = self.encode(keystone_encoder(_keystone), pool)
         relocs = [Reloc(at, rtype, target, addend)
                   for at, (target, rtype, addend) in found.get("reloc", [])]
         return Code(raw, relocs, align, line_fields=found.get("line", []),
