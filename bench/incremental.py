@@ -65,6 +65,7 @@ import gen  # noqa: E402
 SUMMARY = re.compile(r"; (\d+) bytes written in ([\d.]+) ms\s*$")
 GROW = 24  # statements a growing edit adds: well past the third of slack an atom keeps
 KINDS = ("same-size", "growing", "+lines")
+SAME_SIZE = 3  # 1000003 and 1000006 divide alike (see toyc.divconst)
 TARGET_TCC = 4  # a watch update within 1/4 of tcc's full build of the C twin
 TARGET_TOYC = 300  # ... and within 1/300 of toyc's own full build
 TARGET_BYTES = 4096
@@ -317,8 +318,10 @@ def watch_edits(res: SizeResult, seed: int, edits_per_kind: int, work: Path,
             for k in range(edits_per_kind):
                 if kind == "same-size":
                     target = same
-                    # Alternate between two moduli with another last digit: same code size.
-                    edits[target] = gen.Edit(modulus=1 if k % 2 == 0 else 0)
+                    # Alternate between two moduli with another last digit whose division
+                    # compiles to the same instructions (a multiplier of the same sign, the
+                    # same shift): same code size.
+                    edits[target] = gen.Edit(modulus=SAME_SIZE if k % 2 == 0 else 0)
                 else:
                     target = grow[k] if kind == "growing" else grow[edits_per_kind + k]
                     edits[target] = (gen.Edit(inline=GROW) if kind == "growing"
@@ -417,7 +420,7 @@ def profile(n: int, seed: int, work: Path, top: int = 25) -> None:
         session, summary = Session.full_build(str(toy), str(out))
         print(f"\nN={n} profile: {summary.line()}")
         same, grown, lined = pick_targets(n, 3)
-        for kind, target, edit in (("same-size", same, gen.Edit(modulus=1)),
+        for kind, target, edit in (("same-size", same, gen.Edit(modulus=SAME_SIZE)),
                                    ("growing", grown, gen.Edit(inline=GROW)),
                                    ("+lines", lined, gen.Edit(lines=GROW))):
             edits[target] = edit

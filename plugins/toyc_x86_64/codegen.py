@@ -390,6 +390,37 @@ class FunctionGen(FunctionLowering):
                 pending = [(d, Val("reg", spare) if o.kind == "reg" and o.x == dst.x else o)
                            for d, o in pending]
 
+    def retarget(self, r: str, to: str) -> bool:
+        """Make the instruction that just computed scratch register `r` write register `to`
+        instead, if it only writes `r` (it reads its operands before writing, so `to` may be
+        one of them); whether it could. Saves the move of a value computed for a local."""
+        lines = self.a.lines
+        i = len(lines) - 1
+        while i >= 0 and lines[i].startswith(".Lreloc"):  # (a label that marks its end)
+            i -= 1
+        if i < 0:
+            return False
+        mnemonic, _, operands = lines[i].partition(" ")
+        dst, comma, rest = operands.partition(", ")
+        if mnemonic in ("add", "sub") and dst == r and (rest in NUMBER or (
+                rest.lstrip("-").isdigit() and _imm32(int(rest)) and _imm32(-int(rest)))):
+            # r += x becomes to = r + x
+            if rest in NUMBER:
+                if mnemonic == "sub":
+                    return False
+                lines[i] = f"lea {to}, [{r} + {rest}]"
+            else:
+                lines[i] = f"lea {to}, [{r} + {int(rest) if mnemonic == 'add' else -int(rest)}]"
+            return True
+        if not comma or mnemonic not in ("mov", "movzx", "movabs", "lea", "imul") or \
+                (mnemonic == "imul" and ", " not in rest) or dst not in (r, low32(r)):
+            return False
+        if mnemonic == "mov" and rest.startswith("byte"):
+            return False
+        new = to if dst == r else low32(to)
+        lines[i] = f"{mnemonic} {new}, {rest}"
+        return True
+
     def has_call(self, e: A.Expr) -> bool:
         key = id(e)
         known = self.calls.get(key)
@@ -644,7 +675,9 @@ class FunctionGen(FunctionLowering):
             op, e, span = e.op, e.rhs, e.span
         if not op:
             v = self.expr(e)
-            self.store(home, v)
+            if not (home.kind == "reg" and v.kind == "reg" and v.temp and
+                    self.retarget(v.x, home.x)):
+                self.store(home, v)
             self.free(v)
             return
         v = self.expr(e)
