@@ -3,11 +3,13 @@
 Locals live where `regalloc` puts them: callee-saved registers, caller-saved ones no call
 reaches, or stack slots below rbp. Expressions are evaluated into operands (`Val`) that need no
 code of their own when they can: a literal is an immediate, a local its register or slot. Only
-what is computed takes a scratch register, picked from the caller-saved ones no local holds;
-when none is free, or a call is about to overwrite them all, the values in them move to spill
-slots in the frame and are used from there. Conditions compare and branch without a 0/1 in
-between; `while` tests at the bottom; division by a constant becomes shifts or a multiply
-(`toyc.divconst`); `lea` adds and multiplies by 3, 5 and 9. The walk over the function is
+what is computed takes a scratch register, picked from the caller-saved ones no local holds.
+When a call is about to overwrite them, the values in them move to callee-saved registers no
+local has (the function then saves those too), or to spill slots in the frame; when no scratch
+register is free, the oldest value moves to a spill slot. Conditions compare and branch without
+a 0/1 in between; `while` tests at the bottom; division by a constant becomes shifts or a
+multiply (`toyc.divconst`); `lea` adds, and multiplies by 2, 3, 4, 5, 8 and 9; the instruction
+that computes a local's new value writes the local's register. The walk over the function is
 toyc's `FunctionLowering`; statements, expressions and the frame are this module's.
 
 The frame: `push rbp; mov rbp, rsp`, the callee-saved registers the function uses, then the
@@ -80,9 +82,9 @@ def _imm32(v: int) -> bool:
 
 class Val:
     """An operand: an immediate ("imm", `x` the value), a register ("reg", `x` its name) or
-    a memory operand ("mem", `x` the address, e.g. "[rbp - 24]"). `temp`: it owns its
-    scratch register or spill slot, which `free` gives back. `pins`: an instruction being
-    put together needs it where it is, so it must not be spilled now."""
+    a memory operand ("mem", `x` the address, e.g. "[rbp - @24]", see BELOW_SAVED). `temp`:
+    it owns its scratch register or spill slot, which `free` gives back. `pins`: an
+    instruction being put together needs it where it is, so it must not be spilled now."""
 
     __slots__ = ("kind", "x", "temp", "slot", "pins")
 
@@ -97,9 +99,9 @@ class FunctionGen(FunctionLowering):
     def __init__(self, fn: A.FnDecl, path: str):
         super().__init__(fn, path)
         self.a = Asm()
-        self.alloc_ = assign(fn)
-        self.saved = set(self.alloc_.saved)  # grows as temporaries are kept across calls
-        self.scratch = [r for r in SCRATCH if r not in self.alloc_.free]
+        self.assignment = assign(fn)
+        self.saved = set(self.assignment.saved)  # grows as temporaries are kept across calls
+        self.scratch = [r for r in SCRATCH if r not in self.assignment.free]
         # callee-saved registers no local has, for values that live across a call
         self.keep_free = [r for r in reversed(SAVED_REGS) if r not in self.saved]
         self.kept: dict[str, Val] = {}
@@ -108,7 +110,7 @@ class FunctionGen(FunctionLowering):
         self.slots = []
         self.home: list[Val] = []
         for i, local in enumerate(fn.locals):
-            r = self.alloc_.reg[i]
+            r = self.assignment.reg[i]
             if r is not None:
                 self.slots.append(0)
                 self.home.append(Val("reg", r))
@@ -241,6 +243,17 @@ class FunctionGen(FunctionLowering):
         self.busy[r] = None
         return r
 
+    def alloc_beside(self, *keep: Val, hint: str | None = None,
+                     avoid: tuple[str, ...] = ()) -> str:
+        """`alloc`, while the values in `keep` stay where they are (not spilled to make
+        room)."""
+        for v in keep:
+            v.pins += 1
+        r = self.alloc(hint, avoid)
+        for v in keep:
+            v.pins -= 1
+        return r
+
     def spill_one(self, avoid: tuple[str, ...] = ()) -> str:
         for r, v in self.busy.items():
             if v is not None and not v.pins and r not in avoid:
@@ -289,20 +302,18 @@ class FunctionGen(FunctionLowering):
             self.free_slots.append(v.slot)
         v.temp = False
 
-    def take(self, r: str, keep: Val | None = None) -> None:
-        """Make scratch register `r` free for an instruction that needs it (its value, unless
-        it is `keep`, moves to another register), and reserve it."""
+    def take(self, r: str) -> None:
+        """Make scratch register `r` free for an instruction that needs it (the value in it
+        moves to another register), and reserve it."""
         assert r not in self.busy or self.busy[r] is not None, f"{r} is reserved"
         v = self.busy.get(r)
-        if v is not None and v is not keep:
+        if v is not None:
             self.move_out(v, (r,))
-        self.busy[r] = keep if v is keep and v is not None else None
+        self.busy[r] = None
 
     def move_out(self, v: Val, regs: tuple[str, ...]) -> None:
         """Move temporary `v` from its register to a scratch register not in `regs`."""
-        v.pins += 1
-        to = self.alloc(avoid=regs)
-        v.pins -= 1
+        to = self.alloc_beside(v, avoid=regs)
         self.a(f"mov {to}, {v.x}")
         del self.busy[v.x]
         v.x = to
@@ -316,9 +327,7 @@ class FunctionGen(FunctionLowering):
         """Make `v` own a scratch register holding its value (in place); returns `v`."""
         if v.kind == "reg" and v.temp:
             return v
-        v.pins += 1
-        r = self.alloc(hint)
-        v.pins -= 1
+        r = self.alloc_beside(v, hint=hint)
         if v.kind == "imm":
             self.mov_imm(r, v.x)
         elif v.kind == "reg":
@@ -475,9 +484,7 @@ class FunctionGen(FunctionLowering):
     def store_global(self, t: A.Name, v: Val) -> None:
         r = self.in_reg(v) if v.kind != "imm" else self.load(v).x
         if t.kind == "tls":
-            v.pins += 1
-            at = self.alloc()
-            v.pins -= 1
+            at = self.alloc_beside(v)
             self.tls_address(t.name, at)
             self.a(f"mov byte ptr [{at}], {low8(r)}" if t.ty == BOOL
                    else f"mov qword ptr [{at}], {r}")
@@ -488,8 +495,8 @@ class FunctionGen(FunctionLowering):
             self.a.reloc(f"mov qword ptr [rip], {r}", nav(t.name), R_X86_64_PC32, -4)
 
     def array_base(self, base: A.Name) -> Val:
-        """Where array `base` starts: None for a local one (rbp-relative), else a scratch
-        register holding its address."""
+        """A scratch register holding the address of global or thread-local array `base`
+        (a local array is reached from rbp instead)."""
         r = self.alloc()
         if base.kind == "tls":
             self.tls_address(base.name, r)
@@ -556,17 +563,6 @@ class FunctionGen(FunctionLowering):
     def stmt(self, s: A.Stmt) -> None:
         if isinstance(s, A.While):
             self.loop(s)
-        elif isinstance(s, A.If):
-            self.mark(s.span.line, s.span.col)
-            els, end = self.label(), self.label()
-            self.jump_if(s.cond, els, False)
-            self.block(s.then)
-            if s.els is not None:
-                self.jump(end)
-            self.place(els)
-            if s.els is not None:
-                self.stmt(s.els)
-            self.place(end)
         elif isinstance(s, A.Return):
             self.mark(s.span.line, s.span.col)
             if s.value is not None:
@@ -932,9 +928,7 @@ class FunctionGen(FunctionLowering):
                     a(f"lea {r}, [{lhs.x} + {lhs.x}*{LEA_SCALE[rhs.x]}]")
                     return lhs if writable else self.temp(r)
                 if not writable:
-                    lhs.pins += 1
-                    r = self.alloc(hint)
-                    lhs.pins -= 1
+                    r = self.alloc_beside(lhs, hint=hint)
                     a(f"imul {r}, {self.src(lhs)}, {rhs.x}")
                     self.free(lhs)
                     return self.temp(r)
@@ -956,9 +950,7 @@ class FunctionGen(FunctionLowering):
                     a(f"lea {r}, [{lhs.x} {'-' if disp < 0 else '+'} {abs(disp)}]")
                     return self.temp(r)
             elif rhs.kind == "reg" and op == "+":
-                rhs.pins += 1
-                r = self.alloc(hint)
-                rhs.pins -= 1
+                r = self.alloc_beside(rhs, hint=hint)
                 a(f"lea {r}, [{lhs.x} + {rhs.x}]")
                 self.free(rhs)
                 return self.temp(r)
