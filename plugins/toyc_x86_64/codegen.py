@@ -150,7 +150,6 @@ class FunctionGen(FunctionLowering):
             a(f"mov ecx, {span.col}")
             a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
         a.lines[prologue_at:prologue_at] = self.prologue()
-        self.peephole()
         saved = 8 * len(self.saved)
         a.lines = [BELOW_SAVED.sub(lambda m: str(int(m.group(1)) + saved), line)
                    if "@" in line else line for line in a.lines]
@@ -204,21 +203,6 @@ class FunctionGen(FunctionLowering):
             if not (home.kind == "reg" and home.x == ARG_REGS[i]):
                 moves.append((home, Val("reg", ARG_REGS[i])))
         self.parallel_move(moves)
-
-    def peephole(self) -> None:
-        """Drop each jump to the place right after it."""
-        lines = self.a.lines
-        out = []
-        for i, line in enumerate(lines):
-            if line.startswith("jmp "):
-                target = line[4:] + ":"
-                j = i + 1
-                while j < len(lines) and lines[j].endswith(":") and lines[j] != target:
-                    j += 1
-                if j < len(lines) and lines[j] == target:
-                    continue
-            out.append(line)
-        self.a.lines = out
 
     # ---- registers and slots ------------------------------------------------------------------
 
@@ -555,7 +539,14 @@ class FunctionGen(FunctionLowering):
     # ---- statements ---------------------------------------------------------------------------
 
     def place(self, label: str) -> None:
-        self.a(f"{label}:")
+        """Define `label` here, dropping a jump to it just before (over other labels)."""
+        lines = self.a.lines
+        i = len(lines) - 1
+        while i >= 0 and lines[i].endswith(":"):
+            i -= 1
+        if i >= 0 and lines[i] == f"jmp {label}":
+            del lines[i]
+        lines.append(f"{label}:")
 
     def jump(self, label: str) -> None:
         self.a(f"jmp {label}")

@@ -48,7 +48,6 @@ class Usage:
     scope: list[int]  # the block each local is declared in (0: the body)
     crosses: list[bool]  # a call may happen while it is live
     parents: list[int] = field(default_factory=list)  # per block, the enclosing one (-1)
-    calls: bool = False  # the function calls anything
 
 
 class _Walk:
@@ -58,6 +57,7 @@ class _Walk:
         self.params = [i for i, local in enumerate(fn.locals) if local.is_param]
         self.open: list[list[int]] = []  # the locals declared so far in each open block
         self.depth = 0
+        self.unit = 1  # what one use weighs at this depth
         for i in self.params:
             self.u.weight[i] = 1  # its move into place on entry
 
@@ -74,7 +74,7 @@ class _Walk:
     current = -1
 
     def use(self, local: int) -> None:
-        self.u.weight[local] += LOOP_WEIGHT ** min(self.depth, MAX_LOOP_DEPTH)
+        self.u.weight[local] += self.unit
 
     def stmt(self, s: A.Stmt) -> None:
         if isinstance(s, A.ExprStmt):
@@ -97,36 +97,41 @@ class _Walk:
                 self.stmt(s.els)
         elif isinstance(s, A.While):
             self.depth += 1
+            self.unit = LOOP_WEIGHT ** min(self.depth, MAX_LOOP_DEPTH)
             self.expr(s.cond)
             self.block(s.body)
             self.depth -= 1
+            self.unit = LOOP_WEIGHT ** min(self.depth, MAX_LOOP_DEPTH)
         elif isinstance(s, A.Return) and s.value is not None:
             self.expr(s.value)
 
     def expr(self, e: A.Expr) -> None:
-        # iterative over the operands of binary chains, which nest deeply
+        # iterative: binary chains nest deeply. Within one expression no `let` happens, so
+        # when a call is met does not matter.
         stack = [e]
+        weight, unit = self.u.weight, self.unit
         while stack:
             e = stack.pop()
-            if isinstance(e, A.Name):
+            kind = type(e)
+            if kind is A.Name:
                 if e.kind == "local":
-                    self.use(e.local)
-            elif isinstance(e, A.Unary):
-                stack.append(e.operand)
-            elif isinstance(e, A.Binary):
+                    weight[e.local] += unit
+            elif kind is A.Binary:
                 stack += (e.rhs, e.lhs)
-            elif isinstance(e, A.Index):
+                if e.op in ("==", "!=") and e.lhs.ty == STR:
+                    self.call()
+            elif kind is A.Call:
+                stack += e.args
+                if not e.builtin or e.callee.name in CALLING_BUILTINS:
+                    self.call()
+            elif kind is A.Unary:
+                stack.append(e.operand)
+            elif kind is A.Index:
                 stack += (e.index, e.base)
-            elif isinstance(e, A.Call):
-                for a in e.args:
-                    self.expr(a)
-            elif isinstance(e, A.ArrayLit):
-                stack += reversed(e.elems)
-            if is_call(e):
-                self.call()
+            elif kind is A.ArrayLit:
+                stack += e.elems
 
     def call(self) -> None:
-        self.u.calls = True
         for i in self.params:
             self.u.crosses[i] = True
         for declared in self.open:
