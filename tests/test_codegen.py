@@ -74,12 +74,15 @@ class Return(Exception):
 # ("bglob", name), ("cmp", op, a, b), ("and", a, b), ("or", a, b), ("not", a).
 # Statements: ("let", name, e), ("set", name, op, e), ("gset", name, op, e),
 # ("eset", array, index, op, e), ("if", cond, then, else), ("loop", counter, n, body),
+# ("while", counter, n, e, bound, body): a loop whose test also computes e, which its body
+# uses again first (the code generator carries such values into the body),
 # ("break",), ("print", [e...]), ("return", e).
 
 
 class Gen:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, loops: float = 0.0):
         self.r = random.Random(seed)
+        self.loops = loops  # how often a statement is a loop that carries a value
         self.funcs: list[tuple[str, list[str], list]] = []  # (name, params, body)
         self.globals = {"g0": self.r.choice(LITERALS), "g1": 0, "g2": self.r.randrange(-99, 99)}
         self.bglobals = {"flag": self.r.random() < 0.5}
@@ -123,6 +126,18 @@ class Gen:
         op = r.choice(["+", "-", "*", "&", "|", "^", "+", "-", "*"])
         return ("bin", op, self.int_expr(scope, depth - 1, calls),
                 self.int_expr(scope, depth - 1, calls))
+
+    def local_expr(self, scope: list[str], depth: int) -> tuple:
+        """An int expression of locals and literals with at least one operator."""
+        r = self.r
+        def leaf():
+            return ("var", r.choice(scope)) if r.random() < 0.7 else ("int", r.choice(LITERALS))
+        op = r.choice(["+", "-", "*", "&", "|", "^", "<<", ">>", "*", "/", "%"])
+        lhs = self.local_expr(scope, depth - 1) if depth > 1 and r.random() < 0.5 else leaf()
+        if op in "/%":
+            return ("bin", op, lhs, ("int", r.choice([d for d in DIVISORS])))
+        rhs = self.local_expr(scope, depth - 1) if depth > 1 and r.random() < 0.5 else leaf()
+        return ("bin", op, lhs, rhs)
 
     def bool_expr(self, scope: list[str], bscope: list[str], depth: int, calls: bool) -> tuple:
         r = self.r
@@ -189,7 +204,28 @@ class Gen:
                 body = self.block(scope + [counter], bscope, fixed | {counter},
                                   r.randrange(1, 4), depth - 1, True, returns)
                 out.append(("loop", counter, r.randrange(0, 4), body))
-            elif k < 0.85 and in_loop:
+            elif (k < 0.86 or r.random() < self.loops) and depth > 0 and scope:
+                counter = self.fresh("i")
+                shared = self.local_expr(mutable if mutable and r.random() < 0.7 else scope,
+                                         r.randrange(1, 4))
+                first, second = self.fresh("v"), self.fresh("v")
+                body = [("let", first, ("bin", r.choice(["+", "-", "^"]), shared,
+                                        self.int_expr(scope, 2, False)))]
+                inside = [v for v in mutable if v in expr(shared).replace("(", " ")
+                          .replace(")", " ").split()]
+                if inside and r.random() < 0.7:  # a local of the shared value changes
+                    body.append(("set", r.choice(inside), r.choice(["", "+"]),
+                                 self.int_expr(scope, 2, False)))
+                body.append(("let", second, ("bin", "^", shared, ("int", 1))))
+                body.append(("print", [("var", first), ("var", second)]))
+                third = self.fresh("v")  # (after a call, which ends what the test carried)
+                body.append(("let", third, ("bin", "-", shared, ("int", 3))))
+                body += self.block(scope + [counter], bscope, fixed | {counter},
+                                   r.randrange(0, 3), depth - 1, True, returns)
+                body.append(("print", [("var", third)]))
+                out.append(("while", counter, r.randrange(0, 4), shared,
+                            r.choice([INT_MIN + 1, 0, 1000, (1 << 63) - 1]), body))
+            elif k < 0.88 and in_loop:
                 out.append(("if", self.bool_expr(scope, bscope, 2, False), [("break",)], None))
             elif k < 0.95:
                 out.append(("print", [self.int_expr(scope, d, True) if r.random() < 0.75
@@ -285,6 +321,12 @@ def stmts(body: list, indent: int) -> list[str]:
             out += stmts(s[3], indent + 1)
             out.append(f"{pad}    {s[1]} += 1;")
             out.append(f"{pad}}}")
+        elif kind == "while":
+            out.append(f"{pad}let {s[1]} = 0;")
+            out.append(f"{pad}while {s[1]} < {s[2]} and {expr(s[3])} < {lit(s[4])} {{")
+            out += stmts(s[5], indent + 1)
+            out.append(f"{pad}    {s[1]} += 1;")
+            out.append(f"{pad}}}")
         elif kind == "break":
             out.append(f"{pad}break;")
         elif kind == "print":
@@ -370,6 +412,14 @@ class Machine:
                         env[s[1]] += 1
                 except Break:
                     pass
+            elif kind == "while":
+                env[s[1]] = 0
+                try:
+                    while env[s[1]] < s[2] and self.eval(s[3], env) < s[4]:
+                        self.run_block(s[5], env)
+                        env[s[1]] += 1
+                except Break:
+                    pass
             elif kind == "break":
                 raise Break
             elif kind == "print":
@@ -403,8 +453,8 @@ def expected(gen: Gen, main: list) -> str:
 # ---- the tests ------------------------------------------------------------------------------
 
 
-def check(tmp_path, seed: int, arch: str = "x86_64") -> None:
-    gen = Gen(seed)
+def check(tmp_path, seed: int, arch: str = "x86_64", loops: float = 0.0) -> None:
+    gen = Gen(seed, loops)
     main = gen.program()
     text = gen.source(main)
     want = expected(gen, main)
@@ -424,6 +474,12 @@ def test_random_programs_print_what_the_interpreter_says(tmp_path, seed):
     check(tmp_path, seed)
 
 
+@pytest.mark.parametrize("seed", range(200, 216))
+def test_loops_whose_test_computes_what_the_body_uses(tmp_path, seed):
+    """The values a loop's test carries into its body, and the assignments that end them."""
+    check(tmp_path, seed, loops=0.7)
+
+
 @pytest.mark.parametrize("arch", [a for a in ARCHES if a != "x86_64"])
 @pytest.mark.parametrize("seed", range(100, 104))
 def test_random_programs_on_other_architectures(tmp_path, seed, arch):
@@ -434,4 +490,4 @@ def test_random_programs_on_other_architectures(tmp_path, seed, arch):
 def test_many_random_programs(tmp_path):
     count = int(os.environ.get("TOYC_CODEGEN_PROGRAMS", "300"))
     for seed in range(1000, 1000 + count):
-        check(tmp_path, seed)
+        check(tmp_path, seed, loops=0.2 if seed % 2 else 0.0)

@@ -36,7 +36,7 @@ from toyc.source import Span
 from toyc.types import BOOL, STR, VOID
 
 from .assembler import Asm
-from .regalloc import ARG_REGS, SAVED_REGS, assign, is_call
+from .regalloc import ARG_REGS, SAVED_REGS, assign, is_call, key_locals, value_key
 from .relocs import R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_TPOFF32
 
 FUNCTION_ALIGN = 16
@@ -124,6 +124,13 @@ class FunctionGen(FunctionLowering):
         self.busy: dict[str, Val | None] = {}  # scratch register -> the value it holds
         self.cold_code: list[list[str]] = []
         self.calls: dict[int, bool] = {}
+        # values carried from a loop's test into its body (see regalloc): those available
+        # now and where, those the test being generated computes into their register, and
+        # the register an expression being computed for one may land in
+        self.carrying: dict[tuple, str] = {}
+        self.defining: dict[tuple, str] = {}
+        self.target: str | None = None
+        self.keys: dict[int, tuple | None] = {}
 
     # ---- function -----------------------------------------------------------------------------
 
@@ -217,6 +224,9 @@ class FunctionGen(FunctionLowering):
 
     def alloc(self, hint: str | None = None, avoid: tuple[str, ...] = ()) -> str:
         """A scratch register for a new value (reserved until a `Val` owns it)."""
+        if hint is not None and hint == self.target and hint not in self.busy:
+            self.busy[hint] = None
+            return hint
         free = [r for r in self.scratch if r not in self.busy and r not in avoid]
         if hint in free:
             r = hint
@@ -568,23 +578,57 @@ class FunctionGen(FunctionLowering):
             super().stmt(s)
 
     def loop(self, s: A.While) -> None:
-        """The body first, the test at the bottom: one branch per iteration."""
+        """The body first, the test at the bottom: one branch per iteration. The values the
+        test carries into the body are in their registers when the body starts, which it
+        does only from the test."""
         top, test, end = self.label(), self.label(), self.label()
         forever = isinstance(s.cond, A.BoolLit) and s.cond.value
+        carried = self.assignment.carried.get(id(s), [])
         self.mark(s.span.line, s.span.col)
         if not forever:
             self.jump(test)
         self.place(top)
         self.loops.append((top if forever else test, end))
-        self.block(s.body)
+        self.block(s.body, dict(carried))
         self.loops.pop()
         if forever:
             self.jump(top)
         else:
             self.place(test)
             self.mark(s.span.line, s.span.col)
+            self.defining = dict(carried)
             self.jump_if(s.cond, top, True)
+            self.defining, self.carrying = {}, {}
         self.place(end)
+
+    def block(self, b: A.Block, carried: dict[tuple, str] | None = None) -> None:
+        """A block; a loop's body starts with the values its test carried (`carried`),
+        which last while its statements are simple and call nothing, and each until a local
+        it reads is assigned."""
+        scope = [self.a.point(), -1]
+        self.scopes.append(scope)
+        self.carrying = carried or {}
+        for st in b.stmts:
+            if self.carrying and (not isinstance(st, (A.Let, A.Assign, A.ExprStmt)) or
+                                  self.statement_calls(st)):
+                self.carrying = {}
+            self.stmt(st)
+            if self.carrying:
+                assigned = st.local if isinstance(st, A.Let) else \
+                    st.target.local if isinstance(st, A.Assign) and \
+                    isinstance(st.target, A.Name) and st.target.kind == "local" else -1
+                self.carrying = {k: r for k, r in self.carrying.items()
+                                 if assigned not in key_locals(k)}
+        self.carrying = {}
+        scope[1] = self.a.point()
+
+    def statement_calls(self, st: A.Stmt) -> bool:
+        if isinstance(st, A.Let):
+            return st.init is not None and not isinstance(st.init, A.ArrayLit) and \
+                self.has_call(st.init)
+        if isinstance(st, A.Assign):
+            return self.has_call(st.value) or self.has_call(st.target)
+        return self.has_call(st.expr)
 
     def branch_false(self, cond: A.Expr, label: str) -> None:
         self.jump_if(cond, label, False)
@@ -826,6 +870,35 @@ class FunctionGen(FunctionLowering):
 
     def expr(self, e: A.Expr, hint: str | None = None) -> Val | None:
         """Evaluate `e`; its value as an operand (None for a call without a result)."""
+        if self.carrying or self.defining:
+            key = self.keys.get(id(e), 0)
+            if key == 0:
+                key = self.keys[id(e)] = value_key(e)
+            if key is not None:
+                r = self.carrying.get(key)
+                if r is not None:
+                    return Val("reg", r)
+                r = self.defining.pop(key, None)
+                if r is not None:
+                    return self.define(e, key, r)
+        return self.compute(e, hint)
+
+    def define(self, e: A.Expr, key: tuple, r: str) -> Val:
+        """Compute carried value `e` into its register `r`, for the loop's body (and the rest
+        of the test)."""
+        outer, self.target = self.target, r
+        v = self.compute(e, r)
+        self.target = outer
+        if v.kind == "reg" and v.x == r and v.temp:
+            del self.busy[r]  # (it is the carried value's register, not a scratch one)
+            v.temp = False
+        else:
+            self.store(Val("reg", r), v)
+            self.free(v)
+        self.carrying[key] = r
+        return Val("reg", r)
+
+    def compute(self, e: A.Expr, hint: str | None = None) -> Val | None:
         if isinstance(e, A.IntLit):
             return Val("imm", e.value)
         if isinstance(e, A.BoolLit):

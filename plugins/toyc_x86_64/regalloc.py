@@ -13,6 +13,11 @@ body for a parameter). Then the locals take registers, the most used first:
   value is dead before the other's `let`;
 - what is left, and every array, lives in a stack slot.
 
+A loop's test may compute values that the start of its body computes again (`x * x` in
+`while x * x + y * y <= r { let t = x * x - y * y; ...`): `carried_values` finds them, and each
+takes a register like a local declared where the loop is, so that the body uses the test's
+result instead of computing it again (the body starts only from the test).
+
 Only the function's own body decides this, so its code still depends on nothing but its own
 source and the signatures it calls.
 """
@@ -33,6 +38,9 @@ CALLING_BUILTINS = {"print", "eprint", "argv", "parse_int", "sleep_ms", "clock_n
                     "join"}
 LOOP_WEIGHT = 8
 MAX_LOOP_DEPTH = 5
+MAX_CARRIED = 2  # values carried from one loop's test into its body
+# operators of the values a loop may carry: none can panic or have an effect
+CARRY_OPS = {"+", "-", "*", "&", "|", "^", "<<", ">>"}
 
 
 def is_call(e: A.Expr) -> bool:
@@ -42,12 +50,134 @@ def is_call(e: A.Expr) -> bool:
     return isinstance(e, A.Binary) and e.op in ("==", "!=") and e.lhs.ty == STR
 
 
+def value_key(e: A.Expr) -> tuple | None:
+    """What identifies an int expression computed from locals and literals only, which can
+    neither panic nor have an effect (equal keys, equal values while no local in it is
+    assigned); None for any other expression."""
+    kind = type(e)
+    if kind is A.Name:
+        return ("local", e.local) if e.kind == "local" else None
+    if kind is A.IntLit:
+        return ("int", e.value)
+    if kind is A.Unary:
+        if e.op == "not":
+            return None
+        inner = value_key(e.operand)
+        return None if inner is None else (e.op, inner)
+    if kind is A.Binary and (e.op in CARRY_OPS or (e.op in ("/", "%") and
+                                                    isinstance(e.rhs, A.IntLit) and e.rhs.value)):
+        lhs = value_key(e.lhs)
+        rhs = None if lhs is None else value_key(e.rhs)
+        return None if rhs is None else (e.op, lhs, rhs)
+    return None
+
+
+def key_locals(key: tuple) -> set[int]:
+    if key[0] == "local":
+        return {key[1]}
+    if key[0] == "int":
+        return set()
+    return set().union(*(key_locals(k) for k in key[1:]))
+
+
+def _computed(e: A.Expr, out: list[A.Expr]) -> None:
+    """The operator nodes with a `value_key` that always run when `e` does: all of such an
+    expression's, and those in the operands of comparisons and `not` (not those behind an
+    `and` or `or`, which may be skipped, nor inside calls and indexes)."""
+    stack = [e]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, (A.Unary, A.Binary)) and value_key(e) is not None:
+            out.append(e)
+            stack += (e.operand,) if isinstance(e, A.Unary) else (e.lhs, e.rhs)
+        elif isinstance(e, A.Unary) and e.op == "not":
+            stack.append(e.operand)
+        elif isinstance(e, A.Binary) and e.op in ("==", "!=", "<", "<=", ">", ">="):
+            stack += (e.lhs, e.rhs)
+
+
+def _evaluated(cond: A.Expr, holds: bool | None, out: list[A.Expr]) -> None:
+    """The int expressions inside `cond` that have been computed once it evaluated to
+    `holds` (None: whatever it evaluated to): `and`/`or` skip their right side sometimes."""
+    if isinstance(cond, A.Unary) and cond.op == "not":
+        _evaluated(cond.operand, None if holds is None else not holds, out)
+    elif isinstance(cond, A.Binary) and cond.op in ("and", "or"):
+        _evaluated(cond.lhs, None if holds != (cond.op == "and") else holds, out)
+        if holds == (cond.op == "and"):  # true `and`, false `or`: both sides ran
+            _evaluated(cond.rhs, holds, out)
+    elif isinstance(cond, A.Binary) and cond.op in ("==", "!=", "<", "<=", ">", ">="):
+        _computed(cond.lhs, out)
+        _computed(cond.rhs, out)
+
+
+def _statement_exprs(s: A.Stmt) -> list[A.Expr]:
+    if isinstance(s, A.Let):
+        return [s.init] if s.init is not None and not isinstance(s.init, A.ArrayLit) else []
+    if isinstance(s, A.Assign):
+        return [s.value, s.target]
+    return [s.expr]
+
+
+def _has_call(e: A.Expr) -> bool:
+    stack = [e]
+    while stack:
+        e = stack.pop()
+        if is_call(e):
+            return True
+        if isinstance(e, A.Unary):
+            stack.append(e.operand)
+        elif isinstance(e, A.Binary):
+            stack += (e.lhs, e.rhs)
+        elif isinstance(e, A.Index):
+            stack += (e.base, e.index)
+        elif isinstance(e, A.Call):
+            stack += e.args
+        elif isinstance(e, A.ArrayLit):
+            stack += e.elems
+    return False
+
+
+def carried_values(s: A.While) -> list[tuple[tuple, int]]:
+    """The values loop `s` carries from its test into its body, with how often the body
+    uses each: computed in the test whenever it holds, and used again by the body's first
+    statements (up to the first one that is not a `let`, an assignment or an expression, or
+    that calls something) before a local they read is assigned."""
+    computed: list[A.Expr] = []
+    _evaluated(s.cond, True, computed)
+    candidates = {value_key(e) for e in computed}
+    if not candidates:
+        return []
+    uses: dict[tuple, int] = {}
+    for st in s.body.stmts:
+        if not isinstance(st, (A.Let, A.Assign, A.ExprStmt)):
+            break
+        exprs = _statement_exprs(st)
+        if any(_has_call(e) for e in exprs):
+            break
+        found: list[A.Expr] = []
+        for e in exprs:
+            _computed(e, found)
+        for e in found:
+            k = value_key(e)
+            if k in candidates:
+                uses[k] = uses.get(k, 0) + 1
+        assigned = st.local if isinstance(st, A.Let) else \
+            st.target.local if isinstance(st, A.Assign) and isinstance(st.target, A.Name) \
+            and st.target.kind == "local" else -1
+        if assigned >= 0:
+            candidates = {k for k in candidates if assigned not in key_locals(k)}
+    ranked = sorted(uses.items(), key=lambda item: -item[1])
+    return ranked[:MAX_CARRIED]
+
+
 @dataclass
 class Usage:
     weight: list[int]
     scope: list[int]  # the block each local is declared in (0: the body)
     crosses: list[bool]  # a call may happen while it is live
     parents: list[int] = field(default_factory=list)  # per block, the enclosing one (-1)
+    # per loop (by id), the values it carries: (key, index of the pseudo-local that holds it)
+    carried: dict[int, list[tuple[tuple, int]]] = field(default_factory=dict)
 
 
 class _Walk:
@@ -99,6 +229,17 @@ class _Walk:
             self.depth += 1
             self.unit = LOOP_WEIGHT ** min(self.depth, MAX_LOOP_DEPTH)
             self.expr(s.cond)
+            values = carried_values(s)
+            if values:
+                # each like a local declared where the loop is, used once more per use
+                crosses = _has_call(s.cond)
+                held = []
+                for key, count in values:
+                    held.append((key, len(self.u.weight)))
+                    self.u.weight.append((count + 1) * self.unit)
+                    self.u.scope.append(self.current)
+                    self.u.crosses.append(crosses)
+                self.u.carried[id(s)] = held
             self.block(s.body)
             self.depth -= 1
             self.unit = LOOP_WEIGHT ** min(self.depth, MAX_LOOP_DEPTH)
@@ -150,11 +291,16 @@ class Assignment:
     reg: list[str | None]  # per local: its register, or None for a stack slot
     saved: list[str]  # the callee-saved registers used, in SAVED_REGS order
     free: list[str]  # the caller-saved registers used
+    # per loop (by id): the values it carries (`carried_values`) that got a register
+    carried: dict[int, list[tuple[tuple, str]]] = field(default_factory=dict)
 
 
 def assign(fn: A.FnDecl) -> Assignment:
     u = usage(fn)
-    n = len(fn.locals)
+    n = len(u.weight)  # the locals, then the carried values
+    real = len(fn.locals)
+    is_param = [local.is_param for local in fn.locals] + [False] * (n - real)
+    is_array = [local.ty.is_array for local in fn.locals] + [False] * (n - real)
     chains = []  # per block, it and the blocks around it
     for parent in u.parents:
         chains.append({len(chains)} | (chains[parent] if parent >= 0 else set()))
@@ -171,10 +317,9 @@ def assign(fn: A.FnDecl) -> Assignment:
         holders.setdefault(r, []).append(i)
 
     free_used: list[str] = []
-    params = [i for i, local in enumerate(fn.locals) if local.is_param]
+    params = [i for i in range(n) if is_param[i]]
     # a parameter used only by its move into place on entry stays in its slot
-    scalar = [i for i, local in enumerate(fn.locals)
-              if not local.ty.is_array and u.weight[i] > (1 if local.is_param else 0)]
+    scalar = [i for i in range(n) if not is_array[i] and u.weight[i] > (1 if is_param[i] else 0)]
     # parameters that no call overwrites keep the register they come in
     for i in scalar:
         if i in params and not u.crosses[i] and ARG_REGS[i] in FREE_REGS and \
@@ -196,4 +341,6 @@ def assign(fn: A.FnDecl) -> Assignment:
         if r is not None:
             take(r, i)
     saved = [r for r in SAVED_REGS if r in holders]
-    return Assignment(reg, saved, free_used)
+    carried = {loop: [(key, reg[i]) for key, i in held if reg[i] is not None]
+               for loop, held in u.carried.items()}
+    return Assignment(reg[:real], saved, free_used, carried)
