@@ -12,7 +12,8 @@ LANGUAGE.md (64-bit wrapping, truncating division, shift counts mod 64, operands
 right), not from toyc's code. Every program is built by toyc and run; its output must equal
 the interpreter's.
 
-`TOYC_CODEGEN_PROGRAMS=N python3 -m pytest tests/test_codegen.py -k many` runs N more.
+`TOYC_CODEGEN_PROGRAMS=N python3 -m pytest tests/test_codegen.py -k many` runs N more (300
+with `-m slow`); the default suite skips that test.
 """
 
 from __future__ import annotations
@@ -487,7 +488,10 @@ def test_random_programs_on_other_architectures(tmp_path, seed, arch):
 
 
 @pytest.mark.slow
-def test_many_random_programs(tmp_path):
-    count = int(os.environ.get("TOYC_CODEGEN_PROGRAMS", "300"))
+def test_many_random_programs(tmp_path, request):
+    markexpr = (request.config.getoption("markexpr") or "").replace("not slow", "")
+    if not os.environ.get("TOYC_CODEGEN_PROGRAMS") and "slow" not in markexpr:
+        pytest.skip("set TOYC_CODEGEN_PROGRAMS=N or select -m slow to run many programs")
+    count = int(os.environ.get("TOYC_CODEGEN_PROGRAMS") or "300")
     for seed in range(1000, 1000 + count):
         check(tmp_path, seed, loops=0.2 if seed % 2 else 0.0)

@@ -7,9 +7,11 @@ what is computed takes a scratch register, picked from the caller-saved ones no 
 When a call is about to overwrite them, the values in them move to callee-saved registers no
 local has (the function then saves those too), or to spill slots in the frame; when no scratch
 register is free, the oldest value moves to a spill slot. Conditions compare and branch without
-a 0/1 in between; `while` tests at the bottom; division by a constant becomes shifts or a
-multiply (`toyc.divconst`); `lea` adds, and multiplies by 2, 3, 4, 5, 8 and 9; the instruction
-that computes a local's new value writes the local's register. The walk over the function is
+a 0/1 in between; `while` tests at the bottom, and what its test computes that the body's
+first statements use again stays in a register for them (`regalloc.carried_values`); division
+by a constant becomes shifts or a multiply (`toyc.divconst`); `lea` adds, and multiplies by
+2, 3, 4, 5, 8 and 9; the instruction that computes a local's new value writes the local's
+register. The walk over the function is
 toyc's `FunctionLowering`; statements, expressions and the frame are this module's.
 
 The frame: `push rbp; mov rbp, rsp`, the callee-saved registers the function uses, then the
