@@ -46,6 +46,7 @@ SYS_EXIT_GROUP = 231
 # In frame operands, "@N" stands for N bytes below the saved registers: how many registers
 # are saved is known only once the whole function is generated.
 BELOW_SAVED = re.compile(r"@(\d+)")
+EPILOGUE = "@epilogue"  # where the epilogue goes, once the saved registers are known
 PRINT_KIND = {"int": b"i", "bool": b"b", "str": b"s"}
 
 SCRATCH = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11")
@@ -145,9 +146,7 @@ class FunctionGen(FunctionLowering):
         assert not self.busy and not self.kept, (self.busy, self.kept)
         self.place(RETURN_LABEL)
         self.mark_exit()
-        if self.fn.name == "main" and self.fn.result_type == VOID:
-            a("xor eax, eax")
-        self.epilogue()
+        a(EPILOGUE)
         for lines in self.cold_code:
             a(*lines)
         for label, message, span in self.cold:
@@ -159,6 +158,14 @@ class FunctionGen(FunctionLowering):
             a(f"mov ecx, {span.col}")
             a.reloc("call 0", lazy("toy.rt.panic"), R_X86_64_PLT32, -4)
         a.lines[prologue_at:prologue_at] = self.prologue()
+        # each return's copy of the epilogue, now that the saved registers are known
+        lines = []
+        for line in a.lines:
+            if line == EPILOGUE:
+                lines += self.epilogue()
+            else:
+                lines.append(line)
+        a.lines = lines
         saved = 8 * len(self.saved)
         a.lines = [BELOW_SAVED.sub(lambda m: str(int(m.group(1)) + saved), line)
                    if "@" in line else line for line in a.lines]
@@ -190,20 +197,22 @@ class FunctionGen(FunctionLowering):
             out.append(f"sub rsp, {size}")
         return out
 
-    def epilogue(self) -> None:
+    def epilogue(self) -> list[str]:
+        """The lines that return: restore the saved registers and the caller's frame. Each
+        `return` has a copy (a jump to one would cost more than the copy)."""
         a = self.a
+        out = ["xor eax, eax"] if self.fn.name == "main" and self.fn.result_type == VOID else []
         saved = self.saved_order()
         if self.frame_size():
             # (loads and `leave`: `lea rsp, [rbp - N]` before pops costs more, on AMD Zen
             # a third of a call of fib)
-            a(*(f"mov {r}, qword ptr [rbp - {8 * (i + 1)}]" for i, r in enumerate(saved)))
-            a("leave")
+            out += [f"mov {r}, qword ptr [rbp - {8 * (i + 1)}]" for i, r in enumerate(saved)]
+            out.append("leave")
         else:
-            a(*(f"pop {r}" for r in reversed(saved)))
-            a("pop rbp")
-        a(a.cfi_label(cfi.remember_state() + cfi.def_cfa(DWARF_RSP, 8)))
-        a("ret")
-        a(a.cfi_label(cfi.restore_state()))
+            out += [f"pop {r}" for r in reversed(saved)]
+            out.append("pop rbp")
+        return out + [a.cfi_label(cfi.remember_state() + cfi.def_cfa(DWARF_RSP, 8)), "ret",
+                      a.cfi_label(cfi.restore_state())]
 
     def move_params(self) -> None:
         moves = []
@@ -572,7 +581,10 @@ class FunctionGen(FunctionLowering):
                 v = self.expr(s.value, "rax")
                 self.store(Val("reg", "rax"), v)
                 self.free(v)
-            self.jump(RETURN_LABEL)
+            if s is self.fn.body.stmts[-1]:
+                self.jump(RETURN_LABEL)  # (the epilogue is next)
+            else:
+                self.a(EPILOGUE)
         elif isinstance(s, A.ExprStmt):
             self.mark(s.span.line, s.span.col)
             self.free(self.expr(s.expr))
