@@ -316,18 +316,12 @@ def stmts(body: list, indent: int) -> list[str]:
                 out.append(f"{pad}}} else {{")
                 out += stmts(s[3], indent + 1)
             out.append(f"{pad}}}")
-        elif kind == "loop":
-            out.append(f"{pad}let {s[1]} = 0;")
-            out.append(f"{pad}while {s[1]} < {s[2]} {{")
-            out += stmts(s[3], indent + 1)
-            out.append(f"{pad}    {s[1]} += 1;")
-            out.append(f"{pad}}}")
-        elif kind == "while":
-            out.append(f"{pad}let {s[1]} = 0;")
-            out.append(f"{pad}while {s[1]} < {s[2]} and {expr(s[3])} < {lit(s[4])} {{")
-            out += stmts(s[5], indent + 1)
-            out.append(f"{pad}    {s[1]} += 1;")
-            out.append(f"{pad}}}")
+        elif kind in ("loop", "while"):
+            counter, n, body = s[1], s[2], s[-1]
+            test = f"{counter} < {n}" + (f" and {expr(s[3])} < {lit(s[4])}"
+                                         if kind == "while" else "")
+            out += [f"{pad}let {counter} = 0;", f"{pad}while {test} {{",
+                    *stmts(body, indent + 1), f"{pad}    {counter} += 1;", f"{pad}}}"]
         elif kind == "break":
             out.append(f"{pad}break;")
         elif kind == "print":

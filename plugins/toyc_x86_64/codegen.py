@@ -885,9 +885,7 @@ class FunctionGen(FunctionLowering):
     def expr(self, e: A.Expr, hint: str | None = None) -> Val | None:
         """Evaluate `e`; its value as an operand (None for a call without a result)."""
         if self.carrying or self.defining:
-            key = self.keys.get(id(e), 0)
-            if key == 0:
-                key = self.keys[id(e)] = value_key(e)
+            key = value_key(e, self.keys)
             if key is not None:
                 r = self.carrying.get(key)
                 if r is not None:
@@ -1012,13 +1010,7 @@ class FunctionGen(FunctionLowering):
                     return self.temp(r)
                 a(f"imul {lhs.x}, {lhs.x}, {rhs.x}")
                 return lhs
-            rhs.pins += 1
-            if not writable:
-                self.load(lhs, hint)
-            a(f"imul {lhs.x}, {self.src(rhs)}")
-            rhs.pins -= 1
-            self.free(rhs)
-            return lhs
+            return self.two_operand("imul", lhs, rhs, hint, writable)
         if op in ("+", "-") and not writable and lhs.kind == "reg":
             # lea computes the sum into a new register without touching the local's
             if rhs.kind == "imm":
@@ -1032,10 +1024,15 @@ class FunctionGen(FunctionLowering):
                 a(f"lea {r}, [{lhs.x} + {rhs.x}]")
                 self.free(rhs)
                 return self.temp(r)
+        return self.two_operand(ARITH[op], lhs, rhs, hint, writable)
+
+    def two_operand(self, mnemonic: str, lhs: Val, rhs: Val, hint: str | None,
+                    writable: bool) -> Val:
+        """lhs = lhs OP rhs, in lhs's register (a copy of it unless `writable`)."""
         rhs.pins += 1
         if not writable:
             self.load(lhs, hint)
-        a(f"{ARITH[op]} {lhs.x}, {self.src(rhs)}")
+        self.a(f"{mnemonic} {lhs.x}, {self.src(rhs)}")
         rhs.pins -= 1
         self.free(rhs)
         return lhs

@@ -50,10 +50,18 @@ def is_call(e: A.Expr) -> bool:
     return isinstance(e, A.Binary) and e.op in ("==", "!=") and e.lhs.ty == STR
 
 
-def value_key(e: A.Expr) -> tuple | None:
+def value_key(e: A.Expr, memo: dict[int, tuple | None]) -> tuple | None:
     """What identifies an int expression computed from locals and literals only, which can
     neither panic nor have an effect (equal keys, equal values while no local in it is
-    assigned); None for any other expression."""
+    assigned); None for any other expression. `memo` keeps the keys found, by node."""
+    known = memo.get(id(e), 0)
+    if known != 0:
+        return known
+    key = memo[id(e)] = _key(e, memo)
+    return key
+
+
+def _key(e: A.Expr, memo: dict[int, tuple | None]) -> tuple | None:
     kind = type(e)
     if kind is A.Name:
         return ("local", e.local) if e.kind == "local" else None
@@ -62,12 +70,12 @@ def value_key(e: A.Expr) -> tuple | None:
     if kind is A.Unary:
         if e.op == "not":
             return None
-        inner = value_key(e.operand)
+        inner = value_key(e.operand, memo)
         return None if inner is None else (e.op, inner)
     if kind is A.Binary and (e.op in CARRY_OPS or (e.op in ("/", "%") and
                                                     isinstance(e.rhs, A.IntLit) and e.rhs.value)):
-        lhs = value_key(e.lhs)
-        rhs = None if lhs is None else value_key(e.rhs)
+        lhs = value_key(e.lhs, memo)
+        rhs = None if lhs is None else value_key(e.rhs, memo)
         return None if rhs is None else (e.op, lhs, rhs)
     return None
 
@@ -80,14 +88,14 @@ def key_locals(key: tuple) -> set[int]:
     return set().union(*(key_locals(k) for k in key[1:]))
 
 
-def _computed(e: A.Expr, out: list[A.Expr]) -> None:
+def _computed(e: A.Expr, out: list[A.Expr], memo: dict) -> None:
     """The operator nodes with a `value_key` that always run when `e` does: all of such an
     expression's, and those in the operands of comparisons and `not` (not those behind an
     `and` or `or`, which may be skipped, nor inside calls and indexes)."""
     stack = [e]
     while stack:
         e = stack.pop()
-        if isinstance(e, (A.Unary, A.Binary)) and value_key(e) is not None:
+        if isinstance(e, (A.Unary, A.Binary)) and value_key(e, memo) is not None:
             out.append(e)
             stack += (e.operand,) if isinstance(e, A.Unary) else (e.lhs, e.rhs)
         elif isinstance(e, A.Unary) and e.op == "not":
@@ -96,18 +104,18 @@ def _computed(e: A.Expr, out: list[A.Expr]) -> None:
             stack += (e.lhs, e.rhs)
 
 
-def _evaluated(cond: A.Expr, holds: bool | None, out: list[A.Expr]) -> None:
+def _evaluated(cond: A.Expr, holds: bool | None, out: list[A.Expr], memo: dict) -> None:
     """The int expressions inside `cond` that have been computed once it evaluated to
     `holds` (None: whatever it evaluated to): `and`/`or` skip their right side sometimes."""
     if isinstance(cond, A.Unary) and cond.op == "not":
-        _evaluated(cond.operand, None if holds is None else not holds, out)
+        _evaluated(cond.operand, None if holds is None else not holds, out, memo)
     elif isinstance(cond, A.Binary) and cond.op in ("and", "or"):
-        _evaluated(cond.lhs, None if holds != (cond.op == "and") else holds, out)
+        _evaluated(cond.lhs, None if holds != (cond.op == "and") else holds, out, memo)
         if holds == (cond.op == "and"):  # true `and`, false `or`: both sides ran
-            _evaluated(cond.rhs, holds, out)
+            _evaluated(cond.rhs, holds, out, memo)
     elif isinstance(cond, A.Binary) and cond.op in ("==", "!=", "<", "<=", ">", ">="):
-        _computed(cond.lhs, out)
-        _computed(cond.rhs, out)
+        _computed(cond.lhs, out, memo)
+        _computed(cond.rhs, out, memo)
 
 
 def _statement_exprs(s: A.Stmt) -> list[A.Expr]:
@@ -142,9 +150,10 @@ def carried_values(s: A.While) -> list[tuple[tuple, int]]:
     uses each: computed in the test whenever it holds, and used again by the body's first
     statements (up to the first one that is not a `let`, an assignment or an expression, or
     that calls something) before a local they read is assigned."""
+    memo: dict[int, tuple | None] = {}
     computed: list[A.Expr] = []
-    _evaluated(s.cond, True, computed)
-    candidates = {value_key(e) for e in computed}
+    _evaluated(s.cond, True, computed, memo)
+    candidates = {value_key(e, memo) for e in computed}
     if not candidates:
         return []
     uses: dict[tuple, int] = {}
@@ -156,9 +165,9 @@ def carried_values(s: A.While) -> list[tuple[tuple, int]]:
             break
         found: list[A.Expr] = []
         for e in exprs:
-            _computed(e, found)
+            _computed(e, found, memo)
         for e in found:
-            k = value_key(e)
+            k = value_key(e, memo)
             if k in candidates:
                 uses[k] = uses.get(k, 0) + 1
         assigned = st.local if isinstance(st, A.Let) else \
