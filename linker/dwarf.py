@@ -157,15 +157,21 @@ def line_padding(size: int) -> bytes:
     return bytes([DW_LNS_const_add_pc]) * size
 
 
+def cie(code_align: int, data_align: int, ra_register: int, initial: bytes,
+        size: int = 0) -> bytes:
+    """A common information entry of .debug_frame (no augmentation, 8-byte addresses),
+    ending in DW_CFA_nop up to a whole number of words, or to `size` bytes."""
+    body = struct.pack("<IB", CIE_ID, CIE_VERSION) + b"\0" + bytes([8, 0]) + \
+        uleb(code_align) + sleb(data_align) + uleb(ra_register) + initial
+    length = size - 4 if size else len(body) + (-(len(body) + 4) % 8)
+    assert length >= len(body), size
+    return struct.pack("<I", length) + body + bytes(length - len(body))
+
+
 def frame_padding(size: int) -> bytes:
     """`size` (>= MIN_FRAME_ENTRY) bytes of .debug_frame that describe nothing: a common
     information entry that no frame description refers to."""
-    if size <= 0:
-        return b""
-    body = struct.pack("<IB", CIE_ID, CIE_VERSION) + b"\0" + bytes([8, 0]) + uleb(1) + \
-        sleb(-8) + uleb(0)
-    assert size >= 4 + len(body), size
-    return struct.pack("<I", size - 4) + body + bytes(size - 4 - len(body))
+    return cie(1, -8, 0, b"", size)
 
 
 def fill_frame(data: bytes, capacity: int) -> bytes:
@@ -306,19 +312,12 @@ class Dwarf:
         self.line_region = Region(len(header), len(header), [])
         self._write(".debug_line", 0, header)
         if self.frames:
-            cie = self._cie()
-            self.frame_region = Region(len(cie), len(cie), [])
-            self._write(".debug_frame", 0, cie)
+            # the one common entry, which every function's refers to
+            i = self.info
+            common = cie(i.cfa_code_align, i.cfa_data_align, i.cfa_ra_register, i.cfa_initial)
+            self.frame_region = Region(len(common), len(common), [])
+            self._write(".debug_frame", 0, common)
         self._finish_units()
-
-    def _cie(self) -> bytes:
-        """.debug_frame's one common information entry, which every function's refers to."""
-        i = self.info
-        body = struct.pack("<IB", CIE_ID, CIE_VERSION) + b"\0" + bytes([8, 0]) + \
-            uleb(i.cfa_code_align) + sleb(i.cfa_data_align) + uleb(i.cfa_ra_register) + \
-            i.cfa_initial
-        body += bytes(-(len(body) + 4) % 8)  # DW_CFA_nop up to a whole number of words
-        return struct.pack("<I", len(body)) + body
 
     def _write(self, section: str, offset: int, data: bytes, size: int | None = None) -> None:
         index = self.sections[section]

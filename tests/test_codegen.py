@@ -489,3 +489,19 @@ def test_many_random_programs(tmp_path, request):
     count = int(os.environ.get("TOYC_CODEGEN_PROGRAMS") or "300")
     for seed in range(1000, 1000 + count):
         check(tmp_path, seed, loops=0.2 if seed % 2 else 0.0)
+
+
+def test_division_by_a_constant_is_the_quotient():
+    """The multiply-and-shift recipe the code generator follows for `x / d`
+    (`toyc.divconst`) gives the truncated quotient, for divisors and dividends at every edge."""
+    from toyc.divconst import power_of_two, quotient
+
+    r = random.Random(5)
+    divisors = [d for d in DIVISORS if d >= 2 and not power_of_two(d)] + \
+        [r.randrange(3, 1 << r.randrange(2, 63)) | 1 for _ in range(200)]
+    xs = [0, 1, -1, INT_MIN, INT_MIN + 1, (1 << 63) - 1] + \
+        [r.randrange(INT_MIN, 1 << 63) for _ in range(200)]
+    for d in divisors:
+        for x in xs + [d, -d, d - 1, 1 - d, 3 * d, -3 * d]:
+            x = wrap(x)
+            assert quotient(x, d) == div(x, d), (x, d)

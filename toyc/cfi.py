@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from toyc.leb128 import uleb
 
-DW_CFA_advance_loc, DW_CFA_offset, DW_CFA_restore = 0x40, 0x80, 0xC0
-DW_CFA_nop, DW_CFA_advance_loc1, DW_CFA_advance_loc2, DW_CFA_advance_loc4 = 0, 2, 3, 4
+DW_CFA_advance_loc, DW_CFA_offset = 0x40, 0x80
+DW_CFA_advance_loc1, DW_CFA_advance_loc2, DW_CFA_advance_loc4 = 2, 3, 4
 DW_CFA_offset_extended, DW_CFA_remember_state, DW_CFA_restore_state = 5, 0x0A, 0x0B
 DW_CFA_def_cfa, DW_CFA_def_cfa_register, DW_CFA_def_cfa_offset = 0x0C, 0x0D, 0x0E
-DW_CFA_def_cfa_offset_sf = 0x13
 
 
 def def_cfa(reg: int, offset: int) -> bytes:

@@ -38,7 +38,16 @@ from toyc.source import Span
 from toyc.types import BOOL, STR, VOID
 
 from .assembler import Asm
-from .regalloc import ARG_REGS, SAVED_REGS, assign, is_call, key_locals, value_key
+from .regalloc import (
+    ARG_REGS,
+    SAVED_REGS,
+    assign,
+    assigned_local,
+    has_call,
+    key_locals,
+    statement_exprs,
+    value_key,
+)
 from .relocs import R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_TPOFF32
 
 FUNCTION_ALIGN = 16
@@ -70,8 +79,7 @@ def low32(r: str) -> str:
 
 # condition codes: of a comparison, its negation, and with its operands swapped
 CC = {"==": "e", "!=": "ne", "<": "l", "<=": "le", ">": "g", ">=": "ge"}
-NEGATE = {"e": "ne", "ne": "e", "l": "ge", "ge": "l", "g": "le", "le": "g", "b": "ae",
-          "ae": "b", "a": "be", "be": "a"}
+NEGATE = {"e": "ne", "ne": "e", "l": "ge", "ge": "l", "g": "le", "le": "g"}
 SWAP = {"e": "e", "ne": "ne", "l": "g", "g": "l", "le": "ge", "ge": "le"}
 ARITH = {"+": "add", "-": "sub", "&": "and", "|": "or", "^": "xor"}
 COMMUTES = {"+", "*", "&", "|", "^"}
@@ -126,7 +134,6 @@ class FunctionGen(FunctionLowering):
         self.free_slots: list[int] = []
         self.busy: dict[str, Val | None] = {}  # scratch register -> the value it holds
         self.cold_code: list[list[str]] = []
-        self.calls: dict[int, bool] = {}
         # values carried from a loop's test into its body (see regalloc): those available
         # now and where, those the test being generated computes into their register, and
         # the register an expression being computed for one may land in
@@ -435,25 +442,6 @@ class FunctionGen(FunctionLowering):
         lines[i] = f"{mnemonic} {new}, {rest}"
         return True
 
-    def has_call(self, e: A.Expr) -> bool:
-        key = id(e)
-        known = self.calls.get(key)
-        if known is None:
-            if is_call(e):
-                known = True
-            elif isinstance(e, A.Unary):
-                known = self.has_call(e.operand)
-            elif isinstance(e, A.Binary):
-                known = self.has_call(e.lhs) or self.has_call(e.rhs)
-            elif isinstance(e, A.Index):
-                known = self.has_call(e.base) or self.has_call(e.index)
-            elif isinstance(e, A.Call):
-                known = any(self.has_call(x) for x in e.args)
-            else:
-                known = False
-            self.calls[key] = known
-        return known
-
     # ---- addresses ----------------------------------------------------------------------------
 
     def lea(self, reg: str, target: Target, addend: int = 0) -> None:
@@ -624,25 +612,15 @@ class FunctionGen(FunctionLowering):
         self.carrying = carried or {}
         for st in b.stmts:
             if self.carrying and (not isinstance(st, (A.Let, A.Assign, A.ExprStmt)) or
-                                  self.statement_calls(st)):
+                                  any(has_call(e) for e in statement_exprs(st))):
                 self.carrying = {}
             self.stmt(st)
             if self.carrying:
-                assigned = st.local if isinstance(st, A.Let) else \
-                    st.target.local if isinstance(st, A.Assign) and \
-                    isinstance(st.target, A.Name) and st.target.kind == "local" else -1
+                assigned = assigned_local(st)
                 self.carrying = {k: r for k, r in self.carrying.items()
                                  if assigned not in key_locals(k)}
         self.carrying = {}
         scope[1] = self.a.point()
-
-    def statement_calls(self, st: A.Stmt) -> bool:
-        if isinstance(st, A.Let):
-            return st.init is not None and not isinstance(st.init, A.ArrayLit) and \
-                self.has_call(st.init)
-        if isinstance(st, A.Assign):
-            return self.has_call(st.value) or self.has_call(st.target)
-        return self.has_call(st.expr)
 
     def branch_false(self, cond: A.Expr, label: str) -> None:
         self.jump_if(cond, label, False)

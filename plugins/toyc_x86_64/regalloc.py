@@ -118,15 +118,28 @@ def _evaluated(cond: A.Expr, holds: bool | None, out: list[A.Expr], memo: dict) 
         _computed(cond.rhs, out, memo)
 
 
-def _statement_exprs(s: A.Stmt) -> list[A.Expr]:
+def statement_exprs(s: A.Let | A.Assign | A.ExprStmt) -> list[A.Expr]:
+    """The expressions a simple statement evaluates (an array literal's elements)."""
     if isinstance(s, A.Let):
-        return [s.init] if s.init is not None and not isinstance(s.init, A.ArrayLit) else []
+        if s.init is None:
+            return []
+        return list(s.init.elems) if isinstance(s.init, A.ArrayLit) else [s.init]
     if isinstance(s, A.Assign):
         return [s.value, s.target]
     return [s.expr]
 
 
-def _has_call(e: A.Expr) -> bool:
+def assigned_local(s: A.Stmt) -> int:
+    """The local a `let` or an assignment writes; -1 for none."""
+    if isinstance(s, A.Let):
+        return s.local
+    if isinstance(s, A.Assign) and isinstance(s.target, A.Name) and s.target.kind == "local":
+        return s.target.local
+    return -1
+
+
+def has_call(e: A.Expr) -> bool:
+    """Whether evaluating `e` calls anything."""
     stack = [e]
     while stack:
         e = stack.pop()
@@ -160,8 +173,8 @@ def carried_values(s: A.While) -> list[tuple[tuple, int]]:
     for st in s.body.stmts:
         if not isinstance(st, (A.Let, A.Assign, A.ExprStmt)):
             break
-        exprs = _statement_exprs(st)
-        if any(_has_call(e) for e in exprs):
+        exprs = statement_exprs(st)
+        if any(has_call(e) for e in exprs):
             break
         found: list[A.Expr] = []
         for e in exprs:
@@ -170,9 +183,7 @@ def carried_values(s: A.While) -> list[tuple[tuple, int]]:
             k = value_key(e, memo)
             if k in candidates:
                 uses[k] = uses.get(k, 0) + 1
-        assigned = st.local if isinstance(st, A.Let) else \
-            st.target.local if isinstance(st, A.Assign) and isinstance(st.target, A.Name) \
-            and st.target.kind == "local" else -1
+        assigned = assigned_local(st)
         if assigned >= 0:
             candidates = {k for k in candidates if assigned not in key_locals(k)}
     ranked = sorted(uses.items(), key=lambda item: -item[1])
@@ -241,7 +252,7 @@ class _Walk:
             values = carried_values(s)
             if values:
                 # each like a local declared where the loop is, used once more per use
-                crosses = _has_call(s.cond)
+                crosses = has_call(s.cond)
                 held = []
                 for key, count in values:
                     held.append((key, len(self.u.weight)))
