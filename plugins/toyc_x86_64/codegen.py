@@ -1133,10 +1133,7 @@ class FunctionGen(FunctionLowering):
             a(f"mov rax, {operand}", "sub rax, rdx")
         x.pins -= 1
         self.free(x)
-        keep, drop = ("rdx", "rax") if op == "/" else ("rax", "rdx")
-        self.release(drop)
-        del self.busy[keep]
-        return self.temp(keep)
+        return self.one_of_rax_rdx("rdx" if op == "/" else "rax")
 
     def divide_hardware(self, op: str, lhs: Val, rhs: Val, span: Span) -> Val:
         """idiv, after checking for zero; -1 takes its own path, since idiv traps on
@@ -1167,10 +1164,13 @@ class FunctionGen(FunctionLowering):
                                f"jmp {back}"])
         rhs.pins -= 1
         self.free(rhs)
-        keep, drop = ("rax", "rdx") if op == "/" else ("rdx", "rax")
-        self.release(drop)
-        del self.busy[keep]
-        return self.temp(keep)
+        return self.one_of_rax_rdx("rax" if op == "/" else "rdx")
+
+    def one_of_rax_rdx(self, result: str) -> Val:
+        """After a divide that took rax and rdx: `result` holds the value, the other is free."""
+        self.release("rdx" if result == "rax" else "rax")
+        del self.busy[result]
+        return self.temp(result)
 
     def index(self, e: A.Index, hint: str | None) -> Val:
         if e.base.ty == STR:
