@@ -76,11 +76,15 @@ class HotSwap:
 
     # ---- one update ---------------------------------------------------------------------------
 
-    def begin(self, zo: ZigObject, functions: list[str]) -> None:
+    def begin(self, zo: ZigObject, functions: list[str],
+              changes: dict[str, str] | None = None) -> None:
         """Before the linker runs: stop the program and give the ZigObject the patch to fill,
-        if the program is running the version in the file."""
+        if the program is running the version in the file. `functions` are the functions the
+        update rewrites; `changes` the declarations whose kind, signature or type changed
+        (name -> what changed): no thread may be in code built against their old version."""
         self.attempted = True
         self.result = ""
+        changes = changes or {}
         if not self.running() or self.stale:
             zo.release_retired()
             return
@@ -90,8 +94,9 @@ class HotSwap:
             for _ in range(ENTRY_RETRIES):
                 busy = self._code_addresses(self.process.stop(), lo, hi)
                 waiting = zo.entry_busy(functions, busy)
-                if not waiting:
-                    zo.patch = Patch(busy)
+                stale_users = zo.stale_users(changes, busy)
+                if not waiting and not stale_users:
+                    zo.patch = Patch(busy, changed=set(changes))
                     return
                 self.process.resume()
                 time.sleep(ENTRY_WAIT_S)
@@ -99,11 +104,19 @@ class HotSwap:
             zo.release_retired()
             return
         except OSError as e:  # ptrace refused (a seccomp or Yama policy, say)
-            self.stale = f"cannot stop the program's threads ({e.strerror})"
             zo.release_retired()
+            if self.process.poll() is not None:  # it was ending: its end is what to report
+                return
+            self.stale = f"cannot stop the program's threads ({e.strerror})"
             return
-        self.stale = (f"the running code could not be safely patched (a thread stays in the "
-                      f"first bytes of {', '.join(waiting)})")
+        if stale_users:
+            # Old code would call a function with the wrong arguments, or read a global as
+            # the wrong type: the program would crash or compute garbage.
+            self.stale = "; ".join(f"{user} is running and uses {name}, which {changes[name]}"
+                                   for user, name in stale_users)
+        else:
+            self.stale = (f"the running code could not be safely patched (a thread stays in "
+                          f"the first bytes of {', '.join(waiting)})")
         zo.release_retired()
 
     def _code_addresses(self, threads, lo: int, hi: int) -> list[int]:
@@ -132,6 +145,8 @@ class HotSwap:
                     self.stale = missing
                 else:
                     p.write(patch.writes)
+                    patch.running = list(dict.fromkeys(
+                        [*patch.running, *zo.running_old_code(patch.busy)]))
                     self.result = self._applied(patch)
         except ProcessGone:
             pass
@@ -172,15 +187,24 @@ class HotSwap:
             else:
                 maps.append((lo, hi))
         for address, data in writes:
-            if not any(lo <= address and address + len(data) <= hi for lo, hi in maps):
-                return (f"the program has no memory at {address:#x} (the section grew past "
-                        f"what it mapped when it started)")
+            end = address + len(data)
+            at = address  # the first byte of the write that no mapping holds
+            for lo, hi in maps:
+                if lo <= at < hi:
+                    at = hi
+            if at < end:
+                return (f"the program has no memory at {at:#x} (the section grew past what it "
+                        f"mapped when it started)")
         return ""
 
     def _applied(self, patch: Patch) -> str:
         parts = [f"swapped into pid {self.process.pid}"]
         if patch.kept:
             parts.append(f"running value of {', '.join(patch.kept)} kept")
+        if patch.reset:
+            n = len(patch.reset)
+            parts.append(f"{', '.join(patch.reset)} set to {'its' if n == 1 else 'their'} new "
+                         "initial value (a new type)")
         if patch.running:
             verb = "is" if len(patch.running) == 1 else "are"
             parts.append(f"{', '.join(patch.running)} {verb} running the old code until "

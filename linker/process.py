@@ -25,6 +25,7 @@ import signal
 import struct
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ NT_PRSTATUS = 1
 WALL = 0x40000000
 IOV_MAX = 1024
 REGS_MAX = 4096  # larger than any architecture's NT_PRSTATUS register set
+STOP_TIMEOUT_S = 2.0  # a thread that PTRACE_INTERRUPT has not stopped by then is not stoppable
 
 
 class ProcessGone(Exception):
@@ -93,6 +95,9 @@ class Process:
         self.word = "<Q" if byteorder == "little" else ">Q"
         self.status: int | None = None  # the wait status, once it has ended
         self.stopped: list[Thread] = []
+        # Threads that died while attached: only their tracer (toyc) can reap them, and until
+        # it does, the kernel does not report the program's end.
+        self.traced_dead: set[int] = set()
 
     @classmethod
     def start(cls, executable: str, args: list[str], sp_offset: int,
@@ -129,6 +134,7 @@ class Process:
     def poll(self) -> int | None:
         """The wait status if the program has ended (reaping it), else None."""
         if self.status is None:
+            self._reap_traced()
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
@@ -137,7 +143,13 @@ class Process:
                 self._ended(status)
         return self.status
 
-    def kill(self) -> None:
+    def _reap_traced(self) -> None:
+        for tid in list(self.traced_dead):
+            if self.status is not None or self._reaped(tid):
+                self.traced_dead.discard(tid)
+
+    def kill(self, seconds: float = 1.0) -> None:
+        """SIGKILL, and wait until it has ended (at most `seconds`)."""
         if self.poll() is not None:
             return
         if self.stopped:
@@ -146,12 +158,9 @@ class Process:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        while self.status is None:
-            try:
-                _, status = os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                break
-            self._ended(status)
+        deadline = time.monotonic() + seconds
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     # ---- stopping and resuming ----------------------------------------------------------------
 
@@ -175,16 +184,21 @@ class Process:
                 for tid in sorted(new):
                     try:
                         _ptrace(PTRACE_SEIZE, tid)
-                        _ptrace(PTRACE_INTERRUPT, tid)
                     except OSError as e:
                         if e.errno == errno.ESRCH:  # the thread ended meanwhile
                             continue
                         raise  # not allowed to trace: nothing may be written then
-                    seized[tid] = self._wait_stop(tid)
+                    seized[tid] = 0  # attached: whatever happens next, detach it
+                    try:
+                        _ptrace(PTRACE_INTERRUPT, tid)
+                    except OSError as e:
+                        if e.errno != errno.ESRCH:
+                            raise
+                    seized[tid] = self._wait_stop(tid, seized)
                 seized = {t: s for t, s in seized.items() if s >= 0}
             threads = [Thread(tid, self._regs(tid), b"", sig) for tid, sig in seized.items()]
         except BaseException:
-            self.stopped = [Thread(t, b"", b"", max(s, 0)) for t, s in seized.items()]
+            self.stopped = [Thread(t, b"", b"", s) for t, s in seized.items() if s >= 0]
             self.resume()
             raise
         maps = self.maps()
@@ -197,14 +211,29 @@ class Process:
         self.stopped = threads
         return threads
 
-    def _wait_stop(self, tid: int) -> int:
+    def _wait_stop(self, tid: int, seized: dict[int, int]) -> int:
         """Wait until seized thread `tid` stops: the signal it stopped with (0 for our
-        interrupt), or -1 if it ended instead."""
+        interrupt), or -1 if it ended instead. Threads seized before it that die meanwhile
+        are reaped (their entry in `seized` becomes -1): the end of the program, which a
+        wait for the first thread reports, waits for that."""
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        tries = 0
         while True:
             try:
-                _, status = os.waitpid(tid, WALL)
+                pid, status = os.waitpid(tid, WALL | os.WNOHANG)
             except ChildProcessError:
                 return -1
+            if not pid:
+                for other, sig in seized.items():
+                    if other != tid and sig >= 0 and self._reaped(other):
+                        seized[other] = -1
+                        if other == self.pid:
+                            raise ProcessGone
+                if time.monotonic() > deadline:
+                    raise OSError(errno.ETIMEDOUT, "a thread did not stop")
+                tries += 1
+                time.sleep(0 if tries < 100 else 0.0002)
+                continue
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 if tid == self.pid:
                     self._ended(status)
@@ -215,6 +244,19 @@ class Process:
                     return 0
                 return os.WSTOPSIG(status)  # a signal arrived first; it is handed back later
 
+    def _reaped(self, tid: int) -> bool:
+        """Whether attached thread `tid` had ended, and is now reaped (a stopped one has no
+        new event to report, so this takes nothing from a live thread)."""
+        try:
+            pid, status = os.waitpid(tid, WALL | os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+            if tid == self.pid:
+                self._ended(status)
+            return True
+        return False
+
     def _regs(self, tid: int) -> bytes:
         buf = ctypes.create_string_buffer(REGS_MAX)
         iov = _Iovec(ctypes.cast(buf, ctypes.c_void_p), REGS_MAX)
@@ -222,12 +264,15 @@ class Process:
         return buf.raw[: iov.len]
 
     def resume(self) -> None:
-        for t in self.stopped:
+        # Threads with a signal to hand back go last: a fatal one ends every thread at once,
+        # and a thread still attached then would be left for toyc to reap.
+        for t in sorted(self.stopped, key=lambda t: t.signal != 0):
             try:
                 _ptrace(PTRACE_DETACH, t.tid, 0, t.signal)
             except OSError:
-                pass  # ended while stopped (SIGKILL)
+                self.traced_dead.add(t.tid)  # killed while stopped (SIGKILL, say)
         self.stopped = []
+        self._reap_traced()
 
     # ---- memory -------------------------------------------------------------------------------
 

@@ -108,6 +108,9 @@ class Patch:
     blockers: list[str] = field(default_factory=list)  # why the update cannot be written
     running: list[str] = field(default_factory=list)  # functions whose old body stays in use
     private: set[int] = field(default_factory=set)  # atoms written to the file only
+    # declarations whose kind, signature or type changed (no thread is in code that uses them)
+    changed: set[str] = field(default_factory=set)
+    reset: list[str] = field(default_factory=list)  # globals given their new value (new type)
 
 
 @dataclass(slots=True)
@@ -572,6 +575,11 @@ class ZigObject:
         a = self.atoms[index]
         digest = code_hash(code)
         if a.alive and a.section == section and a.code_hash == digest:
+            if self.patch is not None and a.name in self.patch.changed and \
+                    self._is_variable(section):
+                # The same bytes as another type: the running value means something else now.
+                self.patch.reset.append(a.name)
+                self.pending[index] = code.data if code.size < 0 else bytes(code.size)
             if line and self.update_line(a.name, line):
                 return "lines"
             return "unchanged"
@@ -670,11 +678,47 @@ class ZigObject:
                 out.append(name)
         return out
 
+    def stale_users(self, changed: dict[str, str] | set[str],
+                    busy: list[int]) -> list[tuple[str, str]]:
+        """(function, declaration) pairs: code that a thread is in (past its first byte) or
+        will return into, and that refers to a declaration in `changed`: it was built against
+        what the declaration was before. (A thread in such a function itself returns to a
+        caller that refers to it, or, in a spawned thread, to `join`, which takes any
+        function's result as an int.)"""
+        text = self.section_of.get("text")
+        out = []
+        for name in sorted(changed):
+            for index in sorted(self.users.get(Target("nav", name), ())):
+                a = self.atoms[index]
+                if not a.alive or a.section != text:
+                    continue
+                lo = self.atom_address(index)
+                if _inside(busy, lo, lo + a.size):
+                    out.append((a.name.split("$")[0], name))
+        return out
+
+    def running_old_code(self, busy: list[int]) -> list[str]:
+        """The functions a thread of the running copy is still in an old body of, past its
+        entry (kept by this patch or an earlier one, or removed since it was entered)."""
+        out = []
+        for index, _ in self.retired:
+            a = self.atoms[index]
+            if a.alive and a.section == self.section_of["text"] and \
+                    not a.name.endswith("$trampoline"):
+                lo = self.atom_address(index)
+                if _inside(busy, lo, lo + a.size):
+                    out.append(a.name.split("$")[0])
+        return out
+
+    def _is_variable(self, section: int) -> bool:
+        return section in (self.section_of["data"], self.section_of["bss"])
+
     def _check_running_value(self, index: int, code: Code, section: int) -> None:
         """A global that exists in the running copy changes: its running value is kept (the
-        new initial value goes to the file only), unless its size or place changes."""
+        new initial value goes to the file only), unless its size or place changes, or its
+        type: then the running value means something else, and the new one is written."""
         a = self.atoms[index]
-        if a.section not in (self.section_of["data"], self.section_of["bss"]):
+        if not self._is_variable(a.section):
             return
         p = self.patch
         if a.size != code.length:
@@ -682,6 +726,8 @@ class ZigObject:
         elif a.section != section:
             old, new = (self.elf.sections[i].shdr.name for i in (a.section, section))
             p.blockers.append(f"global {a.name} moved from {old} to {new}")
+        elif a.name in p.changed:
+            p.reset.append(a.name)
         else:
             p.private.add(index)
             p.kept.append(a.name)

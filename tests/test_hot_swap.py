@@ -159,15 +159,17 @@ def test_edits_reach_the_running_program(tmp_path: Path, start):
 
     # A new initial value: the running value is kept, and the file has the new one.
     text = source("return g(i) + 1;", ticks=10**9, extra=extra, sleep=4)
+    # (main's first body still runs, and every line says so until it returns: never.)
+    old_main = "main is running the old code until it returns"
     edit(tmp_path, w, text, rf"^updated ticks \(in place\);.*; {swapped}; running value of "
-         r"ticks kept$")
+         rf"ticks kept; {old_main}$")
     _, later = prog.until(lambda i: 11 * i + 1)
     assert ticks < later < 10**9
     same_as_clean_build(tmp_path, text)
 
     # Removing g while the old code could still call it; then back to a simple f.
     text = source("return i * 13;", ticks=10**9, sleep=4)
-    edit(tmp_path, w, text, rf"^updated f .*removed g;.*; {swapped}$")
+    edit(tmp_path, w, text, rf"^updated f .*removed g;.*; {swapped}; {old_main}$")
     prog.until(lambda i: 13 * i)
     same_as_clean_build(tmp_path, text)
     assert os.path.exists(f"/proc/{pid}")
@@ -185,14 +187,16 @@ def test_what_cannot_be_swapped_is_reported(tmp_path: Path, start):
     w, prog, pid = start(source())
     prog.until(lambda i: 2 * i)
 
+    # main, which never returns, would go on indexing pair as an array of two.
     text = source(pair=3)
-    edit(tmp_path, w, text, rf"^updated pair .*; not swapped: global pair changed "
-         rf"size; pid {pid} runs the previous version \(--restart restarts it\)$")
+    why = "main is running and uses pair, which changed its type"
+    edit(tmp_path, w, text, rf"^updated pair .*; not swapped: {why}; pid {pid} runs the "
+         r"previous version \(--restart restarts it\)$")
     same_as_clean_build(tmp_path, text)
     # From then on the program is stale: later updates say so, and it is left alone.
     text = source("return i * 3;", pair=3)
     edit(tmp_path, w, text, rf"^updated f .*; not swapped: pid {pid} runs an older version "
-         r"\(since: global pair changed size\)$")
+         rf"\(since: {why}\)$")
     prog.until(lambda i: 2 * i)
     same_as_clean_build(tmp_path, text)
 

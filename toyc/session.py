@@ -45,6 +45,7 @@ from toyc.driver import (
     parse_chunks,
     read_source,
 )
+from toyc.interrupt import held
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
 from toyc.source import CompileError, Diagnostic, Source, UserError
@@ -135,6 +136,30 @@ def _record(d: A.Decl, code: Code, chunk: Chunk, program: Program,
     return (Tracked(d.name, _kind(d), chunk.col, interface(d),
                     sorted(program.deps.get(d.name, ())), has_lines, _exports(d)),
             Where(chunk.offset, chunk.offset + len(chunk.text), chunk.line))
+
+
+_ARTICLE = {"fn": "a function", "extern fn": "an extern function"}
+
+
+def contract_changes(tracker: Tracker, decls: list[A.Decl]) -> dict[str, str]:
+    """The declarations among `decls` that code built against their previous version can no
+    longer use as it was built to: a kind, a function's signature or a global's type changed
+    (not a constant's value: code that holds the old one still runs correctly). Name ->
+    what changed, for a line (`... uses fb, which changed its signature`)."""
+    out = {}
+    for d in decls:
+        old = tracker.by_name.get(d.name)
+        if old is None:
+            continue
+        new = interface(d)
+        if old.iface[0] != new[0]:
+            before, after = (_ARTICLE.get(k, f"a {k}") for k in (old.iface[0], new[0]))
+            out[d.name] = f"changed from {before} to {after}"
+        elif new[0].endswith("fn") and old.iface != new:
+            out[d.name] = "changed its signature"
+        elif not new[0].endswith("fn") and old.iface[1] != new[1]:
+            out[d.name] = "changed its type"
+    return out
 
 
 def _exports(d: A.Decl) -> list[list[str]]:
@@ -262,6 +287,7 @@ class Session:
         except FullBuildNeeded as e:
             if self.swap is not None:
                 self.swap.cancel(self.zo, "the output was rebuilt from scratch")
+            self.output_stat = []  # the output is about to be replaced
             session, summary = Session.full_build(self.path, self.output, self.arch.info.name,
                                                   reason=str(e),
                                                   relocatable=self.zo.relocatable,
@@ -326,7 +352,6 @@ class Session:
                 break
         codes = [lower_decl(d, program, self.arch) for d in decls]
         shifted = self._shifted(plan, {d.name for d in decls})
-        summary = self._link(plan, decls, codes, chunk_of, removed, shifted)
         changed_chunks = {id(c) for c in plan.changed()}
         records, rechecked = [], {}
         for d, code in zip(decls, codes, strict=True):
@@ -337,7 +362,13 @@ class Session:
             else:
                 rechecked[d.name] = r
         records.sort(key=lambda x: x[1].start)
-        shifted = tracker.commit(plan, records, rechecked)
+        # From the first write of the output until the session describes what was written,
+        # Ctrl-C waits (milliseconds): a watch that stops saves the session as the state.
+        with held():
+            summary = self._link(plan, decls, codes, chunk_of, removed, shifted,
+                                 contract_changes(tracker, decls))
+            shifted = tracker.commit(plan, records, rechecked)
+            self.output_stat = _stat_key(self.output)
         if self.zo.dwarf is None:  # (with debug info, the linker patched and counted each)
             summary.lines += shifted
         summary.seconds = time.perf_counter() - start
@@ -381,7 +412,8 @@ class Session:
         return moved, below
 
     def _link(self, plan: Plan, decls: list[A.Decl], codes: list[Code], chunk_of: dict,
-              removed: set[str], shifted: tuple[list[tuple[str, int]], bool]) -> Summary:
+              removed: set[str], shifted: tuple[list[tuple[str, int]], bool],
+              changes: dict[str, str]) -> Summary:
         try:
             fd = os.open(self.output, os.O_RDWR)
         except OSError as e:
@@ -393,6 +425,9 @@ class Session:
         zo.elf.bytes_written = 0
         zo.outcome = {}
         _remove_state(self.output)
+        # Until the update is done, the session describes no output: saved now, it would say
+        # the old source made the new file.
+        self.output_stat = []
         # While the update writes, the output cannot be run: if toyc dies half way, what is
         # left is clearly not a program to run (and, without a state file, the next build is
         # a full one).
@@ -403,7 +438,7 @@ class Session:
         moved, below = shifted
         zo.lines_patched = set()
         if self.swap is not None:
-            self.swap.begin(zo, [d.name for d in decls if isinstance(d, A.FnDecl)])
+            self.swap.begin(zo, [d.name for d in decls if isinstance(d, A.FnDecl)], changes)
         try:
             for name in sorted(removed):
                 hook.toyc_free_nav(linker=zo, name=name)
@@ -424,7 +459,6 @@ class Session:
             os.close(fd)
         if self.swap is not None:
             self.swap.finish(zo)
-        self.output_stat = _stat_key(self.output)
         outcomes = {n: zo.outcome[n] for n in zo.outcome}
         return Summary(False, outcomes, len(zo.lines_patched), zo.elf.bytes_written)
 
@@ -449,6 +483,11 @@ class Session:
     # ---- the state file -----------------------------------------------------------------------
 
     def save_state(self) -> None:
+        """Write the state beside the output, if the session describes the output (an update
+        that did not finish leaves none, so the next build is a full one)."""
+        if not self.output_stat:
+            _remove_state(self.output)
+            return
         state = {
             "format": STATE_FORMAT,
             "toyc": __version__,
@@ -513,6 +552,12 @@ class Session:
             if state.get("source") != str(Path(path).resolve()) or \
                     state.get("output") != str(Path(output).resolve()):
                 raise FullBuildNeeded("the state file belongs to another source or output")
+            named = state.get("linker", {}).get("source_path")
+            if named != path:
+                # Panic messages and the debug info hold the source's name as it was given,
+                # as in a clean build: another spelling of the same file means other bytes.
+                raise FullBuildNeeded(f"the source was named {named} in the last build, "
+                                      f"now {path}")
             if state.get("output_stat") != _stat_key(output):
                 raise FullBuildNeeded("the output file was changed since the last build")
             arch = get_arch(arch_name)

@@ -25,6 +25,7 @@ from pathlib import Path
 import watchfiles
 
 from linker.hot_swap import HotSwap
+from toyc.interrupt import held
 from toyc.plugins import get_arch
 from toyc.session import Session, open_session
 from toyc.source import CompileError, UserError
@@ -63,22 +64,36 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
                             f"{platform.machine()} machine cannot run an {info.name} one "
                             "(watch without --run keeps the file up to date)")
         swap = HotSwap(output, run, info, restart)
+    # What the last build or update read: a save is new if the file differs from it.
+    seen = _Seen(src)
     session = _start(path, output, arch_name, swap, debug)
     _warm_up(arch_name)
     # The command line turned the cycle collector off for a short build; a watch runs for
     # hours. What exists now lives as long as the watch: keep it out of the collector's way,
     # and collect the rest after each update, while waiting for the next save.
     gc.freeze()
+    armed = False
     try:
+        # Every POLL_MS without a change, the loop runs with no changes: to see whether the
+        # program ended, and, the first time (the watcher is armed by then), whether the file
+        # was saved during the first build, which no event reports.
         for changes in watchfiles.watch(src.parent, watch_filter=lambda _, p: Path(p) == src,
-                                        step=STEP_MS, debounce=1600,
-                                        rust_timeout=POLL_MS if swap else 0,
-                                        yield_on_timeout=swap is not None,
-                                        raise_interrupt=True):
+                                        step=STEP_MS, debounce=1600, rust_timeout=POLL_MS,
+                                        yield_on_timeout=True, raise_interrupt=True):
             if swap is not None and (ended := swap.exited()):
                 _report(ended)
-            if not any(Path(p) == src for _, p in changes) or not src.exists():
+            if not src.exists():
                 continue
+            if any(Path(p) == src for _, p in changes):
+                if not seen.changed(compare=True):
+                    continue  # an event for a save that an update has already read
+            elif armed and not seen.changed(compare=False):
+                continue
+            elif not armed:
+                armed = True
+                if not seen.changed(compare=True):
+                    continue
+            seen.read()
             if session is None:
                 session = _start(path, output, arch_name, swap, debug)
                 continue
@@ -104,12 +119,43 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
     except KeyboardInterrupt:
         pass
     finally:
-        if swap is not None:
-            swap.stop()
-        if session is not None:
-            session.release()
-            session.save_state()
+        # A second Ctrl-C must not cut this short: the state saved must describe the output.
+        with held():
+            if swap is not None:
+                swap.stop()
+            if session is not None:
+                session.release()
+                session.save_state()
     return 0
+
+
+class _Seen:
+    """The source file as the last build or update read it: its size and time, and bytes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.read()
+
+    def read(self) -> None:
+        """Note the file as it is now, just before a build reads it."""
+        self.stamp = _stamp(self.path)
+        try:
+            self.data = self.path.read_bytes()
+        except OSError:
+            self.data = None
+
+    def changed(self, compare: bool) -> bool:
+        """Whether the file differs from what was noted: by its size or time, or, with
+        `compare`, by its bytes (a save within the file system's time granularity keeps the
+        time)."""
+        if _stamp(self.path) != self.stamp:
+            return True
+        if not compare:
+            return False
+        try:
+            return self.path.read_bytes() != self.data
+        except OSError:
+            return self.data is not None
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
