@@ -73,6 +73,15 @@ class ElfFile:
         self.sections.append(section)
         return len(self.sections) - 1
 
+    def remove_tail(self, first_section: int, first_phdr: int) -> None:
+        """Remove the sections from index `first_section` on and the program headers from
+        `first_phdr` on; the file space they held becomes free. Only the last ones can go:
+        symbols and .rela sections name sections by index, and sections their segment."""
+        if any(s.phdr >= first_phdr for s in self.sections[:first_section]):
+            raise LinkError("a section that stays is in a segment that goes")
+        del self.sections[first_section:]
+        del self.phdrs[first_phdr:]
+
     def section_index(self, name: str) -> int:
         for i, s in enumerate(self.sections):
             if s.shdr.name == name:

@@ -260,7 +260,9 @@ class ZigObject:
     # ---- thread-locals ------------------------------------------------------------------------
 
     def _create_tls_sections(self) -> None:
-        """.tdata and .tbss, the first time a thread-local appears (they stay after that).
+        """.tdata and .tbss, when a thread-local appears and there are none (the last one's
+        removal removes them: `_remove_tls_sections`). They come after every other section,
+        and their segments after every other, in a full build and in an update alike.
         In an executable .tdata has a PT_LOAD of its own, and PT_TLS covers both."""
         if "tdata" in self.section_of:
             return
@@ -296,7 +298,10 @@ class ZigObject:
 
     def _lay_out_tls(self) -> None:
         """.tbss right after the image, PT_TLS over both, toy.rt.tls_info saying so; when any
-        of it changes, every thread-local's offset does too: re-patch their users."""
+        of it changes, every thread-local's offset does too: re-patch their users. Without
+        thread-locals any more, the TLS sections and segments go, as a clean build has none."""
+        if "tdata" in self.section_of and not self.tls_navs:
+            self._remove_tls_sections()
         if "tdata" not in self.section_of or self.relocatable:
             return
         td = self.elf.sections[self.section_of["tdata"]].shdr
@@ -313,10 +318,59 @@ class ZigObject:
         for sym in self.tls_navs:
             self.moved.add(sym)
             self._touch(sym)
+        self._write_tls_info()
+
+    def _write_tls_info(self) -> None:
+        """toy.rt.tls_info, if the program has it (spawn reads it too), as `tls_layout` says."""
         info = self.lazy.get(TLS_INFO)
         if info is not None:
             a = self.symbol_atom(info)
             self._place(info, Code(self._tls_info(), [], 8), a.section, 0)
+
+    def _remove_tls_sections(self) -> None:
+        """The last thread-local is gone: remove .tdata, .tbss (and .tdata.writable, or an
+        object's .rela.tdata), the TLS PT_LOAD and PT_TLS, so that the output is what a clean
+        build of the same source writes. They were created last (`_create_tls_sections`), so
+        removing them from the end keeps every other section's and segment's index, which
+        symbols, .rela sections and the state refer to; the file space they held is free."""
+        ef = self.elf
+        tdata, tbss = self.section_of["tdata"], self.section_of["tbss"]
+        tls = {tdata, tbss}
+        first = tdata if self.relocatable else tdata - 1  # .tdata.writable comes first
+        names = [s.shdr.name for s in ef.sections[first:]]
+        expected = [".tdata", ".tbss", ".rela.tdata"] if self.relocatable else \
+            [".tdata.writable", ".tdata", ".tbss"]
+        phdr = ef.sections[tdata].phdr
+        if names != expected or (not self.relocatable and (
+                phdr != len(ef.phdrs) - 2 or self.tls_phdr != len(ef.phdrs) - 1)):
+            # Not reached: nothing is added after them. Should it be, a full build is right.
+            raise LinkError("the TLS sections are not the last ones: cannot remove them")
+        # What is left in them is only what a hot swap kept for the running copy (a removed
+        # thread-local's atom): its threads have their TLS blocks, and new ones get theirs
+        # from the running copy's tls_info and TLS image (kept below; the file no longer has
+        # them), so the file need not keep these. What they refer to stays while it runs.
+        dropped = [(i, o) for i, o in self.retired if self.atoms[i].section in tls]
+        for index, _ in dropped:
+            self._set_relocs(index, [])
+            a = self.atoms[index]
+            a.alive, a.prev, a.next = False, 0, 0
+        self.retired = [r for r in self.retired if r not in dropped]
+        if any(a.alive and a.section in tls for a in self.atoms):
+            raise LinkError("a thread-local's atom outlived it: cannot remove the TLS sections")
+        if dropped:
+            self._free_unused()  # (during a patch: deferred, as their users were kept)
+        self.rela.pop(tdata, None)
+        del self.section_of["tdata"], self.section_of["tbss"]
+        ef.remove_tail(first, len(ef.phdrs) if self.relocatable else phdr)
+        self.tls_phdr = -1
+        if self.tls_layout:
+            self.tls_layout = []
+            info = self.lazy.get(TLS_INFO)
+            if info is not None and self.patch is not None:
+                # The running copy keeps its own: threads its old code may still start need
+                # a TLS block laid out as that code expects, from the image it still maps.
+                self.patch.private.add(self.symbols[info].atom)
+            self._write_tls_info()
 
     def tpoff(self, sym: int) -> int:
         """Thread-local `sym`'s offset from the thread pointer."""

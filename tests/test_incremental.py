@@ -38,7 +38,8 @@ The program is always named `src.toy`, so panics read `panic: ... at src.toy:L:C
 After a successful step the runner checks the summary, runs `./prog` (stdout, stderr, status),
 and compares `prog` with a clean build of the same text (`toyc build --full src.toy -o clean`):
 same behaviour, same `.symtab` symbols (name, type, binding, size, section; addresses ignored,
-STT_FILE and STT_SECTION entries left out), the same debug info (`conftest.debug_description`:
+STT_FILE and STT_SECTION entries left out), the same section names in the same order and the
+same program header types in the same order, the same debug info (`conftest.debug_description`:
 declarations, locals, blocks and line tables, addresses relative to their function), and
 `prog` must pass `eu-elflint --gnu-ld` and
 `readelf -a` cleanly. After a failing step, `prog` must be byte-identical to before and still
@@ -210,6 +211,7 @@ class Image:
     strings: list[bytes]  # contents of the toy.str.* symbols
     section_of: dict[str, list[str]]
     sizes: dict[str, int]  # section name -> sh_size
+    layout: tuple[list[str], list[str]]  # section names in order, program header types
 
 
 def _read(elf: ELFFile, addr: int, size: int) -> bytes:
@@ -250,7 +252,8 @@ def load_image(path: Path) -> Image:
         if s.name.startswith("toy.str."):
             strings.append(_string_contents(elf, s["st_value"], s["st_size"]))
     sizes = {s.name: s["sh_size"] for s in elf.iter_sections()}
-    return Image(sorted(symbols), strings, section_of, sizes)
+    layout = (names, [seg["p_type"] for seg in elf.iter_segments()])
+    return Image(sorted(symbols), strings, section_of, sizes, layout)
 
 
 def diagnostics(stderr: str) -> list[str]:
@@ -342,6 +345,10 @@ def check_good_step(work: Path, env: dict[str, str], step: Step, before: Image |
     assert img.symbols == ref.symbols, f"{step.where()}: symbols differ from a clean build\n" \
         f"only in prog: {sorted(set(img.symbols) - set(ref.symbols))}\n" \
         f"only in clean: {sorted(set(ref.symbols) - set(img.symbols))}"
+    # The same sections, in the same order, and the same kinds of segments: an update must
+    # also take away what a clean build does not have (say, the TLS sections and segments).
+    assert img.layout == ref.layout, f"{step.where()}: sections or program headers differ " \
+        f"from a clean build's:\nprog:  {img.layout}\nclean: {ref.layout}"
     for name, section in step.sections:
         assert img.section_of.get(name) == [section], \
             f"{step.where()}: {name} is in {img.section_of.get(name)}, not {section}"
