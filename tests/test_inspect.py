@@ -1,10 +1,14 @@
 """`toyc inspect`: its text and JSON views cross-checked against readelf and nm, on samples
-and after updates that move a function; objects and archives; bad input."""
+and after updates that move a function; objects and archives; a declaration exported under
+several names (one atom, its other symbols aliases); bad input; a reader that stops early."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import subprocess
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -44,9 +48,14 @@ def nm(path: Path) -> dict[str, tuple[int, int]]:
 def check_against_tools(path: Path, report: dict) -> None:
     symbols = nm(path)
     for a in report["atoms"]:
-        assert symbols[a["name"]] == (a["address"], a["size"]), a["name"]
-    assert {a["name"] for a in report["atoms"]} == \
+        for name in [a["name"], *a["aliases"]]:  # an alias has its atom's value and size
+            assert symbols[name] == (a["address"], a["size"]), name
+    assert {n for a in report["atoms"] for n in [a["name"], *a["aliases"]]} == \
         {n for n in symbols if not n.endswith(".writable")}
+    for section in {a["section"] for a in report["atoms"]}:  # each atom once: none overlap
+        atoms = [a for a in report["atoms"] if a["section"] == section]
+        for a, b in pairwise(atoms):
+            assert a["address"] + a["size"] <= b["address"], (a["name"], b["name"])
     sections = run([require("readelf"), "-SW", str(path)]).stdout
     for s in report["sections"]:
         row = next(line for line in sections.splitlines() if f" {s['name']} " in line)
@@ -104,6 +113,85 @@ def test_objects_and_archives(tmp_path: Path):
     ar = inspect_json(tmp_path / "liblib.a")
     assert ar["kind"] == "archive" and [m["kind"] for m in ar["members"]] == ["object"]
     assert [a["name"] for a in ar["members"][0]["atoms"]] == [a["name"] for a in obj["atoms"]]
+
+
+ALIASES = """\
+export("a") export("b") var shared: int = 1;
+export("tick", weak) threadlocal var counter: int = 5;
+export export("twice_c") fn twice(x: int) -> int { return x * 2; }
+fn main() -> int { counter += 1; return twice(shared) + counter; }
+"""
+# the atoms exported under other names, and those names
+ALIASED = {"shared": ["a", "b"], "counter": ["tick"], "twice": ["twice_c"]}
+
+
+def elf_symbols(path: Path) -> list[tuple[str, str, int, int, str]]:
+    """(name, section, value, size, binding) of the function, object and TLS symbols in
+    `path`'s .symtab (its one member's, for an archive), as pyelftools reads them."""
+    from elftools.elf.elffile import ELFFile
+
+    data = path.read_bytes()
+    if data.startswith(b"!<arch>\n"):
+        data = data[data.index(b"\x7fELF") :]
+    elf = ELFFile(io.BytesIO(data))
+    return [(s.name, elf.get_section(s["st_shndx"]).name, s["st_value"], s["st_size"],
+             s["st_info"]["bind"]) for s in elf.get_section_by_name(".symtab").iter_symbols()
+            if s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_TLS")]
+
+
+@pytest.mark.parametrize("kind", ["executable", "executable without its state", "object",
+                                  "archive", "stripped archive"])
+def test_a_declaration_exported_under_other_names_is_one_atom(tmp_path: Path, kind: str):
+    (tmp_path / "p.toy").write_text(ALIASES)
+    options = {"executable": [], "executable without its state": [], "object": ["-c"],
+               "archive": ["--lib"], "stripped archive": ["--lib", "--strip"]}[kind]
+    out = tmp_path / ("p.o" if kind == "object" else "libp.a" if "archive" in kind else "p")
+    assert run([*TOYC, "build", *options, "p.toy", "-o", out.name], cwd=tmp_path).status == 0
+    if kind == "executable without its state":
+        (tmp_path / ".p.toyc-state").unlink()
+    report = inspect_json(out)
+    if "archive" in kind:
+        (report,) = report["members"]
+    check_against_tools(out, report)
+    # the tools see several symbols at one address; inspect, one atom with aliases
+    rows = elf_symbols(out)
+    for nav, aliases in ALIASED.items():
+        (value,) = {(sec, v, size) for name, sec, v, size, _ in rows if name in [nav, *aliases]}
+        assert [a for a in report["atoms"] if (a["section"], a["address"], a["size"]) == value]
+    groups = {a["name"]: a["aliases"] for a in report["atoms"] if a["aliases"]}
+    if kind == "stripped archive":
+        # Nothing in the file tells `twice` from `twice_c` (both global, no debug info): only
+        # which symbols share an atom is certain.
+        assert sorted(sorted([n, *a]) for n, a in groups.items()) == \
+            sorted(sorted([n, *a]) for n, a in ALIASED.items())
+    else:
+        assert groups == ALIASED
+    # each atom's bytes count once: .data.zig holds `shared` alone, 8 bytes
+    data = next(s for s in report["sections"] if s["name"] == ".data.zig")
+    assert data["used"] == 8 and data["used"] + data["free"] == data["size"]
+    for s in report["sections"]:
+        assert s["used"] == sum({(sec, v): size for _, sec, v, size, _ in rows
+                                 if sec == s["name"]}.values()), s["name"]
+    # the global and weak symbols are the exports, each alias naming its atom
+    exports = {e["name"]: (e["binding"], e["atom"]) for e in report["exports"]}
+    assert {n: b for n, (b, _) in exports.items()} == \
+        {name: bind[4:].lower() for name, _, _, _, bind in rows if bind != "STB_LOCAL"}
+    for nav, aliases in groups.items():
+        assert all(exports[alias][1] == nav for alias in aliases)
+    assert exports["a"] == exports["b"] == ("global", "shared")
+    assert exports["tick"] == ("weak", "counter")
+    text = run([*TOYC, "inspect", str(out)]).stdout
+    atoms = text.split("\natoms")[1].split("\n\n")[0]
+    assert [line.split()[0] for line in atoms.splitlines()[1:]] == \
+        [a["name"] for a in report["atoms"]]
+    assert re.search(r"\n  shared +\.data\.zig .* object  also a, b\n", atoms), atoms
+    assert re.search(r"\n  a +global default +0x[0-9a-f]+  alias of shared\n", text), text
+    assert re.search(r"\n  \.data\.zig +0x[0-9a-f]+-0x[0-9a-f]+ +\d+ +8 ", text), text
+    if kind in ("executable", "object"):  # an alias names the function it aliases
+        d = json.loads(run([*TOYC, "inspect", "--json", "--disasm", "twice_c", str(out)]).stdout)
+        twice = next(a for a in report["atoms"] if a["name"] == "twice")
+        assert (d["function"], d["address"], d["size"]) == \
+            ("twice", twice["address"], twice["size"])
 
 
 @pytest.mark.parametrize("what, message", [
@@ -215,3 +303,33 @@ def test_a_samples_map_names_every_function(tmp_path: Path, sample: str):
     words = " ".join(t.text or "" for t in svg.iter() if t.tag.endswith(("title", "text")))
     functions = [a["name"] for a in inspect_json(exe)["atoms"] if a["kind"] == "function"]
     assert functions and all(f"{name}: function" in words for name in functions)
+
+
+def first_line_then_close(cmd: list[str]) -> tuple[str, str, int]:
+    """Run `cmd` into a pipe whose reader reads one line and closes it, as `| head -1` does:
+    the first line, what the command wrote on stderr and its exit status."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline().decode()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    return first, err, p.wait(timeout=60)
+
+
+def test_a_reader_that_stops_after_one_line_ends_inspect_quietly(tmp_path: Path):
+    # enough functions, and calls in main, for each output to be twice a pipe's capacity
+    # (64 KiB): toyc is still writing when the reader goes away
+    src = "".join(f"fn f{i}(x: int) -> int {{ return x + {i}; }}\n" for i in range(2000))
+    src += "fn main() -> int {\n    let t = 0;\n"
+    src += "".join(f"    t = t + f{i}(t);\n" for i in range(800)) + "    return t;\n}\n"
+    (tmp_path / "p.toy").write_text(src)
+    assert run([*TOYC, "build", "p.toy"], cwd=tmp_path).status == 0
+    out = str(tmp_path / "p")
+    for args, line in ((["--disasm", "main"], "main in .text.zig at 0x"),
+                       ([], f"{out}: executable for EM_X86_64"), (["--json"], "{")):
+        first, err, status = first_line_then_close([*TOYC, "inspect", out, *args])
+        assert first.startswith(line), first
+        # Nothing on stderr (no "internal error", no traceback, no "Exception ignored"), and
+        # the status a shell gives a tool that SIGPIPE killed, 128 + 13, as `seq 1000000 |
+        # head -1` gives seq. (Status 0 would mean the output fit in the pipe.)
+        assert err == "" and status == 141, (args, err, status)

@@ -4,6 +4,8 @@ Quiet on success, like gcc (`build -v` prints what the update did in one line). 
 is a message on stderr and exit status 1: a program's errors as `file:line:col: error: ...`
 with the source line, anything else as `toyc: error: ...`. A bug in toyc itself is reported as
 an internal error, without a traceback unless the environment variable TOYC_DEBUG is set.
+When the reader of toyc's output goes away (`toyc inspect OUT | head -1`), any command ends
+at once and quietly, with the status of a tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import hashlib
 import json
 import os
 import platform
+import select
 import shutil
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -129,6 +133,43 @@ def _run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of stdout (or stderr) went away, as in `toyc inspect OUT | head -1`: stop
+        # quietly, as cat or gcc do. They die of SIGPIPE, which the shell reports as 128 + 13:
+        # toyc exits with that status, so that a script (`set -o pipefail`) sees what it sees
+        # for them; it does not restore SIGPIPE's default action to die of it, because that
+        # would let it kill a `toyc watch` halfway through writing an output. Whatever
+        # is left in stdout's buffer would fail again when Python flushes it at exit ("Exception
+        # ignored ... BrokenPipeError"): stdout goes to /dev/null instead, as the Python docs
+        # advise (the "Note on SIGPIPE" in the signal module's). A closed stderr needs nothing:
+        # what toyc writes there ends with a newline, and stderr is flushed at each.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file (a test's StringIO)
+            pass
+        finally:
+            os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
+def _closed_by_reader() -> bool:
+    """Whether stdout or stderr is a pipe or socket whose reader has gone away (then writing
+    to it raises BrokenPipeError): poll reports an error on the writing end."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            poll = select.poll()
+            poll.register(stream.fileno(), select.POLLOUT)
+            if any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0)):
+                return True
+        except (OSError, ValueError, AttributeError):  # closed, or not a file
+            continue
+    return False
+
+
+def _main(argv: list[str] | None) -> int:
     # A build allocates many small objects and frees few: the cycle collector would spend a
     # fifth of the time finding nothing. The process is short-lived.
     gc.disable()
@@ -205,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug in toyc: say so, without a traceback
+        if isinstance(e, BrokenPipeError) and _closed_by_reader():
+            raise  # not a bug: the reader of the output went away, for main() to end quietly
         if os.environ.get("TOYC_DEBUG"):
             traceback.print_exc()
         print(f"toyc: internal error: {type(e).__name__}: {e}\n"

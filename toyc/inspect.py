@@ -7,6 +7,13 @@ and the rest), its atoms as `.symtab` gives them (symbol, section, address, size
 what only the linker knows: each atom's capacity and alignment, the free lists, the
 trampolines and their targets, and the last builds and updates. An archive is inspected member
 by member. `inspect` returns plain data (what `--json` prints); `render` lays it out as text.
+
+A declaration exported under other names (`export("a") export("b") var shared`) has one atom
+and several symbols sharing it: the atom is listed once, under the declaration's name, with
+the other names as its aliases. The state says exactly which symbol is which; without it (an
+archive member, or an output whose state file is gone) the symbols of one atom are those with
+the same section, address, size and type, and the declaration's name is told from its
+aliases by the debug info and the binding (see `_atom_name`).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ def _members(data: bytes) -> list[tuple[str, bytes]]:
 def _inspect_elf(path: str, data: bytes, output: str | None) -> dict:
     if not data.startswith(b"\x7fELF"):
         raise UserError(f"{path}: not an ELF file")
+    zo, state = _linked(output) if output is not None else (None, None)
     try:
         elf = ELFFile(io.BytesIO(data))
         sections = {s.name: s for s in elf.iter_sections()}
@@ -73,21 +81,25 @@ def _inspect_elf(path: str, data: bytes, output: str | None) -> dict:
                 raise UserError(f"{path}: truncated ({s.name} ends past the end of the file)")
         report = {"file": path, "kind": kind, "machine": elf.header["e_machine"],
                   "entry": elf.header["e_entry"] if kind == "executable" else None}
-        atoms = []
-        for sym in symbols:
+        rows = []  # the symbols of atoms, aliases included
+        for row, sym in enumerate(symbols):
             shndx = sym["st_shndx"]
             stype = sym["st_info"]["type"]
             if not isinstance(shndx, int) or names[shndx] not in ZIG_SECTIONS or \
                     stype not in ATOM_TYPES:
                 continue
-            atoms.append({"name": sym.name, "section": names[shndx], "kind": ATOM_TYPES[stype],
-                          "address": sym["st_value"], "size": sym["st_size"],
-                          "binding": sym["st_info"]["bind"][4:].lower(),
-                          "visibility": sym["st_other"]["visibility"][4:].lower()})
-        atoms.sort(key=lambda a: (ZIG_SECTIONS.index(a["section"]), a["address"]))
+            rows.append({"name": sym.name, "section": names[shndx], "kind": ATOM_TYPES[stype],
+                         "address": sym["st_value"], "size": sym["st_size"],
+                         "binding": sym["st_info"]["bind"][4:].lower(),
+                         "visibility": sym["st_other"]["visibility"][4:].lower(), "row": row})
+        rows.sort(key=lambda a: (ZIG_SECTIONS.index(a["section"]), a["address"], a["row"]))
+        atoms, alias_of = _atoms(rows, zo, elf)
         report["exports"] = [
             {"name": a["name"], "binding": a["binding"], "address": a["address"],
-             "visibility": a["visibility"]} for a in atoms if a["binding"] in ("global", "weak")]
+             "visibility": a["visibility"], "atom": alias_of.get(a["row"], a["name"])}
+            for a in rows if a["binding"] in ("global", "weak")]
+        for a in rows:
+            del a["row"]
         report["sections"] = []
         for name in ZIG_SECTIONS:
             s = sections.get(name)
@@ -108,14 +120,14 @@ def _inspect_elf(path: str, data: bytes, output: str | None) -> dict:
     report["atoms"] = atoms
     report["state"] = False
     report["free_list"], report["trampolines"], report["updates"] = [], [], []
-    if output is not None:
-        _add_state(report, output)
+    if zo is not None:
+        _add_state(report, zo, state)
     return report
 
 
-def _add_state(report: dict, output: str) -> None:
-    """What the state file knows and the ELF file does not, if it belongs to this file."""
-    from linker import atom as atoms_mod
+def _linked(output: str):
+    """The linker's view of `output` as its state file keeps it, with the state, if the state
+    file belongs to this very file; else (None, None)."""
     from linker.zig_object import ZigObject
     from toyc.plugins import get_arch
     from toyc.session import _stat_key, read_state
@@ -123,14 +135,86 @@ def _add_state(report: dict, output: str) -> None:
     state = read_state(output)
     try:
         if state is None or state.get("output_stat") != _stat_key(output):
-            return
-        zo = ZigObject.from_state(state["linker"], -1, get_arch(state["arch"]))
+            return None, None
+        return ZigObject.from_state(state["linker"], -1, get_arch(state["arch"])), state
     except (KeyError, TypeError, ValueError, IndexError, UserError):
-        return
+        return None, None
+
+
+def _atoms(rows: list[dict], zo, elf: ELFFile) -> tuple[list[dict], dict[int, str]]:
+    """The atoms among the symbols `rows` (sorted by address), each once, with the names of
+    the other symbols sharing it as its "aliases"; and, for the .symtab row of each alias, the
+    name of the atom it names."""
+    if zo is not None:
+        # The state knows each row's symbol: an alias is one whose `exports` names the nav.
+        by_slot = {s.slot: s for s in zo.symbols if s.slot >= 0}
+        by_atom, aliases = {}, set()
+        for a in rows:
+            s = by_slot.get(a["row"])
+            if s is None or s.name != a["name"]:  # (cannot be, the state is this file's)
+                by_atom[id(a)] = [a]
+                continue
+            by_atom.setdefault((s.atom, s.exports or s.name), []).append(a)
+            if s.exports:
+                aliases.add(a["row"])
+        groups = [sorted(g, key=lambda a: a["row"] in aliases) for g in by_atom.values()]
+    else:
+        # Aliases have the section, value, size and type of the declaration they name, and
+        # atoms do not overlap: an atom's symbols are those that agree on all four. (Symbols
+        # of size 0 could share an address without naming one atom: they stay apart.)
+        by_key = {}
+        for a in rows:
+            key = (a["section"], a["address"], a["size"], a["kind"]) if a["size"] else id(a)
+            by_key.setdefault(key, []).append(a)
+        groups = list(by_key.values())
+        declared = _declared_names(elf) if any(len(g) > 1 for g in groups) else set()
+        groups = [sorted(g, key=lambda a: _atom_name(a, declared)) for g in groups]
+    atoms, alias_of = [], {}
+    for first, *aliases in groups:
+        atom = {k: v for k, v in first.items() if k != "row"}
+        atom["aliases"] = sorted(a["name"] for a in aliases)
+        atoms.append(atom)
+        alias_of.update((a["row"], first["name"]) for a in aliases)
+    atoms.sort(key=lambda a: (ZIG_SECTIONS.index(a["section"]), a["address"]))
+    return atoms, alias_of
+
+
+def _atom_name(symbol: dict, declared: set[str]) -> tuple:
+    """Without the state, the symbol of an atom most likely to carry the declaration's own
+    name sorts first: one the debug info declares (aliases are only symbols), then a local
+    one (a declaration exported only under other names keeps a local symbol, while aliases
+    are mostly global), then the first in .symtab. It can be misled only where nothing in the
+    file tells them apart: without debug info, a declaration exported under its own name and
+    others of the same binding, or under an internal alias."""
+    return (symbol["name"] not in declared, symbol["binding"] != "local", symbol["row"])
+
+
+def _declared_names(elf: ELFFile) -> set[str]:
+    """The names of the functions and globals the debug info declares (none if stripped)."""
+    try:
+        if not elf.has_dwarf_info():
+            return set()
+        names = set()
+        for cu in elf.get_dwarf_info().iter_CUs():
+            # only the top level: a function's locals may be named like an alias
+            for die in cu.get_top_DIE().iter_children():
+                name = die.attributes.get("DW_AT_name")
+                if die.tag in ("DW_TAG_subprogram", "DW_TAG_variable") and name is not None:
+                    names.add(name.value.decode(errors="replace"))
+        return names
+    except Exception:  # debug info pyelftools cannot read only loses a hint: do without it
+        return set()
+
+
+def _add_state(report: dict, zo, state: dict) -> None:
+    """What the state file knows and the ELF file does not."""
+    from linker import atom as atoms_mod
+
     report["state"] = True
     by_name = {}
     for s in zo.symbols:
-        if s.atom and zo.atoms[s.atom].alive:
+        # an alias may have the name of another declaration: its atom is not this name's
+        if s.atom and zo.atoms[s.atom].alive and not s.exports:
             by_name.setdefault(s.name, s)
     for a in report["atoms"]:
         s = by_name.get(a["name"])
@@ -171,8 +255,9 @@ def render(report: dict) -> str:
     for a in report["atoms"]:
         cap = "rest" if a.get("last") else a.get("capacity", "")
         align = a.get("align", "")
+        also = f"  also {', '.join(a['aliases'])}" if a["aliases"] else ""
         out.append(f"  {a['name']:<17} {a['section']:<17} {a['address']:#012x} {a['size']:>6} "
-                   f"{cap:>10} {align:>6}  {a['kind']}")
+                   f"{cap:>10} {align:>6}  {a['kind']}{also}")
     if report["free_list"]:
         out.append("\nfree list (room after an atom)")
         for f in report["free_list"]:
@@ -190,8 +275,9 @@ def render(report: dict) -> str:
     if report["exports"]:
         out.append("\nexports")
         for e in report["exports"]:
+            alias = f"  alias of {e['atom']}" if e["atom"] != e["name"] else ""
             out.append(f"  {e['name']:<17} {e['binding']:<6} {e['visibility']:<8} "
-                       f"{e['address']:#x}")
+                       f"{e['address']:#x}{alias}")
     if report["updates"]:
         out.append("\nlast builds and updates")
         for u in report["updates"][-10:]:
@@ -208,8 +294,10 @@ def disassemble(path: str, name: str) -> dict:
     report = inspect(path)
     if report["kind"] == "archive":
         raise UserError(f"{path}: an archive; inspect its object instead")
-    atom = next((a for a in report["atoms"] if a["name"] == name and a["kind"] == "function"),
-                None)
+    functions = [a for a in report["atoms"] if a["kind"] == "function"]
+    # the function's own name first: an alias may be named like another function
+    atom = next((a for a in functions if a["name"] == name), None) or \
+        next((a for a in functions if name in a["aliases"]), None)
     if atom is None:
         raise UserError(f"{path}: no function named '{name}'")
     elf = ELFFile(io.BytesIO(Path(path).read_bytes()))
@@ -218,7 +306,7 @@ def disassemble(path: str, name: str) -> dict:
     code = section.data()[start : start + atom["size"]]
     info = _arch_of(elf)
     relocs = _object_relocs(elf, atom, start) if report["kind"] == "object" else \
-        _linked_relocs(path, name)
+        _linked_relocs(path, atom["name"])
     try:
         import capstone
 
@@ -231,7 +319,7 @@ def disassemble(path: str, name: str) -> dict:
                 if insn.address <= atom["address"] + r["offset"] < insn.address + insn.size]
         out.append({"address": insn.address, "bytes": bytes(insn.bytes).hex(),
                     "text": f"{insn.mnemonic} {insn.op_str}".strip(), "relocations": here})
-    return {"file": path, "function": name, "section": atom["section"],
+    return {"file": path, "function": atom["name"], "section": atom["section"],
             "address": atom["address"], "size": atom["size"], "arch": info.name,
             "instructions": out}
 
@@ -358,7 +446,8 @@ def render_map(report: dict) -> str:
             w = max(a["size"] * scale, 1.0)
             cap = min(a.get("capacity", a["size"]), used_end - a["address"]) * scale
             title = (f'{a["name"]}: {a["kind"]} at {a["address"]:#x}, {a["size"]} bytes'
-                     + (f', capacity {a["capacity"]}' if "capacity" in a else ""))
+                     + (f', capacity {a["capacity"]}' if "capacity" in a else "")
+                     + (f', also {", ".join(a["aliases"])}' if a["aliases"] else ""))
             if cap > w:
                 parts.append(f'<rect x="{x:.2f}" y="{y}" width="{cap:.2f}" height="{BAND}" '
                              f'fill="{_colour(a)}" opacity="0.25"/>')
