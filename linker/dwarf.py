@@ -9,6 +9,10 @@ them to free room when they outgrow it, and a removed one leaves padding. Consum
 these sections from start to end, so every byte not in a block must still parse: free room in
 `.debug_info` is padding DIEs (a vendor tag whose one attribute is a block of bytes to skip,
 or an empty one-byte DIE), in `.debug_line` `DW_LNS_const_add_pc` opcodes, which move no row.
+`.debug_frame` holds one common entry, then a frame description entry per function with call
+frame instructions, and per runtime helper with some (they have no other debug info; the
+entry points' say that their frames are the outermost, `toyc.cfi`); its free room is common
+entries that nothing refers to.
 
 Addresses and lines are written as they are: a function that moves rewrites its blocks; lines
 that shift (an edit above) patch only the line fields of the declarations below (the
@@ -121,6 +125,7 @@ RELOCATED = (".debug_info", ".debug_line", ".debug_aranges", ".debug_frame")
 CIE_ID = 0xFFFFFFFF  # what marks a common information entry in .debug_frame
 CIE_VERSION = 4
 MIN_FRAME_ENTRY = 16  # the smallest entry: a CIE without instructions, padded
+RUNTIME = "runtime"  # the kind of a runtime helper's entry: a frame description alone
 TEXT_SECTION = ".text.zig"
 
 
@@ -200,7 +205,7 @@ class Entry:
     info: Block
     line: Block
     decl_line: int = 0
-    kind: str = "fn"  # as DebugDecl.kind
+    kind: str = "fn"  # as DebugDecl.kind, or RUNTIME
     frame: Block = field(default_factory=Block)  # a function's frame description entry
 
 
@@ -350,7 +355,9 @@ class Dwarf:
 
     def note(self, name: str, code, line: int) -> None:
         """Declaration `name` was updated to `code` (a `toyc.code.Code` whose `debug` says
-        what it is); its blocks are rewritten at the next flush if what they say changed."""
+        what it is); its blocks are rewritten at the next flush if what they say changed.
+        Without `debug`, `name` is a runtime helper (a lazy symbol) and `code.cfi` its call
+        frame instructions: it gets a frame description entry and nothing else."""
         self.pending[name] = (code, line)
 
     def set_line(self, name: str, line: int) -> None:
@@ -362,7 +369,7 @@ class Dwarf:
     def shift(self, first: int, delta: int) -> None:
         """Every line from `first` on moved by `delta`."""
         for name, e in self.entries.items():
-            if e.decl_line >= first:
+            if e.decl_line >= first and e.kind != RUNTIME:
                 e.decl_line += delta
                 self.line_patches.add(name)
 
@@ -394,6 +401,10 @@ class Dwarf:
             e = self.entries.get(name)
             if e is None:
                 e = self.entries[name] = Entry(Block(), Block())
+            if debug is None:  # a runtime helper: its frame description alone, not reported
+                e.kind = RUNTIME
+                self._put_frame(e, code.cfi, address_of(name), size_of(name))
+                continue
             e.decl_line, e.kind = line, debug.kind
             self.line_patches.discard(name)
             address, size = address_of(name), size_of(name)
@@ -413,14 +424,7 @@ class Dwarf:
                 self._release(".debug_line", self.line_region, e.line, line_padding)
                 e.line = Block()
                 changed.add(name)
-            if debug.kind == "fn" and code.cfi and self.frames:
-                if self._put(".debug_frame", self.frame_region, e.frame, frame_padding,
-                             lambda base, a=address, n=size, c=code.cfi:
-                             self._frame_block(a, n, c), False, fill_frame, MIN_FRAME_ENTRY):
-                    changed.add(name)
-            elif e.frame.capacity:
-                self._release(".debug_frame", self.frame_region, e.frame, frame_padding)
-                e.frame = Block()
+            if self._put_frame(e, code.cfi if debug.kind == "fn" else b"", address, size):
                 changed.add(name)
         self.pending.clear()
         patched = set(self.line_patches)
@@ -442,6 +446,20 @@ class Dwarf:
         self.line_patches.clear()
         self._finish_units()
         return changed, patched
+
+    def _put_frame(self, e: Entry, cfi: bytes, address: int, size: int) -> bool:
+        """(Re)write `e`'s frame description entry for the code at `address` (`size` bytes)
+        with the call frame instructions `cfi`, or release it when there are none. Whether it
+        changed."""
+        if cfi and self.frames:
+            return self._put(".debug_frame", self.frame_region, e.frame, frame_padding,
+                             lambda base: self._frame_block(address, size, cfi), False,
+                             fill_frame, MIN_FRAME_ENTRY)
+        if not e.frame.capacity:
+            return False
+        self._release(".debug_frame", self.frame_region, e.frame, frame_padding)
+        e.frame = Block()
+        return True
 
     def _put(self, section: str, region: Region, b: Block, pad, make, placed: bool,
              fill=None, min_size: int = 1) -> bool:
@@ -596,9 +614,9 @@ class Dwarf:
 
     def relocations(self) -> dict[str, list[tuple[int, int, str, str, int]]]:
         """In an object, every field the system linker must fill: per debug section, (offset,
-        size, "nav" or "section", the declaration's or section's name, addend). Offsets into
-        other debug sections are relative to their start, addresses to the code section or a
-        declaration's symbol."""
+        size, "nav", "lazy" or "section", the declaration's, runtime helper's or section's
+        name, addend). Offsets into other debug sections are relative to their start, addresses
+        to the code section or a declaration's or helper's symbol."""
         name_at = self.name_offset
         # (the unit's DIE: abbreviation code at 12, producer 13, language 17, name 19,
         # comp_dir 23, low_pc 27, high_pc 35, stmt_list 43)
@@ -613,11 +631,12 @@ class Dwarf:
             line += [(e.line.offset + at, 8, "nav", name, addend) for at, addend in e.line.addrs]
         aranges = [(6, 4, "section", ".debug_info", 0), (16, 8, "section", TEXT_SECTION, 0)]
         out = {".debug_info": info, ".debug_line": line, ".debug_aranges": aranges}
-        if self.frames:  # each entry's common entry, and its function's address
+        if self.frames:  # each entry's common entry, and its function's (or helper's) address
             out[".debug_frame"] = [
                 r for name, e in sorted(self.entries.items()) if e.frame.capacity
                 for r in ((e.frame.offset + 4, 4, "section", ".debug_frame", 0),
-                          (e.frame.offset + 8, 8, "nav", name, 0))]
+                          (e.frame.offset + 8, 8, "lazy" if e.kind == RUNTIME else "nav",
+                           name, 0))]
         return out
 
     # ---- state --------------------------------------------------------------------------------

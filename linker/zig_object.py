@@ -56,7 +56,7 @@ ZIG_SECTIONS = {
 }
 SECTION_ALIGN = {"text": 16, "rodata": 8, "data": 8, "bss": 8}
 ENTRY = "_start"
-STATE_VERSION = 5
+STATE_VERSION = 6  # 6: runtime helpers have frame description entries (Dwarf.entries)
 # an export's linkage -> its symbol's binding
 BINDINGS = {"strong": elf.STB_GLOBAL, "weak": elf.STB_WEAK, "internal": elf.STB_LOCAL}
 
@@ -392,6 +392,8 @@ class ZigObject:
         lazy = self.arch.lower_lazy_symbol(want)
         a = self.symbol_atom(entry)
         self._place(entry, lazy.code, a.section, 0)
+        if self.dwarf is not None:  # its frame description follows (none: the old one goes)
+            self.dwarf.note(ENTRY, lazy.code, 0)
 
     def _init_tables(self) -> None:
         self.symtab_index = self.elf.section_index(".symtab")
@@ -890,6 +892,8 @@ class ZigObject:
             if name == TLS_INFO:
                 code = Code(self._tls_info(), [], code.align)
             self._place(sym, code, self.section_of[lazy.section], 0)
+            if self.dwarf is not None and code.cfi:  # a frame description entry (`toyc.cfi`)
+                self.dwarf.note(name, code, 0)
         return sym
 
     # ---- flush --------------------------------------------------------------------------------
@@ -962,11 +966,14 @@ class ZigObject:
             self.dwarf.check_layout()
 
     def _flush_debug(self) -> None:
+        def symbol(name: str) -> int:  # a declaration, or a runtime helper with CFI
+            return self.navs[name] if name in self.navs else self.lazy[name]
+
         def address_of(name: str) -> int:
-            return self.address(self.navs[name])
+            return self.address(symbol(name))
 
         def size_of(name: str) -> int:
-            return self.symbol_atom(self.navs[name]).size
+            return self.symbol_atom(symbol(name)).size
 
         rewritten, patched = self.dwarf.flush(address_of, size_of)
         for name in rewritten:  # (a declaration with new code is reported as such already)
@@ -1022,8 +1029,8 @@ class ZigObject:
             for name, relocs in self.dwarf.relocations().items():
                 rows = tables[self.dwarf.sections[name]]
                 for offset, size, kind, key, addend in relocs:
-                    if kind == "nav":
-                        row = self.symbols[self.navs[key]].slot
+                    if kind in ("nav", "lazy"):
+                        row = self.symbols[(self.navs if kind == "nav" else self.lazy)[key]].slot
                     else:
                         row = 2 + section_rows.index(self.elf.section_index(key))
                     rtype = info.abs64_reloc if size == 8 else info.abs32_reloc
@@ -1046,6 +1053,8 @@ class ZigObject:
             table = self.uavs if t.kind == "uav" else self.lazy
             sym = table.pop(t.key, None)
             if sym is not None:
+                if t.kind == "lazy" and self.dwarf is not None:
+                    self.dwarf.free(t.key)  # its frame description entry, if any
                 self._free_symbol(sym)
 
     def _repatch_moved(self) -> None:

@@ -101,8 +101,9 @@ def symbols(exe: Path) -> Counter:
 def debug_description(exe: Path) -> dict:
     """What the debug info of `exe` says, read with pyelftools, with every address made
     relative to its function: declarations (name, line, column, type, locals and nested
-    blocks), each function's line table rows and call frame instructions. Equal for a
-    patched output and a clean build of the same source; empty without debug info."""
+    blocks), each function's line table rows, each function's and runtime helper's call frame
+    instructions. Equal for a patched output and a clean build of the same source; empty
+    without debug info."""
     from elftools.elf.elffile import ELFFile
 
     def type_name(die) -> str:
@@ -160,13 +161,17 @@ def debug_description(exe: Path) -> dict:
             else:
                 rows[current[0]].append((s.address - current[1], s.line, s.column,
                                          s.prologue_end))
-        # call frame information: per function, its range and instructions
+        # call frame information: per function, its range and instructions; runtime helpers
+        # (no DIE) have some too, named by the symbol table
         frames = {}
         if dwarf.has_CFI():
+            symtab = elf.get_section_by_name(".symtab")
+            helpers = {s["st_value"]: s.name for s in symtab.iter_symbols()
+                       if s["st_info"]["type"] == "STT_FUNC"} if symtab else {}
             for e in dwarf.CFI_entries():
                 if "initial_location" in e.header:
                     low = e.header["initial_location"]
-                    frames[starts.get(low, f"? {low:#x}")] = (
+                    frames[starts.get(low, helpers.get(low, f"? {low:#x}"))] = (
                         e.header["address_range"],
                         [(i.opcode, i.args) for i in e.instructions if i.opcode])  # not nops
         return {"decls": decls, "rows": rows, "frames": frames}

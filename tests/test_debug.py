@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from elftools.dwarf.callframe import FDE
+from elftools.dwarf.callframe import FDE, RegisterRule
 from elftools.elf.elffile import ELFFile
 
 from conftest import ARCHES, TOYC, arch_args, debug_description, require, run, runner
@@ -401,3 +401,100 @@ def test_watch_strip_writes_no_debug_info(tmp_path: Path):
     sections = run([require("readelf"), "-SW", str(tmp_path / "prog")]).stdout
     assert ".text.zig" in sections and ".debug_" not in sections
     assert run([str(tmp_path / "prog")]).stdout == "2\n"
+
+
+THREADS = """\
+fn worker(n: int) -> int {
+    let i = 0;
+    while i < n {
+        sleep_ms(1);
+        i += 1;
+    }
+    return n;
+}
+
+fn main() -> int {
+    let t = spawn(worker, 100000);
+    print(join(t));
+    return 0;
+}
+"""
+TLS_LINE = "threadlocal var hits: int = 3;\n"
+
+
+def backtrace(out: str) -> list[str]:
+    """The function of each frame in gdb's backtraces in `out`, in order."""
+    return re.findall(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(", out, re.M)
+
+
+def check_outermost(exe: Path, text: str, arch: str) -> None:
+    """Backtraces end at the code where the thread began (its return address is undefined in
+    the call frame information), with nothing made up after it; gdb is told to go past main
+    and the entry point, so that the call frame information alone is what stops it."""
+    past = ("set backtrace past-main on", "set backtrace past-entry on")
+    out = gdb(exe, *past, "break worker", "run", "bt", "break toy.rt.sleep_ms", "continue",
+              "bt", arch=arch)
+    assert f"worker (n=100000) at debug.toy:{line_of(text, 'let i = 0')}" in out, out
+    assert backtrace(out) == ["worker", "toy.rt.thread_start",
+                              "toy.rt.sleep_ms", "worker", "toy.rt.thread_start"], out
+    assert "??" not in out and "Backtrace stopped" not in out, out
+    # the main thread: before main, and in it
+    out = gdb(exe, *past, "break toy.rt.args_init", "break main", "run", "bt", "continue", "bt",
+              arch=arch)
+    assert backtrace(out) == ["toy.rt.args_init", "_start", "main", "_start"], out
+    assert "??" not in out and "Backtrace stopped" not in out, out
+
+
+def check_outermost_frames(exe: Path) -> None:
+    """pyelftools reads the entry points' frame description entries: the return address is
+    undefined at every address of them."""
+    with open(exe, "rb") as f:
+        elf = ELFFile(f)
+        symbols = {s.name: s["st_value"] for s in elf.get_section_by_name(".symtab").iter_symbols()}
+        dwarf = elf.get_dwarf_info()
+        fdes = {e.header.initial_location: e for e in dwarf.CFI_entries() if isinstance(e, FDE)}
+        ra = 16 if elf["e_machine"] == "EM_X86_64" else 30
+        for name in ("_start", "toy.rt.thread_start"):
+            table = fdes[symbols[name]].get_decoded().table
+            assert table and all(row[ra].type == RegisterRule.UNDEFINED for row in table), name
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_backtraces_end_where_threads_begin(tmp_path: Path, arch: str):
+    """In a spawned thread gdb's backtrace is the thread's function, then toy.rt.thread_start,
+    and nothing more; in the main thread it ends at _start. After updates too: _start changes
+    (thread-locals come), toy.rt.thread_start goes with the last spawn and comes back."""
+    build(tmp_path, THREADS, arch=arch)
+    exe = tmp_path / "prog"
+    check_outermost(exe, THREADS, arch)
+    check_outermost_frames(exe)
+    check_readers(exe)
+    steps = [
+        TLS_LINE + THREADS.replace("i += 1;", "i += 1;\n        hits += 1;"),  # _start.tls
+        TLS_LINE + THREADS.replace("spawn(worker, 100000)", "worker(0)")
+        .replace("join(t)", "t + hits"),  # no thread_start
+        THREADS,  # it is back, and thread-locals are gone
+    ]
+    for text in steps:
+        build(tmp_path, text, arch=arch)
+        r = run([*TOYC, "build", "--full", "debug.toy", "-o", "clean", *arch_args(arch)],
+                cwd=tmp_path)
+        assert r.status == 0, r.stderr
+        assert debug_description(exe) == debug_description(tmp_path / "clean")
+        check_readers(exe)
+        if "spawn" in text:
+            check_outermost(exe, text, arch)
+            check_outermost_frames(exe)
+
+
+def test_an_objects_thread_start_has_its_frame_description(tmp_path: Path):
+    """In an object, the entry of toy.rt.thread_start is relocated against its symbol."""
+    (tmp_path / "lib.toy").write_text(THREADS.replace("fn main() -> int", "export fn go() -> int"))
+    assert run([*TOYC, "build", "-c", "lib.toy"], cwd=tmp_path).status == 0
+    lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "lib.o")])
+    assert lint.status == 0 and "No errors" in lint.stdout, lint.stdout
+    r = run([require("readelf"), "-rW", "--debug-dump=frames", str(tmp_path / "lib.o")])
+    assert r.status == 0 and r.stderr == "", r.stderr
+    rela = r.stdout.split("'.rela.debug_frame'")[1].split("\n\n")[0]
+    assert "toy.rt.thread_start" in rela, r.stdout
+    assert "DW_CFA_undefined: r16 (rip)" in r.stdout, r.stdout

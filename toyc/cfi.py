@@ -7,6 +7,11 @@ instructions in a frame description entry of `.debug_frame` (`linker/dwarf.py`),
 common entry whose parameters the architecture gives in `toyc.code.ArchInfo` (`cfa_*`).
 `program` turns (offset, instructions) pairs, the offset being where in the function's code
 the instructions take effect, into one instruction stream with the advances in between.
+
+Runtime helpers may have call frame instructions too. The code a thread starts in (`_start`,
+the thread start routine `spawn` calls) has no caller: its return address column is
+`undefined`, which tells a debugger that its frame is the outermost one, as a C library's
+`_start` and `clone` say; otherwise it unwinds into whatever lies above the stack.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from toyc.leb128 import uleb
 
 DW_CFA_advance_loc, DW_CFA_offset = 0x40, 0x80
 DW_CFA_advance_loc1, DW_CFA_advance_loc2, DW_CFA_advance_loc4 = 2, 3, 4
-DW_CFA_offset_extended, DW_CFA_remember_state, DW_CFA_restore_state = 5, 0x0A, 0x0B
+DW_CFA_offset_extended, DW_CFA_undefined = 5, 7
+DW_CFA_remember_state, DW_CFA_restore_state = 0x0A, 0x0B
 DW_CFA_def_cfa, DW_CFA_def_cfa_register, DW_CFA_def_cfa_offset = 0x0C, 0x0D, 0x0E
 
 
@@ -37,6 +43,12 @@ def offset(reg: int, factored: int) -> bytes:
     if reg < 0x40:
         return bytes([DW_CFA_offset | reg]) + uleb(factored)
     return bytes([DW_CFA_offset_extended]) + uleb(reg) + uleb(factored)
+
+
+def undefined(reg: int) -> bytes:
+    """Register `reg` has no value in the caller's frame; for the return address column: there
+    is no caller, this frame is the outermost."""
+    return bytes([DW_CFA_undefined]) + uleb(reg)
 
 
 def remember_state() -> bytes:

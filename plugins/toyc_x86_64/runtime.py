@@ -27,14 +27,21 @@ with raw system calls and follow the System V ABI (callee-saved rbx, rbp, r12-r1
   the linker writes: image address, image size, block size) says there is one.
 - `toy.rt.streq`, `toy.rt.argv`, `toy.rt.parse_int`, `toy.rt.sleep_ms`, `toy.rt.clock_ns`,
   `toy.rt.fmt_int`, `toy.rt.write_all`, and the data `toy.rt.argc`, `toy.rt.args`.
+
+`_start` and `toy.rt.thread_start`, where the main thread's and a spawned thread's code begin,
+have call frame information (`toyc.cfi`) that leaves the return address undefined, as glibc's
+`_start` and `clone` do: a debugger's backtrace ends at them instead of unwinding into the
+kernel's initial stack or the thread's control block. The other helpers have none.
 """
 
 from __future__ import annotations
 
+from toyc import cfi
 from toyc.code import LINE_SHIFTS, START_TLS, TLS_INFO, Code, LazySymbol, Target
 from toyc.layout import STR_HEADER
 
 from .assembler import Asm
+from .codegen import DWARF_REG
 from .relocs import R_X86_64_PC32, R_X86_64_PLT32
 
 SYS_WRITE, SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP, SYS_NANOSLEEP = 1, 9, 10, 11, 35
@@ -61,9 +68,14 @@ THREAD_MAPPING_SIZE = 8 << 20
 TB_FN, TB_ARG, TB_RESULT, TB_TID, TB_BASE, TB_SIZE = 0, 8, 16, 24, 32, 40
 THREAD_BLOCK_SIZE = 64  # a multiple of 16, so the stack below it starts aligned
 STACK_BUFFER_MAX = 16384  # print buffers up to this size live on the stack, larger ones are mmapped
+DWARF_RIP = 16  # the return address column (ArchInfo.cfa_ra_register)
 
 
 class _Helper(Asm):
+    def outermost(self) -> None:
+        """From here on this frame has no caller (`toyc.cfi`): where a thread's code begins."""
+        self(self.cfi_label(cfi.undefined(DWARF_RIP)))
+
     def call(self, name: str) -> None:
         self.reloc("call 0", Target("lazy", name), R_X86_64_PLT32, -4)
 
@@ -76,6 +88,7 @@ class _Helper(Asm):
 
 
 def _start(a: _Helper, tls: bool = False) -> None:
+    a.outermost()
     a("xor ebp, ebp", "mov rdi, rsp", "and rsp, -16")
     a.call("toy.rt.args_init")
     if tls:
@@ -264,7 +277,11 @@ def _spawn(a: _Helper) -> None:
 def _thread_start(a: _Helper) -> None:
     # Called (never returning) with the control block in rdi and rsp just below it; the push
     # aligns the stack for the call of f.
-    a("push rbx", "mov rbx, rdi", f"mov rdi, qword ptr [rbx + {TB_ARG}]",
+    # Its frame is the outermost (the call from spawn's child path returns nowhere); where it
+    # keeps rbx is said all the same.
+    a.outermost()
+    a("push rbx", a.cfi_label(cfi.def_cfa_offset(16) + cfi.offset(DWARF_REG["rbx"], 2)),
+      "mov rbx, rdi", f"mov rdi, qword ptr [rbx + {TB_ARG}]",
       f"call qword ptr [rbx + {TB_FN}]", f"mov qword ptr [rbx + {TB_RESULT}], rax",
       "xor edi, edi", f"mov eax, {SYS_EXIT}", "syscall", "hlt")
 

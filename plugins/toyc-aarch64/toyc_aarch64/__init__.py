@@ -8,11 +8,11 @@ system calls with thread-locals behind TPIDR_EL0 (TLS variant 1).
 
 from __future__ import annotations
 
-from toyc import layout
+from toyc import cfi, layout
 from toyc.code import ArchInfo
 from toyc.hookspecs import hookimpl
 
-from . import codegen, relocs, runtime
+from . import assembler, codegen, relocs, runtime
 
 NAME = "aarch64"
 EM_AARCH64 = 183
@@ -33,6 +33,12 @@ INFO = ArchInfo(
     disassembler=("CS_ARCH_ARM64", "CS_MODE_ARM"),
     abs64_reloc=relocs.R_AARCH64_ABS64,
     abs32_reloc=relocs.R_AARCH64_ABS32,
+    # Call frame information only for the runtime's entry points (`runtime`), which say that
+    # their frames are the outermost; Toy functions have none (gdb finds them from x29). At a
+    # call's target the frame is sp, and the return address is in x30 (the column).
+    cfa_code_align=assembler.CODE_ALIGN,
+    cfa_ra_register=30,
+    cfa_initial=cfi.def_cfa(31, 0),
 )
 
 

@@ -14,6 +14,7 @@ import functools
 
 from keystone import KS_ARCH_ARM64, KS_MODE_LITTLE_ENDIAN, Ks
 
+from toyc import cfi
 from toyc.assembly import Assembly, keystone_encoder
 from toyc.code import Code, Reloc, Target
 from toyc.layout import STR_HEADER
@@ -23,6 +24,8 @@ from .relocs import (
     R_AARCH64_ADR_PREL_PG_HI21,
     R_AARCH64_CALL26,
 )
+
+CODE_ALIGN = 4  # every instruction's size: the call frame information's code alignment factor
 
 
 @functools.cache
@@ -50,6 +53,10 @@ class Asm(Assembly):
     def call(self, target: Target) -> None:
         self.reloc("bl #0", target, R_AARCH64_CALL26)
 
+    def cfi_label(self, ops: bytes) -> None:
+        """Call frame instructions `ops` (`toyc.cfi`) take effect here."""
+        self.label("cfi", ops)
+
     def line_field(self, reg: str, line: int, relative: int) -> None:
         """`reg` = a line field (`toyc.code`) holding `line`, `relative` lines below the first
         line of the declaration."""
@@ -63,5 +70,5 @@ class Asm(Assembly):
         relocs = [Reloc(at, rtype, target, addend)
                   for at, (target, rtype, addend) in found.get("reloc", [])]
         return Code(raw, relocs, align, line_fields=found.get("line", []),
-                    rows=self.rows(found))
+                    rows=self.rows(found), cfi=cfi.program(found.get("cfi", []), CODE_ALIGN))
 

@@ -38,10 +38,17 @@ free to clobber, x19-x28, x29 (frame pointer) and sp kept, x18 never touched.
   `toy.rt.sleep_ms(ms=x0)`; `toy.rt.clock_ns()` -> x0; the internal `toy.rt.fmt_int(dest=x0,
   value=x1)` -> x0 the end, `toy.rt.write_all(fd=x0, buf=x1, len=x2)`; and the data
   `toy.rt.argc`, `toy.rt.args`.
+
+`_start` and `toy.rt.thread_start`, where the main thread's and a spawned thread's code begin,
+have call frame information (`toyc.cfi`) that leaves the return address (x30) undefined, as
+glibc's `_start` and `clone` do: a debugger's backtrace ends at them instead of unwinding into
+the kernel's initial stack or the thread's control block (x29 = 0 alone does not stop gdb).
+The other helpers have none.
 """
 
 from __future__ import annotations
 
+from toyc import cfi
 from toyc.code import LINE_SHIFTS, START_TLS, TLS_INFO, Code, LazySymbol, Target
 
 from .assembler import Asm
@@ -72,6 +79,8 @@ TB_FN, TB_ARG, TB_RESULT, TB_TID, TB_BASE, TB_SIZE = 0, 8, 16, 24, 32, 40
 THREAD_BLOCK_SIZE = 64  # a multiple of 16, so the stack below it starts aligned
 STACK_BUFFER_MAX = 16384  # print buffers up to this size live on the stack, larger ones are mmapped
 
+DWARF_X19, DWARF_FP, DWARF_LR = 19, 29, 30  # x30 is the return address column
+
 NOMEM, NOTHREAD = b"panic: out of memory\n", b"panic: cannot start a thread\n"
 
 
@@ -84,6 +93,10 @@ def _mov(reg: str, value: int) -> list[str]:
 
 
 class _Helper(Asm):
+    def outermost(self) -> None:
+        """From here on this frame has no caller (`toyc.cfi`): where a thread's code begins."""
+        self.cfi_label(cfi.undefined(DWARF_LR))
+
     def rt_call(self, name: str) -> None:
         self.call(Target("lazy", name))
 
@@ -120,7 +133,9 @@ class _Helper(Asm):
 
 
 def _start(a: _Helper, tls: bool = False) -> None:
-    # x29 = x30 = 0 ends backtraces; the kernel leaves sp aligned, the `and` makes sure.
+    # x29 = x30 = 0 ends backtraces (with the call frame information); the kernel leaves sp
+    # aligned, the `and` makes sure.
+    a.outermost()
     a("mov x29, #0", "mov x30, #0", "mov x0, sp", "and x9, x0, #-16", "mov sp, x9")
     a.rt_call("toy.rt.args_init")
     if tls:
@@ -319,8 +334,17 @@ def _thread_start(a: _Helper) -> None:
     # Called (never returning) with the control block in x0 and sp at or below it. The barrier
     # orders the result's store before the kernel's clearing of the tid word, which join reads
     # with acquire semantics before the result.
-    a("stp x29, x30, [sp, #-32]!", "mov x29, sp", "str x19, [sp, #16]", "mov x19, x0",
-      f"ldr x9, [x19, #{TB_FN}]", f"ldr x0, [x19, #{TB_ARG}]", "blr x9",
+    # Its frame is the outermost: the return address it saves (spawn's child path, which
+    # returns nowhere) stays undefined; where the frame is and x29 and x19 are is said all
+    # the same.
+    a.outermost()
+    a("stp x29, x30, [sp, #-32]!")
+    a.cfi_label(cfi.def_cfa_offset(32) + cfi.offset(DWARF_FP, 4))
+    a("mov x29, sp")
+    a.cfi_label(cfi.def_cfa_register(DWARF_FP))
+    a("str x19, [sp, #16]")
+    a.cfi_label(cfi.offset(DWARF_X19, 2))
+    a("mov x19, x0", f"ldr x9, [x19, #{TB_FN}]", f"ldr x0, [x19, #{TB_ARG}]", "blr x9",
       f"str x0, [x19, #{TB_RESULT}]", "dmb ish", "mov x0, #0")
     a.syscall(SYS_EXIT)
     a("brk #0")
