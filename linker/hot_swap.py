@@ -105,7 +105,10 @@ class HotSwap:
             return
         except OSError as e:  # ptrace refused (a seccomp or Yama policy, say)
             zo.release_retired()
-            if self.process.poll() is not None:  # it was ending: its end is what to report
+            # A thread that is exiting cannot be attached either: if the program was ending,
+            # its end is what to report.
+            self._wait_gone(self.process, 0.2)
+            if self.process.poll() is not None:
                 return
             self.stale = f"cannot stop the program's threads ({e.strerror})"
             return

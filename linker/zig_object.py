@@ -771,19 +771,22 @@ class ZigObject:
 
     def _check_running_value(self, index: int, code: Code, section: int) -> None:
         """A global that exists in the running copy changes: its running value is kept (the
-        new initial value goes to the file only), unless its size or place changes, or its
-        type: then the running value means something else, and the new one is written."""
+        new initial value goes to the file only), unless its type changed: then the running
+        value means something else, and the new one is written. A global of the same type
+        whose place changes cannot keep its value."""
         a = self.atoms[index]
         if not self._is_variable(a.section):
             return
         p = self.patch
-        if a.size != code.length:
+        if a.name in p.changed:
+            # No code that uses it as it was runs (`stale_users`): wherever it now is, at
+            # whatever size, it starts from its new initial value, as in a new program.
+            p.reset.append(a.name)
+        elif a.size != code.length:
             p.blockers.append(f"global {a.name} changed size")
         elif a.section != section:
             old, new = (self.elf.sections[i].shdr.name for i in (a.section, section))
             p.blockers.append(f"global {a.name} moved from {old} to {new}")
-        elif a.name in p.changed:
-            p.reset.append(a.name)
         else:
             p.private.add(index)
             p.kept.append(a.name)
