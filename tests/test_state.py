@@ -204,3 +204,30 @@ def test_any_flipped_bit_is_noticed(tmp_path: Path):
             Session.load(str(src), str(out), "x86_64")
     state.write_bytes(good)
     assert Session.load(str(src), str(out), "x86_64") is not None
+
+
+def test_another_spelling_of_the_source_path_is_a_full_build(tmp_path: Path):
+    """A panic message and the debug info hold the source's name as given: `p.toy`,
+    `./p.toy` and the absolute path make different outputs, so an update made under another
+    spelling would mix them."""
+    text = "fn f(x: int) -> int {\n    return 10 / x;\n}\nfn main() -> int {\n" \
+           "    return f(argc() - 1);\n}\n"
+    (tmp_path / "p.toy").write_text(text)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "p.toy").write_text(text.replace("10 /", "20 /"))
+    spellings = ["p.toy", "./p.toy", str(tmp_path / "p.toy"), "p.toy"]
+    assert toyc("build", "p.toy", "-o", "out", cwd=tmp_path).status == 0
+    (tmp_path / "p.toy").write_text(text.replace("10 /", "20 /"))
+    for before, name in zip(spellings, spellings[1:], strict=False):
+        r = toyc("build", "-v", name, "-o", "out", cwd=tmp_path)
+        assert r.status == 0, r.stderr
+        assert f"full build: the source was named {before} in the last build, now {name}" in \
+            r.stderr, r.stderr
+        c = toyc("build", name.replace(str(tmp_path), str(clean)), "-o", "out", cwd=clean)
+        assert c.status == 0, c.stderr
+        got, want = run([str(tmp_path / "out")]), run([str(clean / "out")])
+        assert got.stderr == want.stderr.replace(str(clean), str(tmp_path)), got.stderr
+        assert name in got.stderr
+        again = toyc("build", "-v", name, "-o", "out", cwd=tmp_path)
+        assert again.stdout.startswith("nothing changed"), again.stdout + again.stderr

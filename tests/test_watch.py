@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,35 @@ def test_watch_exits_cleanly_on_sigterm(tmp_path: Path, watcher: Watcher):
     r = run([*TOYC, "build", "-v", "src.toy", "-o", "prog"], cwd=tmp_path)
     assert r.status == 0 and "full build" not in r.stdout + r.stderr, r.stdout + r.stderr
     assert run_prog(tmp_path) == (3, "hello 140 1\n", "")
+
+
+def test_a_save_while_the_watch_starts_is_not_lost(tmp_path: Path):
+    """No event reports a save made before the watcher is armed: right after the first line,
+    or during the first build of a large file. Once armed, the watch compares the file with
+    what it built."""
+    src = tmp_path / "src.toy"
+    big = "".join(f"fn pad{i}(x: int) -> int {{\n    return x * {i} + 1;\n}}\n\n"
+                  for i in range(600))
+    for early in (True, False):
+        src.write_text(big + source())
+        w = Watcher(tmp_path)
+        try:
+            if early:
+                assert w.line().startswith("built")
+            else:  # while the first build runs
+                deadline = time.monotonic() + TIMEOUT
+                while not (tmp_path / "prog").exists() and not list(tmp_path.glob(".prog.*")):
+                    assert time.monotonic() < deadline, "the first build never started"
+                    time.sleep(0.002)
+            save_in_place(src, big + source(greeting="saved early"))
+            if not early:
+                assert w.line().startswith("built")
+            line = w.line()
+            assert line.startswith("updated GREETING"), line
+            assert run([str(tmp_path / "prog")]).stdout == "saved early 40 1\n"
+            w.quiet()
+        finally:
+            w.stop()
+        (tmp_path / "prog").unlink()
+        for state in tmp_path.glob(".prog.*"):
+            state.unlink()

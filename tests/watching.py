@@ -25,16 +25,21 @@ TIMEOUT = 10.0
 class Watcher:
     """A running `toyc watch`, its output lines in queues."""
 
-    def __init__(self, cwd: Path, *args: str):
-        self.proc = subprocess.Popen([*TOYC, "watch", "src.toy", "-o", "prog", *args], cwd=cwd,
+    def __init__(self, cwd: Path, *args: str, command: list[str] | None = None):
+        """`toyc watch src.toy -o prog ARGS` in `cwd`; `command` runs instead of `toyc`."""
+        self.proc = subprocess.Popen([*(command or TOYC), "watch", "src.toy", "-o", "prog",
+                                      *args], cwd=cwd,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
         self.stdout: queue.Queue[str] = queue.Queue()
         self.stderr: queue.Queue[str] = queue.Queue()
         self.seen_stderr: list[str] = []
         self.seen: list[str] = []  # stdout lines that line_matching read
-        for stream, q in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
-            threading.Thread(target=self._pump, args=(stream, q), daemon=True).start()
+        self.pumps = [threading.Thread(target=self._pump, args=(stream, q), daemon=True)
+                      for stream, q in ((self.proc.stdout, self.stdout),
+                                        (self.proc.stderr, self.stderr))]
+        for pump in self.pumps:
+            pump.start()
 
     @staticmethod
     def _pump(stream, q: queue.Queue) -> None:
@@ -52,6 +57,11 @@ class Watcher:
     def quiet(self) -> None:
         """No line is waiting: every save so far printed exactly one."""
         assert self.stdout.empty(), f"unexpected line: {self.stdout.get_nowait()!r}"
+
+    def all_output(self, timeout: float = TIMEOUT) -> None:
+        """Once the process has ended: until every line it wrote is in the queues."""
+        for pump in self.pumps:
+            pump.join(timeout)
 
     def drain_stderr(self) -> list[str]:
         while True:

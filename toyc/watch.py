@@ -15,6 +15,7 @@ again. The watch ends the program when it ends itself.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
@@ -120,7 +121,8 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
         pass
     finally:
         # A second Ctrl-C must not cut this short: the state saved must describe the output.
-        with held():
+        # (Nor change the status: the watch was stopping anyway.)
+        with contextlib.suppress(KeyboardInterrupt), held():
             if swap is not None:
                 swap.stop()
             if session is not None:
