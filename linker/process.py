@@ -45,6 +45,7 @@ NT_PRSTATUS = 1
 WALL = 0x40000000
 IOV_MAX = 1024
 REGS_MAX = 4096  # larger than any architecture's NT_PRSTATUS register set
+EXIT_WAIT_S = 0.05  # how long a thread that refuses ptrace may take to finish exiting
 STOP_TIMEOUT_S = 2.0  # a thread that PTRACE_INTERRUPT has not stopped by then is not stoppable
 
 
@@ -185,8 +186,8 @@ class Process:
                     try:
                         _ptrace(PTRACE_SEIZE, tid)
                     except OSError as e:
-                        if e.errno == errno.ESRCH:  # the thread ended meanwhile
-                            continue
+                        if e.errno == errno.ESRCH or self._exiting(tid):
+                            continue  # the thread ended meanwhile (an exiting one: EPERM)
                         raise  # not allowed to trace: nothing may be written then
                     seized[tid] = 0  # attached: whatever happens next, detach it
                     try:
@@ -243,6 +244,23 @@ class Process:
                 if status >> 16 == PTRACE_EVENT_STOP:
                     return 0
                 return os.WSTOPSIG(status)  # a signal arrived first; it is handed back later
+
+    def _exiting(self, tid: int) -> bool:
+        """Whether thread `tid` refused to be attached because it is exiting: the kernel says
+        EPERM then, as it does when tracing is not allowed. An exiting thread is gone (or a
+        zombie) within milliseconds; a live one stays."""
+        deadline = time.monotonic() + EXIT_WAIT_S
+        while True:
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return True
+            if state in ("Z", "X", "x"):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
 
     def _reaped(self, tid: int) -> bool:
         """Whether attached thread `tid` had ended, and is now reaped (a stopped one has no
