@@ -463,8 +463,6 @@ class ZigObject:
         s = self.symbols[sym]
         if stype == elf.STT_TLS:
             self.tls_navs.add(sym)
-            if self.patch is not None:  # every running thread's block has the old layout
-                self.patch.blockers.append(f"thread-local {name} changed")
         else:
             self.tls_navs.discard(sym)
         if s.type != stype:
@@ -476,6 +474,11 @@ class ZigObject:
                 s.trampoline = 0
         outcome = self._place(sym, code, self.section_of[key], line)
         self.outcome[name] = outcome
+        if stype == elf.STT_TLS and self.patch is not None and \
+                outcome not in ("unchanged", "lines"):
+            # Every running thread's block has the old layout and values (exports alone
+            # change only .symtab).
+            self.patch.blockers.append(f"thread-local {name} changed")
         if self.dwarf is not None and code.debug is not None:
             self.dwarf.note(name, code, line)
         return outcome
