@@ -333,3 +333,14 @@ def test_a_reader_that_stops_after_one_line_ends_inspect_quietly(tmp_path: Path)
         # the status a shell gives a tool that SIGPIPE killed, 128 + 13, as `seq 1000000 |
         # head -1` gives seq. (Status 0 would mean the output fit in the pipe.)
         assert err == "" and status == 141, (args, err, status)
+
+
+def test_a_runtime_helper_is_disassembled_with_the_state_beside_it(tmp_path: Path):
+    (tmp_path / "p.toy").write_text("fn main() -> int { print(1); return 0; }\n")
+    assert run([*TOYC, "build", "p.toy", "-o", "p"], cwd=tmp_path).status == 0
+    r = run([*TOYC, "inspect", "p", "--disasm", "_start"], cwd=tmp_path)
+    assert r.status == 0 and r.stderr == "", r.stderr
+    assert r.stdout.startswith("_start in .text.zig at 0x")
+    objdump = run([require("objdump"), "-d", str(tmp_path / "p")]).stdout
+    first = r.stdout.splitlines()[1].split()[0].rstrip(":")
+    assert f"{first} <_start>:" in objdump

@@ -372,7 +372,10 @@ def _linked_relocs(path: str, name: str) -> list[dict]:
     arch = get_arch(state["arch"])
     zo = ZigObject.from_state(state["linker"], -1, arch)
     elf = ELFFile(io.BytesIO(Path(path).read_bytes()))
-    atom = zo.symbol_atom(zo.navs[name])
+    sym = zo.navs.get(name, zo.lazy.get(name))  # a declaration, or a runtime helper
+    if sym is None:
+        return []
+    atom = zo.symbol_atom(sym)
     out = []
     for r in atom.relocs:
         sym = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}[r.target.kind].get(r.target.key)
