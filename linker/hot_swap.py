@@ -9,12 +9,13 @@ a `Patch`, and, once the linker has written the file, writes the same bytes into
 and lets it go on. The ZigObject keeps code that is in use intact (see `Patch`).
 
 Not everything can be swapped. A global whose initializer changed keeps its running value (the
-new one goes to the file: it is what the next start sees). A global that changed size or
-section, a full rebuild of the output, memory the program does not have, or a thread that stays
-in the first bytes of a function that must move, mean that the program is left running the
-previous version; it is then "stale" and no later update is written into it, until it is
-restarted (`--restart` does that at once). `report` says, in one clause for the summary line,
-which of these happened. toyc writes only into the process it started.
+new one goes to the file: it is what the next start sees), unless its type changed. Code a
+thread is in that uses a declaration whose kind, signature or type changed, a global of the
+same type that changed section, a full rebuild of the output, memory the program does not
+have, or a thread that stays in the first bytes of a function that must move, mean that the
+program is left running the previous version; it is then "stale" and no later update is
+written into it, until it is restarted (`--restart` does that at once). `report` says, in one
+clause for the summary line, which of these happened. toyc writes only into the process it started.
 """
 
 from __future__ import annotations
@@ -76,15 +77,13 @@ class HotSwap:
 
     # ---- one update ---------------------------------------------------------------------------
 
-    def begin(self, zo: ZigObject, functions: list[str],
-              changes: dict[str, str] | None = None) -> None:
+    def begin(self, zo: ZigObject, functions: list[str], changes: dict[str, str]) -> None:
         """Before the linker runs: stop the program and give the ZigObject the patch to fill,
         if the program is running the version in the file. `functions` are the functions the
         update rewrites; `changes` the declarations whose kind, signature or type changed
         (name -> what changed): no thread may be in code built against their old version."""
         self.attempted = True
         self.result = ""
-        changes = changes or {}
         if not self.running() or self.stale:
             zo.release_retired()
             return

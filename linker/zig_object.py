@@ -633,12 +633,10 @@ class ZigObject:
         index = self.symbols[sym].atom
         a = self.atoms[index]
         digest = code_hash(code)
-        if a.alive and a.section == section and a.code_hash == digest:
-            if self.patch is not None and a.name in self.patch.changed and \
-                    self._is_variable(section):
-                # The same bytes as another type: the running value means something else now.
-                self.patch.reset.append(a.name)
-                self.pending[index] = code.data if code.size < 0 else bytes(code.size)
+        # (The same bytes as another type are written again: a running copy's value of it
+        # means something else now, `_check_running_value`.)
+        retyped = self.patch is not None and a.name in self.patch.changed
+        if a.alive and a.section == section and a.code_hash == digest and not retyped:
             if line and self.update_line(a.name, line):
                 return "lines"
             return "unchanged"
@@ -737,7 +735,7 @@ class ZigObject:
                 out.append(name)
         return out
 
-    def stale_users(self, changed: dict[str, str] | set[str],
+    def stale_users(self, changed: dict[str, str],
                     busy: list[int]) -> list[tuple[str, str]]:
         """(function, declaration) pairs: code that a thread is in (past its first byte) or
         will return into, and that refers to a declaration in `changed`: it was built against
@@ -776,7 +774,7 @@ class ZigObject:
         """A global that exists in the running copy changes: its running value is kept (the
         new initial value goes to the file only), unless its type changed: then the running
         value means something else, and the new one is written. A global of the same type
-        whose place changes cannot keep its value."""
+        (so of the same size) whose section changes cannot keep its value."""
         a = self.atoms[index]
         if not self._is_variable(a.section):
             return
@@ -785,8 +783,6 @@ class ZigObject:
             # No code that uses it as it was runs (`stale_users`): wherever it now is, at
             # whatever size, it starts from its new initial value, as in a new program.
             p.reset.append(a.name)
-        elif a.size != code.length:
-            p.blockers.append(f"global {a.name} changed size")
         elif a.section != section:
             old, new = (self.elf.sections[i].shdr.name for i in (a.section, section))
             p.blockers.append(f"global {a.name} moved from {old} to {new}")

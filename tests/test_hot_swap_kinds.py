@@ -671,14 +671,6 @@ def check_reason(reason: str, old: Model, new: Model, ever_used: dict[str, set[s
         assert user in ever_used.get(name, set()) | users(old, name), \
             f"{user} does not use {name}"
         return "running user: " + ("changed kind" if how.startswith("changed from") else how)
-    m = re.fullmatch(r"global (\S+) changed size", reason)
-    if m:
-        o, d = old.get(m.group(1)), new.get(m.group(1))
-        assert o is not None and o.kind == "var", f"{m.group(1)} was no var"
-        if d is not None and d.kind != "fn":
-            assert o.size() != d.size(), f"{m.group(1)} has the same size"
-            return "global changed size"
-        return f"global changed size (a var became {ARTICLE[d.kind] if d else 'nothing'})"
     m = re.fullmatch(r"global (\S+) moved from (\S+) to (\S+)", reason)
     if m:
         name, a, b = m.groups()

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import platform
-import select
 import shutil
 import signal
 import sys
@@ -155,20 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
-def _closed_by_reader() -> bool:
-    """Whether stdout or stderr is a pipe or socket whose reader has gone away (then writing
-    to it raises BrokenPipeError): poll reports an error on the writing end."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            poll = select.poll()
-            poll.register(stream.fileno(), select.POLLOUT)
-            if any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0)):
-                return True
-        except (OSError, ValueError, AttributeError):  # closed, or not a file
-            continue
-    return False
-
-
 def _main(argv: list[str] | None) -> int:
     # A build allocates many small objects and frees few: the cycle collector would spend a
     # fifth of the time finding nothing. The process is short-lived.
@@ -245,9 +230,9 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise  # the reader of the output went away: for main() to end quietly
     except Exception as e:  # a bug in toyc: say so, without a traceback
-        if isinstance(e, BrokenPipeError) and _closed_by_reader():
-            raise  # not a bug: the reader of the output went away, for main() to end quietly
         if os.environ.get("TOYC_DEBUG"):
             traceback.print_exc()
         print(f"toyc: internal error: {type(e).__name__}: {e}\n"

@@ -85,24 +85,19 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
                 _report(ended)
             if not src.exists():
                 continue
-            if any(Path(p) == src for _, p in changes):
-                if not seen.changed(compare=True):
-                    continue  # an event for a save that an update has already read
-            elif armed and not seen.changed(compare=False):
+            # On an event, or once armed, the bytes are compared too: an event may be for a
+            # save an update has already read, and a save can keep the file's time.
+            first, armed = not armed, True
+            if not seen.changed(compare=first or any(Path(p) == src for _, p in changes)):
                 continue
-            elif not armed:
-                armed = True
-                if not seen.changed(compare=True):
-                    continue
             seen.read()
             if session is None:
                 session = _start(path, output, arch_name, swap, debug)
                 continue
-            before = _stamp(src)
             try:
                 summary = session.update()
             except CompileError as e:
-                if _stamp(src) != before:
+                if _stamp(src) != seen.stamp:
                     continue  # read while being written: the rest of the save is coming
                 sys.stdout.flush()
                 sys.stderr.write(e.render())
