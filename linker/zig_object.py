@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from linker import atom as atoms_mod
 from linker import elf
 from linker.atom import Atom, ideal_capacity
-from linker.dwarf import REFERRED, RELOCATED, Dwarf
-from linker.elf_file import ElfFile, LinkError, Section
-from toyc.code import (
+from linker.code import (
     LINE_FIELD_SIZE,
     LINE_SHIFTS,
     START_TLS,
@@ -41,6 +39,8 @@ from toyc.code import (
     RelocationOverflow,
     Target,
 )
+from linker.dwarf import REFERRED, RELOCATED, Dwarf
+from linker.elf_file import ElfFile, LinkError, Section
 
 # name, virtual base, segment flags, section type, section flags, virtual room, min capacity
 ZIG_SECTIONS = {

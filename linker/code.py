@@ -1,0 +1,153 @@
+"""The linker's contract with code generators: the bytes an architecture hands to the linker,
+their alignment and their relocations, and the facts about the architecture it needs.
+
+A relocation names its `Target` symbolically: a declaration by name ("nav"), an unnamed
+constant by value ("uav", e.g. the bytes of a string literal, stored once however often it is
+used) or a runtime helper by name ("lazy", created the first time something refers to it). The
+linker turns targets into addresses; the architecture knows how to patch them into bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Target", "nav", "uav", "lazy", "Reloc", "Code", "LINE_FIELD_SIZE", "LINE_SHIFTS", "TLS_INFO",
+    "START_TLS", "LazySymbol", "ArchInfo", "RelocationOverflow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: str  # "nav", "uav" or "lazy"
+    key: str | bytes
+
+    def describe(self) -> str:
+        if self.kind == "uav":
+            return f"constant {self.key[:20]!r}"
+        return str(self.key)
+
+
+def nav(name: str) -> Target:
+    """A declaration, by name."""
+    return Target("nav", name)
+
+
+def uav(value: bytes) -> Target:
+    """A string constant, by value."""
+    return Target("uav", value)
+
+
+def lazy(name: str) -> Target:
+    """A runtime helper or runtime data, by name."""
+    return Target("lazy", name)
+
+
+@dataclass(slots=True)
+class Reloc:
+    offset: int  # where in the atom's bytes the field to patch starts
+    type: int  # the architecture's ELF relocation type
+    target: Target
+    addend: int
+
+
+@dataclass(slots=True)
+class Code:
+    """The bytes of one atom as generated, before its relocations are applied."""
+
+    data: bytes
+    relocs: list[Reloc] = field(default_factory=list)
+    align: int = 1
+    size: int = -1  # for zero-fill atoms: the size, with empty data
+    # (offset, line relative to the declaration's first line) of each line field in `data`:
+    # a 64-bit word (LINE_FIELD_SIZE bytes, the target's byte order) holding a source line in
+    # its low 32 bits and, in its high 32 bits, the number of line shifts recorded when it was
+    # written (see LINE_SHIFTS). The linker writes these, so that code which only moved to
+    # other lines is not regenerated.
+    line_fields: list[tuple[int, int]] = field(default_factory=list)
+    # For debug info, all optional. `rows`: (offset, line relative to the declaration's first
+    # line, column) where the code of each statement starts, in address order: the function's
+    # line table. `frame_slots`: where each of the function's locals (`FnDecl.locals` order)
+    # lives, as its lowest byte's distance below the frame pointer (`ArchInfo.dwarf_fp`).
+    rows: list[tuple[int, int, int]] = field(default_factory=list)
+    frame_slots: list[int] = field(default_factory=list)
+    # `local_regs`: per local, the DWARF number of the register it lives in for the whole
+    # function, or -1 where it lives in its frame slot (empty: every local in its slot).
+    local_regs: list[int] = field(default_factory=list)
+    # `scopes`: the code range [start, end) of each block of the function, the body first, in
+    # the order the blocks appear in the source (`toyc.debuginfo` numbers them the same way).
+    scopes: list[tuple[int, int]] = field(default_factory=list)
+    # `cfi`: the call frame instructions of the function (`toyc.cfi`), after those of the
+    # architecture's common entry (`ArchInfo.cfa_initial`); empty: none.
+    cfi: bytes = b""
+    # The declaration as debug info describes it (`toyc.debuginfo.DebugDecl`); the driver
+    # sets it, not the architecture.
+    debug: object | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.data) if self.size < 0 else self.size
+
+
+LINE_FIELD_SIZE = 8
+# The lazy data symbol that records line shifts: a u32 count N, then N entries of (u32 first
+# line, i32 delta), each saying "from this line on (numbered as before this shift), lines moved
+# by delta". A line field written after k shifts is turned into today's line by applying
+# entries k..N-1 in order; the runtime does this when it reports a panic.
+LINE_SHIFTS = "toy.rt.line_shifts"
+# The lazy data symbol holding what the runtime needs to set up a thread's TLS block: three
+# 64-bit words, the TLS image's address, its size in the file, and the size of a thread's
+# block (the image, the zero-filled rest, aligned). The linker writes it.
+TLS_INFO = "toy.rt.tls_info"
+# What the architecture calls the entry point of a program with thread-locals (it sets up the
+# main thread's TLS block first); the linker names it `_start` too.
+START_TLS = "_start.tls"
+
+
+@dataclass(slots=True)
+class LazySymbol:
+    """A runtime helper generated on first use, and where it goes."""
+
+    code: Code
+    section: str  # "text", "rodata", "data" or "bss"
+    kind: str = "func"  # "func" or "object"
+    binding: str = "local"  # "local" or "global"
+    listed: bool = True  # whether it has a .symtab row
+
+
+@dataclass(frozen=True, slots=True)
+class ArchInfo:
+    name: str
+    elf_machine: int
+    ptr_size: int
+    page_size: int
+    function_align: int
+    trampoline_size: int
+    byteorder: str = "little"  # of line fields, the line shift table and registers
+    # where the stack pointer is in the NT_PRSTATUS register set that ptrace returns (for hot
+    # swap, which scans each thread's stack for code addresses)
+    sp_offset: int = 0
+    # Where thread-locals sit relative to the thread pointer: variant 2 (x86_64), the TLS block
+    # ends at the thread pointer; variant 1 (AArch64), it starts `tls_tcb_size` bytes after it.
+    tls_variant: int = 2
+    tls_tcb_size: int = 0
+    # DWARF: the frame pointer's register number (locals are found from it) and the
+    # relocation types that put a 64-bit and a 32-bit absolute value into debug sections of
+    # an object; -1 where the architecture describes no locations or objects' debug info
+    dwarf_fp: int = -1
+    abs64_reloc: int = -1
+    abs32_reloc: int = -1
+    # Call frame information (`.debug_frame`, see `toyc.cfi`) for functions whose code has
+    # some: the code and data alignment factors, the DWARF number of the return address
+    # column, and the instructions that hold at a function's first byte; -1: none
+    cfa_code_align: int = 1
+    cfa_data_align: int = -8
+    cfa_ra_register: int = -1
+    cfa_initial: bytes = b""
+    # how capstone disassembles the code (`toyc inspect --disasm`): the names of its
+    # architecture and mode constants, e.g. ("CS_ARCH_X86", "CS_MODE_64"); empty: it cannot
+    disassembler: tuple[str, ...] = ()
+
+
+class RelocationOverflow(Exception):
+    """A relocated value does not fit its field."""
