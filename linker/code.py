@@ -80,8 +80,8 @@ class Code:
     # `cfi`: the call frame instructions of the function (`toyc.cfi`), after those of the
     # architecture's common entry (`ArchInfo.cfa_initial`); empty: none.
     cfi: bytes = b""
-    # The declaration as debug info describes it (`toyc.debuginfo.DebugDecl`); the driver
-    # sets it, not the architecture.
+    # The declaration as debug info describes it (`linker.dwarf.DebugDecl`, built by
+    # `toyc.debuginfo`); the driver sets it, not the architecture.
     debug: object | None = None
 
     @property

@@ -21,6 +21,10 @@ width). The unit's address range, `.debug_aranges` and the unit lengths are patc
 code section or a debug section grows. `.debug_str` and `.debug_line_str` hold the producer and
 the file's names, written once. In an object, every address and section offset is also a
 relocation for the system linker (`relocs`).
+
+What it is told of each declaration is a `DebugDecl`, which the compiler builds
+(`toyc.debuginfo`) and attaches to the declaration's code; types in it are `DebugType`s, which
+say only what DWARF needs of a type.
 """
 
 from __future__ import annotations
@@ -33,9 +37,48 @@ from dataclasses import dataclass, field
 from linker import elf
 from linker.atom import pad_to_ideal
 from linker.elf_file import ElfFile, Section
-from toyc import __version__
-from toyc.leb128 import sleb, uleb
-from toyc.types import Type
+from linker.leb128 import sleb, uleb
+
+# ---- what the compiler says of a declaration (`Code.debug`) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DebugType:
+    """A type as debug info needs it: a base type ("int", "bool" or "str"), or an "array"
+    of `length` `elem`s."""
+
+    name: str
+    elem: DebugType | None = None
+    length: int = 0
+
+    @property
+    def is_array(self) -> bool:
+        return self.name == "array"
+
+
+@dataclass(slots=True)
+class DebugVar:
+    name: str
+    ty: DebugType
+    local: int  # index into the function's locals (and `Code.frame_slots`)
+    param: bool
+    line: int  # relative to the declaration's first line
+    col: int
+    scope: int = 0  # the block it is declared in (an index into DebugDecl.scopes)
+
+
+@dataclass(slots=True)
+class DebugDecl:
+    name: str
+    kind: str  # "fn", "var", "const" or "threadlocal"
+    col: int
+    ty: DebugType | None  # a global's type, a function's result type (None: none)
+    external: bool  # exported under its own name
+    vars: list[DebugVar] = field(default_factory=list)  # a function's parameters and locals
+    # a function's blocks, the body first, in source order (as `Code.scopes` gives their
+    # code): the index of the block each one is nested in (-1 for the body)
+    scopes: list[int] = field(default_factory=list)
+
 
 # ---- DWARF numbers -------------------------------------------------------------------------------
 
@@ -241,16 +284,19 @@ class Region:
 
 
 class Dwarf:
-    def __init__(self, elf_file: ElfFile, arch_info, source_path: str):
+    def __init__(self, elf_file: ElfFile, arch_info, source_path: str, producer: str = ""):
         self.elf = elf_file
         self.info = arch_info
         self.source_path = source_path
+        # the compiler, as the unit's DW_AT_producer names it: written once, by `create`, so a
+        # Dwarf loaded from state does without it
+        self.producer = producer
         self.sections: dict[str, int] = {}
         self.entries: dict[str, Entry] = {}
         self.info_region = Region(0, 0, [])
         self.line_region = Region(0, 0, [])
         self.frame_region = Region(0, 0, [])
-        self.types: dict[Type, int] = {}  # base type -> its DIE's offset
+        self.types: dict[str, int] = {}  # base type's name -> its DIE's offset
         self.code_range = (0, 0)  # the unit's address range as last written
         # what the next flush writes: name -> (its code, its line)
         self.pending: dict[str, tuple] = {}
@@ -277,8 +323,7 @@ class Dwarf:
 
     def _write_fixed(self) -> None:
         self._write(".debug_abbrev", 0, _abbrev_table())
-        producer = f"toyc {__version__}".encode() + b"\0"
-        self._write(".debug_str", 0, producer)
+        self._write(".debug_str", 0, self.producer.encode() + b"\0")
         comp_dir = os.path.dirname(os.path.abspath(self.source_path))
         name = os.path.basename(self.source_path)
         strings = comp_dir.encode() + b"\0" + name.encode() + b"\0"
@@ -296,7 +341,7 @@ class Dwarf:
         cu += uleb(POINTER) + bytes([8]) + struct.pack("<I", types["char"])
         types["str"] = len(cu)
         cu += uleb(TYPEDEF) + b"str\0" + struct.pack("<I", pointer)
-        self.types = {Type(k): v for k, v in types.items()}
+        self.types = types
         self.info_region = Region(len(cu), len(cu), [])
         self._write(".debug_info", 0, bytes(cu))
         # .debug_line: header with the directory and the file (as entries 0 and 1); sequences
@@ -489,11 +534,11 @@ class Dwarf:
         b.size, b.digest, b.line_at, b.addrs = len(data), digest, line_at, addrs
         return True
 
-    def _type_ref(self, out: bytearray, base: int, ty: Type) -> int:
+    def _type_ref(self, out: bytearray, base: int, ty: DebugType) -> int:
         """The offset of type `ty`'s DIE, appending an array type's DIEs to `out` (which will
         be written at `base`) when it needs one."""
         if not ty.is_array:
-            return self.types[Type(ty.name)]
+            return self.types[ty.name]
         elem = self._type_ref(out, base, ty.elem)
         at = base + len(out)
         out += uleb(ARRAY) + struct.pack("<I", elem)
@@ -648,7 +693,7 @@ class Dwarf:
                             _block(e.frame)] for n, e in self.entries.items()},
             "regions": [[r.start, r.end, r.free]
                         for r in (self.info_region, self.line_region, self.frame_region)],
-            "types": [[t.name, off] for t, off in self.types.items()],
+            "types": [[name, off] for name, off in self.types.items()],
             "code_range": list(self.code_range),
             "header": [self.name_offset, self.line_dir_at, self.line_file_at],
         }
@@ -661,7 +706,7 @@ class Dwarf:
                      for n, (i, ln, decl_line, kind, frame) in state["entries"].items()}
         d.info_region, d.line_region, d.frame_region = (
             Region(s, e, [list(f) for f in free]) for s, e, free in state["regions"])
-        d.types = {Type(n): off for n, off in state["types"]}
+        d.types = {n: off for n, off in state["types"]}
         d.code_range = tuple(state["code_range"])
         d.name_offset, d.line_dir_at, d.line_file_at = state["header"]
         return d

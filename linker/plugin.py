@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from toyc.hookspecs import hookimpl
+import pluggy
+
+# pluggy matches implementations to hooks by project name, so this marker is the same as
+# `toyc.hookspecs.hookimpl` without the linker importing the compiler.
+hookimpl = pluggy.HookimplMarker("toyc")
 
 
 @hookimpl

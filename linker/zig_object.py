@@ -124,12 +124,16 @@ class Symbol:
     trampoline: int = 0  # the atom holding its trampoline, 0 if it never moved
     listed: bool = True  # whether it belongs in .symtab
     exports: str = ""  # for an export under another name: the nav it names
+    # An input file's symbol lies inside its section's atom, and has a size of its own; with
+    # the null atom, `value` is an absolute address.
+    value: int = 0
+    size: int = -1  # -1: the atom's
 
 
 class ZigObject:
     def __init__(self, elf_file: ElfFile, arch, source_path: str,
                  size_hints: dict[str, int] | None = None, relocatable: bool = False,
-                 debug: bool = False):
+                 debug: bool = False, producer: str = ""):
         self.elf = elf_file
         self.arch = arch
         # A relocatable object (ET_REL): sections at address 0 and no segments; references
@@ -171,6 +175,7 @@ class ZigObject:
         self.retired: list[tuple[int, int]] = []  # (atom, function symbol or 0) kept for it
         self.deferred: set[Target] = set()  # unused targets not freed while it runs
         self.dwarf: Dwarf | None = None  # the debug info, unless stripped
+        self.producer = producer  # the compiler, as the debug info names it (Dwarf.producer)
         if size_hints is not None:
             self._create_sections(size_hints, debug)
 
@@ -210,7 +215,7 @@ class ZigObject:
         """The sections every output ends with: the debug info's (in an object, with .rela
         sections for the system linker), the symbol and string tables."""
         if debug:
-            self.dwarf = Dwarf(self.elf, self.arch.info, self.source_path)
+            self.dwarf = Dwarf(self.elf, self.arch.info, self.source_path, self.producer)
             self.dwarf.create()
             if self.relocatable:
                 for name in RELOCATED:

@@ -16,7 +16,7 @@ the thread start routine `spawn` calls) has no caller: its return address column
 
 from __future__ import annotations
 
-from toyc.leb128 import uleb
+from linker.leb128 import uleb
 
 DW_CFA_advance_loc, DW_CFA_offset = 0x40, 0x80
 DW_CFA_advance_loc1, DW_CFA_advance_loc2, DW_CFA_advance_loc4 = 2, 3, 4

@@ -649,7 +649,7 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
     sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
     sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
     zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,
-                   size_hints(sizes), relocatable, debug)
+                   size_hints(sizes), relocatable, debug, f"toyc {__version__}")
     hook = plugin_manager().hook
     for d, code in zip(decls, codes, strict=True):
         _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
