@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "Target", "nav", "uav", "lazy", "Reloc", "Code", "LINE_FIELD_SIZE", "LINE_SHIFTS", "TLS_INFO",
-    "START_TLS", "LazySymbol", "ArchInfo", "RelocationOverflow",
+    "START_TLS", "CTORS_INFO", "CTORS_SUFFIX", "EXIT", "LazySymbol", "ArchInfo",
+    "RelocationOverflow", "NEEDS_NOTHING", "NEEDS_ADDRESS", "NEEDS_GOT_SLOT", "NEEDS_TLS",
+    "UNSUPPORTED", "RelocInfo", "RelocSite", "Applied",
 ]
 
 
@@ -102,6 +104,15 @@ TLS_INFO = "toy.rt.tls_info"
 # What the architecture calls the entry point of a program with thread-locals (it sets up the
 # main thread's TLS block first); the linker names it `_start` too.
 START_TLS = "_start.tls"
+# The lazy data symbol holding the bounds of the constructor and destructor arrays of the
+# objects linked in: four words, `.init_array`'s start and end, then `.fini_array`'s (all zero
+# without). The linker writes it. With constructors or destructors, the entry point is the
+# architecture's `_start.ctors` (or, with thread-locals too, `_start.tls.ctors`): it runs the
+# constructors (`toy.rt.init`) before `main`, and ends through EXIT, which runs the
+# destructors, last first, and exits; Toy's `exit` calls EXIT too.
+CTORS_INFO = "toy.rt.ctors"
+CTORS_SUFFIX = ".ctors"
+EXIT = "toy.rt.exit"
 
 
 @dataclass(slots=True)
@@ -151,3 +162,52 @@ class ArchInfo:
 
 class RelocationOverflow(Exception):
     """A relocated value does not fit its field."""
+
+
+# ---- relocations of input objects (C code linked in) -------------------------------------------
+#
+# The linker reads every relocation of an input object, asks the architecture what it needs
+# (`RelocInfo`), gives it the values it needs (`RelocSite`) and lets it write the field, relaxing
+# the instruction around it where it can (`Applied`). What depends on a target that can move
+# (a Toy declaration; a thread-local, whose offset follows the TLS layout) the architecture
+# describes as an ordinary `Reloc`, which the linker keeps and re-applies when the target moves.
+
+# What a relocation type needs of the linker (`RelocInfo.needs`)
+NEEDS_NOTHING = "none"  # nothing to write (R_X86_64_NONE)
+NEEDS_ADDRESS = "address"  # the target's address, and perhaps the GOT's
+NEEDS_GOT_SLOT = "got"  # a GOT slot holding the target's address
+NEEDS_TLS = "tls"  # the target is a thread-local (its offset from the thread pointer)
+UNSUPPORTED = "unsupported"  # the architecture cannot link it
+
+
+@dataclass(frozen=True, slots=True)
+class RelocInfo:
+    name: str  # as the ELF psABI names it, for messages: "R_X86_64_GOTPCRELX"
+    needs: str  # one of the NEEDS_* above
+
+
+@dataclass(slots=True)
+class RelocSite:
+    """One relocation of an input section, with the values its formula may use."""
+
+    offset: int  # of the field in the section's bytes
+    type: int
+    addend: int  # A
+    place: int  # P: the field's address (in a section not loaded: its offset in the section)
+    target: int  # S: the target's address; a thread-local's offset from the thread pointer
+    got: int = 0  # GOT: the global offset table's address
+    got_slot: int = 0  # G + GOT: the address of the target's GOT slot, 0 if it has none
+    size: int = 0  # Z: the target symbol's size
+    loaded: bool = True  # whether the section is loaded (code and data, not debug info)
+    tls_offset: int = 0  # a thread-local's offset in the TLS image (for debug info)
+
+
+@dataclass(slots=True)
+class Applied:
+    """What applying a `RelocSite` did: `remember`, the relocation (of a type
+    `toyc_apply_relocation` knows, at an offset in the same bytes, with its addend) that
+    writes the same field again for another target address, or None when the field does not
+    depend on it; `skip_next`: the next relocation belonged to a sequence this one relaxed."""
+
+    remember: Reloc | None = None
+    skip_next: bool = False

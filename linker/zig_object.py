@@ -30,6 +30,8 @@ from linker import atom as atoms_mod
 from linker import elf
 from linker.atom import Atom, ideal_capacity
 from linker.code import (
+    CTORS_INFO,
+    CTORS_SUFFIX,
     LINE_FIELD_SIZE,
     LINE_SHIFTS,
     START_TLS,
@@ -56,7 +58,7 @@ ZIG_SECTIONS = {
 }
 SECTION_ALIGN = {"text": 16, "rodata": 8, "data": 8, "bss": 8}
 ENTRY = "_start"
-STATE_VERSION = 6  # 6: runtime helpers have frame description entries (Dwarf.entries)
+STATE_VERSION = 7  # 7: symbols of input files (a value in their atom, a size of their own)
 # an export's linkage -> its symbol's binding
 BINDINGS = {"strong": elf.STB_GLOBAL, "weak": elf.STB_WEAK, "internal": elf.STB_LOCAL}
 
@@ -141,6 +143,13 @@ class ZigObject:
         self.relocatable = relocatable
         self.rela: dict[int, int] = {}  # section -> its .rela section
         self.externs: dict[str, int] = {}  # name -> undefined symbol, in an object
+        # Input files' globals, by name, and C's two TLS blocks (".tdata", ".tbss"): the
+        # symbols a Toy extern or a remembered relocation of an input section resolves to.
+        self.linked: dict[str, int] = {}
+        # the bounds of the linked objects' .init_array and .fini_array (CTORS_INFO)
+        self.ctors = [0, 0, 0, 0]
+        # What the link's inputs were (`toyc.session` checks them; `toyc inspect` shows them)
+        self.inputs: dict = {}
         self.tls_navs: set[int] = set()  # symbols of thread-locals
         self.tls_phdr = -1  # the PT_TLS header, once there are thread-locals
         self.tls_layout: list[int] = []  # [image size, .tbss address, block size] last written
@@ -388,9 +397,12 @@ class ZigObject:
         return b"".join(v.to_bytes(8, self.arch.info.byteorder) for v in (image, size, block))
 
     def _choose_entry(self, entry: int) -> None:
-        """The entry point sets up the main thread's TLS block when there are thread-locals:
-        the architecture's START_TLS code, still named _start."""
+        """The entry point sets up the main thread's TLS block when there are thread-locals
+        (the architecture's START_TLS code), and runs constructors and destructors when the
+        linked objects have some (CTORS_SUFFIX); it is named _start all the same."""
         want = START_TLS if self.tls_navs else ENTRY
+        if any(self.ctors):
+            want += CTORS_SUFFIX
         if self.entry_kind == want:
             return
         self.entry_kind = want
@@ -399,6 +411,37 @@ class ZigObject:
         self._place(entry, lazy.code, a.section, 0)
         if self.dwarf is not None:  # its frame description follows (none: the old one goes)
             self.dwarf.note(ENTRY, lazy.code, 0)
+
+    # ---- input files (`link_inputs.py`) --------------------------------------------------------
+
+    def create_tls_sections(self) -> None:
+        self._create_tls_sections()
+
+    def sections_added(self) -> None:
+        """Sections were added after the ZigObject's own (an input's): the symbol table's
+        fixed rows (a section symbol each) follow, before any symbol has a row."""
+        assert not self.slots, "sections added after symbols"
+        self._init_tables()
+
+    def add_input_symbol(self, key: str, atom: int, stype: int, bind: int, value: int,
+                         size: int, listed: bool = True, local_name: str = "") -> int:
+        """A symbol of an input file at `value` in `atom`: a global, found by its name `key`
+        in `linked`; a local (`key` empty) named `local_name`; or one of C's TLS blocks."""
+        self.symbols.append(Symbol(key or local_name, atom, stype, bind,
+                                   Target("input", key) if key else None, listed=listed,
+                                   value=value, size=size))
+        sym = len(self.symbols) - 1
+        if key:
+            self.linked[key] = sym
+        if stype == elf.STT_TLS:
+            self.tls_navs.add(sym)  # its offset follows the TLS layout, as a Toy one's
+        self._touch(sym)
+        return sym
+
+    def set_input_relocs(self, index: int, relocs: list[Reloc]) -> None:
+        """The relocations of an input section's atom that the flush applies and that are
+        applied again when their target moves."""
+        self._set_relocs(index, relocs)
 
     def _init_tables(self) -> None:
         self.symtab_index = self.elf.section_index(".symtab")
@@ -424,13 +467,18 @@ class ZigObject:
         return self.elf.sections[a.section].shdr.addr + a.value
 
     def address(self, sym: int) -> int:
-        return self.atom_address(self.symbols[sym].atom)
+        s = self.symbols[sym]
+        return self.atom_address(s.atom) + s.value
 
     def resolve(self, target: Target) -> int | None:
         """The symbol a relocation target names, or None if it is undefined."""
         if target.kind == "nav":
             sym = self.navs.get(target.key)
+            if sym is None:
+                sym = self.linked.get(target.key)
             return self.externs.get(target.key) if sym is None else sym
+        if target.kind == "input":
+            return self.linked.get(target.key)
         if target.kind == "uav":
             return self.get_uav(target.key)
         return self.get_lazy(target.key)
@@ -442,7 +490,7 @@ class ZigObject:
             users = self.users.get(t)
             if users is not None:
                 users.discard(index)
-                if not users and t.kind != "nav":
+                if not users and t.kind in ("uav", "lazy"):
                     self.unused.add(t)
         a.relocs = relocs
         for t in {r.target for r in relocs}:
@@ -898,6 +946,9 @@ class ZigObject:
                 code = Code(self._shift_table(), [], code.align)
             if name == TLS_INFO:
                 code = Code(self._tls_info(), [], code.align)
+            if name == CTORS_INFO:
+                code = Code(b"".join(v.to_bytes(8, self.arch.info.byteorder)
+                                     for v in self.ctors), [], code.align)
             self._place(sym, code, self.section_of[lazy.section], 0)
             if self.dwarf is not None and code.cfi:  # a frame description entry (`toyc.cfi`)
                 self.dwarf.note(name, code, 0)
@@ -1158,11 +1209,11 @@ class ZigObject:
     def _row(self, row: int) -> bytes:
         sym = self.symbols[self._row_sym(row)]
         a = self.atoms[sym.atom]
-        value = self.elf.sections[a.section].shdr.addr + a.value
+        value = self.elf.sections[a.section].shdr.addr + a.value + sym.value
         if sym.type == elf.STT_TLS and not self.relocatable:  # its offset in the TLS template
             value -= TLS_VADDR
         return elf.pack_sym(self.strtab.add(sym.name), elf.st_info(sym.bind, sym.type), a.section,
-                            value, a.size)
+                            value, a.size if sym.size < 0 else sym.size)
 
     def _fixed_rows(self) -> list[bytes]:
         rows = [elf.pack_sym(0, 0, 0, 0, 0),
@@ -1228,7 +1279,7 @@ class ZigObject:
             atoms.append([a.name, a.section, a.value, a.size, a.align, a.prev, a.next, a.alive,
                           relocs, a.code_hash, a.line, a.epoch, a.line_fields])
         symbols = [[s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline,
-                    s.listed, s.exports] for s in self.symbols]
+                    s.listed, s.exports, s.value, s.size] for s in self.symbols]
         return {
             "version": STATE_VERSION,
             "elf": self.elf.state(),
@@ -1244,7 +1295,9 @@ class ZigObject:
             "relocatable": self.relocatable,
             "rela": [[k, v] for k, v in self.rela.items()],
             "tls": [self.tls_phdr, self.tls_layout, self.entry_kind],
+            "ctors": self.ctors,
             "dwarf": None if self.dwarf is None else self.dwarf.state(),
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -1268,9 +1321,10 @@ class ZigObject:
                     users.setdefault(t, set()).add(index)
         zo.atoms.pop(0)
         zo.users = {targets[t]: atoms for t, atoms in users.items()}
-        for name, atom, stype, bind, t, slot, trampoline, listed, exports in state["symbols"]:
+        for name, atom, stype, bind, t, slot, trampoline, listed, exports, value, size in \
+                state["symbols"]:
             zo.symbols.append(Symbol(name, atom, stype, bind, targets[t] if t >= 0 else None,
-                                     slot, trampoline, listed, exports))
+                                     slot, trampoline, listed, exports, value, size))
         zo.symbols.pop(0)
         tables = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}
         for i, sym in enumerate(zo.symbols):
@@ -1292,10 +1346,18 @@ class ZigObject:
         zo.shifts = [(first, delta) for first, delta in state["shifts"]]
         zo.relocatable = bool(state["relocatable"])
         zo.tls_phdr, zo.tls_layout, zo.entry_kind = state["tls"]
+        zo.ctors = list(state["ctors"])
         if state["dwarf"] is not None:
             zo.dwarf = Dwarf.from_state(zo.elf, arch.info, zo.source_path, state["dwarf"])
         zo.tls_navs = {zo.navs[n] for n in zo.navs
                        if zo.symbols[zo.navs[n]].type == elf.STT_TLS}
+        for i, sym in enumerate(zo.symbols):
+            if sym.target is not None and sym.target.kind == "input":
+                zo.linked[sym.target.key] = i
+            if sym.type == elf.STT_TLS and sym.atom and not sym.exports and (
+                    sym.target is None or sym.target.kind == "input"):
+                zo.tls_navs.add(i)
+        zo.inputs = state["inputs"]
         zo.rela = {k: v for k, v in state["rela"]}
         zo.externs = {s.name: i for i, s in enumerate(zo.symbols)
                       if s.target is not None and s.target.kind == "nav" and not s.atom

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from toyc import __version__
 from toyc.driver import Timings, default_output
+from toyc.inputs import LinkArgs, split_link_args
 from toyc.session import build
 from toyc.source import CompileError, UserError
 
@@ -109,13 +110,13 @@ def _cache_path(source: str) -> Path:
     return base / key / default_output(source)
 
 
-def _run(args) -> int:
+def _run(args, link: LinkArgs) -> int:
     exe = _cache_path(args.file)
     try:
         exe.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the cache directory {exe.parent}: {e.strerror}") from None
-    build(args.file, str(exe), args.arch)
+    build(args.file, str(exe), args.arch, link=link)
     program_args = args.args[1:] if args.args[:1] == ["--"] else args.args
     command = [str(exe), *program_args]
     if args.arch != platform.machine():
@@ -160,6 +161,14 @@ def _main(argv: list[str] | None) -> int:
     gc.disable()
     argv = list(sys.argv[1:] if argv is None else argv)
     program_args = []
+    link = LinkArgs()
+    if argv[:1] and argv[0] in ("build", "watch", "run"):
+        try:
+            rest, link = split_link_args(argv[1:])
+        except UserError as e:
+            print(f"toyc: error: {e}", file=sys.stderr)
+            return 1
+        argv = argv[:1] + rest
     if argv[:1] == ["watch"] and "--" in argv:  # the program's own, never toyc's options
         i = argv.index("--")
         argv, program_args = argv[:i], argv[i + 1 :]
@@ -176,7 +185,8 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "build":
             timings = Timings()
             summary = build(args.file, output, args.arch, full=args.full, timings=timings,
-                            relocatable=args.object, library=args.lib, debug=not args.strip)
+                            relocatable=args.object, library=args.lib, debug=not args.strip,
+                            link=link)
             if summary.full and summary.reason and (args.verbose or summary.reason_matters):
                 print(f"toyc: full build: {summary.reason}", file=sys.stderr)
             if args.verbose:
@@ -218,8 +228,8 @@ def _main(argv: list[str] | None) -> int:
             if (program_args or args.restart) and not args.run:
                 raise UserError("program arguments and --restart need --run")
             return watch(args.file, output, args.arch, program_args if args.run else None,
-                         args.restart, debug=not args.strip)
-        return _run(args)
+                         args.restart, debug=not args.strip, link=link)
+        return _run(args, link)
     except CompileError as e:
         sys.stderr.write(e.render())
         n = len(e.diagnostics)

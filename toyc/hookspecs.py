@@ -82,6 +82,31 @@ def toyc_apply_relocation(arch, buf, reloc, place, target):
 
 
 @hookspec(firstresult=True)
+def toyc_relocation_info(arch, type):
+    """What a relocation of `type` found in an input object (C code linked in) needs: a
+    `linker.code.RelocInfo` with its name and one of the `NEEDS_*` kinds (nothing, the
+    target's address, a GOT slot, a thread-local's offset); needs "unsupported" for a type
+    the architecture cannot link, which the linker reports naming the object and section.
+    """
+
+
+@hookspec(firstresult=True)
+def toyc_relocate(arch, buf, site):
+    """Apply one relocation of an input object's section to its bytes, `buf` (a bytearray).
+
+    `site` is a `linker.code.RelocSite`: the field's offset, the type, the addend and the
+    values its formula may use (the place, the target's address or thread-pointer offset, the
+    GOT and the target's GOT slot, ...). The architecture may rewrite the instructions around
+    the field to relax the access (a GOT load into an address computation, a thread-local
+    access into local exec), as its ABI allows in a static executable. Returns a
+    `linker.code.Applied`: the `Reloc` that writes the same field again for another target
+    address (the linker keeps it when the target is a Toy declaration, which can move), and
+    whether the next relocation was part of the sequence relaxed. Raises ValueError for an
+    instruction sequence it cannot relax, `RelocationOverflow` for a value that does not fit.
+    """
+
+
+@hookspec(firstresult=True)
 def toyc_write_trampoline(arch, source, target):
     """Return the bytes of a jump, placed at address `source`, to address `target`.
 

@@ -16,7 +16,15 @@ import os
 import pluggy
 
 from toyc import __version__, hookspecs
-from toyc.code import ArchInfo, Code, LazySymbol, RelocationOverflow
+from toyc.code import (
+    UNSUPPORTED,
+    Applied,
+    ArchInfo,
+    Code,
+    LazySymbol,
+    RelocationOverflow,
+    RelocInfo,
+)
 from toyc.source import UserError
 
 DEFAULT_PLUGINS = {"x86_64": "toyc_x86_64", "zig-linker": "linker.plugin"}
@@ -96,6 +104,11 @@ class Arch:
             result = getattr(self.hook, hook)(arch=self.name, **kwargs)
         except (UserError, RecursionError, RelocationOverflow):  # (the linker reports those)
             raise
+        except ValueError as e:
+            if hook == "toyc_relocate":  # an input the architecture cannot link: the
+                raise  # linker says which
+            raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) failed in "
+                            f"{hook}: {type(e).__name__}: {e}") from None
         except Exception as e:
             raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) failed in "
                             f"{hook}: {type(e).__name__}: {e}") from None
@@ -124,6 +137,21 @@ class Arch:
     def apply_relocation(self, buf: bytearray, reloc, place: int, target: int) -> None:
         self._call("toyc_apply_relocation", None, buf=buf, reloc=reloc, place=place,
                    target=target)
+
+    def relocation_info(self, rtype: int) -> RelocInfo:
+        """What an input object's relocation of `rtype` needs; an architecture without the
+        hook links no input objects."""
+        result = self._call("toyc_relocation_info", None, type=rtype)
+        if result is None:
+            return RelocInfo(f"type {rtype}", UNSUPPORTED)
+        if not isinstance(result, RelocInfo):
+            raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) returned "
+                            f"{type(result).__name__} from toyc_relocation_info, "
+                            "not RelocInfo")
+        return result
+
+    def relocate(self, buf: bytearray, site) -> Applied:
+        return self._call("toyc_relocate", Applied, buf=buf, site=site)
 
     def trampoline(self, source: int, target: int) -> bytes:
         result = self._call("toyc_write_trampoline", bytes, source=source, target=target)

@@ -31,6 +31,8 @@ from pathlib import Path
 from linker.archive import archive
 from linker.elf_file import ElfFile, LinkError
 from linker.hot_swap import HotSwap
+from linker.link_inputs import link_inputs
+from linker.resolve import Resolution
 from linker.zig_object import ZigObject, global_section, size_hints
 from toyc import __version__
 from toyc import ast as A
@@ -45,6 +47,7 @@ from toyc.driver import (
     parse_chunks,
     read_source,
 )
+from toyc.inputs import LinkArgs, describe, file_key, input_paths, resolve_inputs
 from toyc.interrupt import held
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
@@ -192,8 +195,9 @@ def _hand_over(hook, zo: ZigObject, d: A.Decl, code: Code | None, line: int,
 
 class Session:
     def __init__(self, path: str, output: str, arch: Arch, tracker: Tracker, zo: ZigObject,
-                 output_stat: list[int]):
+                 output_stat: list[int], link: LinkArgs | None = None):
         self.path = path
+        self.link = link or LinkArgs()  # the linker inputs given after the source
         self.output = output
         self.arch = arch
         self.tracker = tracker
@@ -216,14 +220,21 @@ class Session:
     @classmethod
     def full_build(cls, path: str, output: str, arch_name: str = "x86_64",
                    timings: Timings | None = None, reason: str = "",
-                   relocatable: bool = False, debug: bool = True) -> tuple[Session, Summary]:
+                   relocatable: bool = False, debug: bool = True,
+                   link: LinkArgs | None = None) -> tuple[Session, Summary]:
         timings = timings or Timings()
         start = time.perf_counter()
+        link = link or LinkArgs()
         program, chunk_of = front_end(path, timings, need_main=not relocatable)
-        if not relocatable:
+        arch = get_arch(arch_name)
+        res, inputs = None, {}
+        if link:
+            paths = input_paths(link)
+            res = timings.run("resolve", resolve_inputs, program, paths, arch)
+            inputs = describe(res, link, paths)
+        elif not relocatable:
             _no_externs(program)
         decls, text = program.decls, program.source.text
-        arch = get_arch(arch_name)
         codes = timings.run("lower", lambda: [lower_decl(d, program, arch) for d in decls])
         _check_output(path, output)
         out = Path(output)
@@ -241,7 +252,8 @@ class Session:
         try:
             try:
                 zo = timings.run("link", _link_all, program, arch, decls, codes, chunk_of, fd,
-                                 relocatable, debug)
+                                 relocatable, debug, res)
+                zo.inputs = inputs
             except LinkError as e:
                 raise UserError(str(e)) from None
             umask = os.umask(0)
@@ -261,7 +273,7 @@ class Session:
         records = [_record(d, code, chunk_of[id(d)], program, zo.dwarf is not None)
                    for d, code in zip(decls, codes, strict=True)]
         tracker = Tracker(text, [r for r, _ in records], [w for _, w in records])
-        session = cls(path, output, arch, tracker, zo, _stat_key(output))
+        session = cls(path, output, arch, tracker, zo, _stat_key(output), link)
         summary = Summary(True, {d.name: "new" for d in decls}, written=zo.elf.bytes_written,
                           seconds=time.perf_counter() - start, reason=reason)
         session.record(summary)
@@ -291,7 +303,8 @@ class Session:
             session, summary = Session.full_build(self.path, self.output, self.arch.info.name,
                                                   reason=str(e),
                                                   relocatable=self.zo.relocatable,
-                                                  debug=self.zo.dwarf is not None)
+                                                  debug=self.zo.dwarf is not None,
+                                                  link=self.link)
             session.swap = self.swap
             session.history = (self.history + session.history)[-HISTORY:]
             self.__dict__.update(session.__dict__)
@@ -348,7 +361,7 @@ class Session:
                 if failed is not None:
                     raise failed
                 if not self.zo.relocatable:
-                    _no_externs(program)
+                    self._check_links(program, decls, removed)
                 break
         codes = [lower_decl(d, program, self.arch) for d in decls]
         shifted = self._shifted(plan, {d.name for d in decls})
@@ -373,6 +386,37 @@ class Session:
             summary.lines += shifted
         summary.seconds = time.perf_counter() - start
         return summary
+
+    def _check_links(self, program: Program, decls: list[A.Decl], removed: set[str]) -> None:
+        """Before anything is written: an update resolves as the last full build did. A new
+        extern that the linked inputs do not define needs a full build (which may load an
+        archive member for it, or reports it where it is used), as does a change among the
+        Toy exports that C code defines or uses."""
+        inputs = self.zo.inputs
+        if not inputs:
+            _no_externs(program)
+            return
+        for name, _ in program.extern_uses:
+            if name not in self.zo.linked:
+                raise FullBuildNeeded(f"{name} is a new extern, not defined by the objects "
+                                      "linked in the last build")
+        c_names = set(inputs.get("c_names", ()))
+        gone = removed | {d.name for d in decls}
+
+        def exports(owner: str, pairs) -> dict[str, tuple[str, str]]:
+            return {name: (owner, linkage) for name, linkage in pairs if name in c_names}
+
+        old, new = {}, {}
+        for t in self.tracker.decls:
+            old.update(exports(t.name, t.exports))
+            if t.name not in gone:
+                new.update(exports(t.name, t.exports))
+        for d in decls:
+            new.update(exports(d.name, _exports(d)))
+        if old != new:
+            names = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+            raise FullBuildNeeded(f"a Toy export that linked objects define or use changed: "
+                                  f"{', '.join(names)}")
 
     def _position(self, t: Tracked, plan: Plan) -> tuple[int, int, int, int]:
         """Where unchanged declaration `t` is in the new text: (start, end, line, col)."""
@@ -519,7 +563,8 @@ class Session:
 
     @classmethod
     def load(cls, path: str, output: str, arch_name: str,
-             kind: str = "executable", debug: bool = True) -> Session:
+             kind: str = "executable", debug: bool = True,
+             link: LinkArgs | None = None) -> Session:
         """The session a previous build left, or FullBuildNeeded saying why there is none."""
         target = state_path(output)
         if not os.path.exists(output):
@@ -560,17 +605,40 @@ class Session:
                                       f"now {path}")
             if state.get("output_stat") != _stat_key(output):
                 raise FullBuildNeeded("the output file was changed since the last build")
+            link = link or LinkArgs()
+            _check_inputs(state.get("linker", {}).get("inputs") or {}, link)
             arch = get_arch(arch_name)
             tracker = Tracker.from_state(state["tracker"])
             zo = ZigObject.from_state(state["linker"], -1, arch)
             zo.check_layout(os.stat(output).st_size)
-            session = cls(path, output, arch, tracker, zo, state["output_stat"])
+            session = cls(path, output, arch, tracker, zo, state["output_stat"], link)
             session.history = list(state["history"])
             return session
         except FullBuildNeeded:
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise FullBuildNeeded(f"the state file is corrupt ({type(e).__name__})") from None
+
+
+def _check_inputs(inputs: dict, link: LinkArgs) -> None:
+    """FullBuildNeeded unless the linker inputs are those of the last build, unchanged."""
+    before = inputs.get("args", [])
+    if before != link.spelled():
+        raise FullBuildNeeded("the linker inputs changed (were: " + (" ".join(before) or "none")
+                              + "; now: " + (" ".join(link.spelled()) or "none") + ")")
+    if not link:
+        return
+    paths = input_paths(link)
+    files = inputs.get("files", [])
+    if [p for p, _ in files] != paths:
+        raise FullBuildNeeded("the libraries -l finds changed: " + ", ".join(paths))
+    for p, key in files:
+        try:
+            now = file_key(p)
+        except OSError:
+            raise FullBuildNeeded(f"{p} is gone") from None
+        if now != key:
+            raise FullBuildNeeded(f"{p} changed")
 
 
 def read_state(output: str) -> dict | None:
@@ -636,7 +704,7 @@ def _check_output(path: str, output: str) -> None:
 
 def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Code],
               chunk_of: dict, fd: int, relocatable: bool = False,
-              debug: bool = True) -> ZigObject:
+              debug: bool = True, res: Resolution | None = None) -> ZigObject:
     sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
     for d, code in zip(decls, codes, strict=True):
         if code is None or (isinstance(d, A.GlobalDecl) and d.threadlocal):
@@ -650,6 +718,8 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
     sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
     zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,
                    size_hints(sizes), relocatable, debug, f"toyc {__version__}")
+    if res is not None:
+        link_inputs(zo, res)
     hook = plugin_manager().hook
     for d, code in zip(decls, codes, strict=True):
         _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
@@ -659,7 +729,7 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
 
 def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
                  timings: Timings | None = None, relocatable: bool = False,
-                 debug: bool = True) -> tuple[Session, Summary]:
+                 debug: bool = True, link: LinkArgs | None = None) -> tuple[Session, Summary]:
     """Bring `output` (an executable, or an object) up to date: incrementally from the state
     file if it can be trusted, else from scratch."""
     _check_output(path, output)
@@ -667,23 +737,27 @@ def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: boo
     if not full:
         try:
             session = Session.load(path, output, arch_name,
-                                   "object" if relocatable else "executable", debug)
+                                   "object" if relocatable else "executable", debug, link)
         except FullBuildNeeded as e:
             reason = str(e)
         else:
             return session, session.update()
     return Session.full_build(path, output, arch_name, timings, reason,
-                              relocatable=relocatable, debug=debug)
+                              relocatable=relocatable, debug=debug, link=link)
 
 
 def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
           timings: Timings | None = None, relocatable: bool = False,
-          library: bool = False, debug: bool = True) -> Summary:
+          library: bool = False, debug: bool = True, link: LinkArgs | None = None) -> Summary:
     """`toyc build`: `open_session`, then save the state for the next build. An archive
     (`--lib`) is built in full every time, and keeps no state."""
+    if link and (relocatable or library):
+        raise UserError(f"linker inputs ({' '.join(link.spelled())}) cannot be given with "
+                        f"{'-c' if relocatable else '--lib'}: an object is linked later, by "
+                        "the system linker")
     if library:
         return _build_library(path, output, arch_name, timings, debug)
     session, summary = open_session(path, output, arch_name, full=full, timings=timings,
-                                    relocatable=relocatable, debug=debug)
+                                    relocatable=relocatable, debug=debug, link=link)
     session.save_state()
     return summary

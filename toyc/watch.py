@@ -47,7 +47,7 @@ POLL_MS = 50
 
 
 def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
-          restart: bool = False, debug: bool = True) -> int:
+          restart: bool = False, debug: bool = True, link=None) -> int:
     """Watch `path`; with `run` (the program's arguments), run the program and hot-swap."""
     src = Path(path).resolve()
     if not src.parent.is_dir():
@@ -67,7 +67,7 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
         swap = HotSwap(output, run, info, restart)
     # What the last build or update read: a save is new if the file differs from it.
     seen = _Seen(src)
-    session = _start(path, output, arch_name, swap, debug)
+    session = _start(path, output, arch_name, swap, debug, link)
     _warm_up(arch_name)
     # The command line turned the cycle collector off for a short build; a watch runs for
     # hours. What exists now lives as long as the watch: keep it out of the collector's way,
@@ -92,7 +92,7 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
                 continue
             seen.read()
             if session is None:
-                session = _start(path, output, arch_name, swap, debug)
+                session = _start(path, output, arch_name, swap, debug, link)
                 continue
             try:
                 summary = session.update()
@@ -178,12 +178,12 @@ def _warm_up(arch_name: str) -> None:
 
 
 def _start(path: str, output: str, arch_name: str, swap: HotSwap | None,
-           debug: bool) -> Session | None:
+           debug: bool, link=None) -> Session | None:
     """The first build of a watch: incremental from a trusted state file, else full; then
     the program is started, with `--run`. None if the source has errors (the next good save
     builds)."""
     try:
-        session, summary = open_session(path, output, arch_name, debug=debug)
+        session, summary = open_session(path, output, arch_name, debug=debug, link=link)
     except CompileError as e:
         sys.stderr.write(e.render())
         _report(f"not built: {len(e.diagnostics)} error(s); waiting for a save")

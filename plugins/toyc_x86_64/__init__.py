@@ -10,7 +10,7 @@ from toyc import cfi, layout
 from toyc.code import ArchInfo
 from toyc.hookspecs import hookimpl
 
-from . import codegen, relocs, runtime
+from . import codegen, link, relocs, runtime
 
 NAME = "x86_64"
 EM_X86_64 = 62
@@ -68,6 +68,18 @@ def toyc_apply_relocation(arch, buf, reloc, place, target):
     if arch == NAME:
         relocs.apply(buf, reloc, place, target)
         return True
+
+
+@hookimpl
+def toyc_relocation_info(arch, type):
+    if arch == NAME:
+        return link.info(type)
+
+
+@hookimpl
+def toyc_relocate(arch, buf, site):
+    if arch == NAME:
+        return link.relocate(buf, site)
 
 
 @hookimpl

@@ -29,7 +29,7 @@ import re
 
 from toyc import ast as A
 from toyc import cfi
-from toyc.code import Code, Target, lazy, nav, uav
+from toyc.code import EXIT, Code, Target, lazy, nav, uav
 from toyc.consteval import int_binary
 from toyc.divconst import magic, power_of_two
 from toyc.layout import STR_HEADER
@@ -51,7 +51,6 @@ from .regalloc import (
 from .relocs import R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_TPOFF32
 
 FUNCTION_ALIGN = 16
-SYS_EXIT_GROUP = 231
 # In frame operands, "@N" stands for N bytes below the saved registers: how many registers
 # are saved is known only once the whole function is generated.
 BELOW_SAVED = re.compile(r"@(\d+)")
@@ -1247,11 +1246,8 @@ class FunctionGen(FunctionLowering):
             v.pins -= 1
             self.free(v)
             return self.temp(r)
-        if name == "exit":
-            v = self.expr(args[0], "rdi")
-            self.store(Val("reg", "rdi"), v)
-            self.free(v)
-            a(f"mov eax, {SYS_EXIT_GROUP}", "syscall")
+        if name == "exit":  # through the runtime, which runs C's destructors first
+            self.call(lazy(EXIT), args, result=False)
             return None
         if name == "assert":
             self.jump_if(args[0], self.panic_label("assertion failed", e.span), False)

@@ -12,6 +12,9 @@ R_X86_64_PLT32 = 4
 R_X86_64_32 = 10
 R_X86_64_32S = 11
 R_X86_64_TPOFF32 = 23  # a thread-local's offset from the thread pointer (local exec)
+R_X86_64_16, R_X86_64_PC16, R_X86_64_8, R_X86_64_PC8 = 12, 13, 14, 15
+R_X86_64_TPOFF64 = 18
+R_X86_64_PC64 = 24
 
 TRAMPOLINE_SIZE = 5
 
@@ -22,22 +25,41 @@ def _fits(value: int, bits: int, signed: bool) -> bool:
     return 0 <= value < (1 << bits)
 
 
+# type -> (whether relative to the place, field bits, signed); TPOFF's target is the
+# thread-local's offset from the thread pointer (the linker gives it as S)
+_FIELDS = {
+    R_X86_64_64: (False, 64, False), R_X86_64_PC64: (True, 64, False),
+    R_X86_64_TPOFF64: (False, 64, False),
+    R_X86_64_PC32: (True, 32, True), R_X86_64_PLT32: (True, 32, True),
+    R_X86_64_32: (False, 32, False), R_X86_64_32S: (False, 32, True),
+    R_X86_64_TPOFF32: (False, 32, True),
+    R_X86_64_16: (False, 16, False), R_X86_64_PC16: (True, 16, True),
+    R_X86_64_8: (False, 8, False), R_X86_64_PC8: (True, 8, True),
+}
+_PACK = {(64, False): "<Q", (32, True): "<i", (32, False): "<I", (16, True): "<h",
+         (16, False): "<H", (8, True): "<b", (8, False): "<B"}
+
+
 def apply(buf: bytearray, reloc: Reloc, place: int, target: int) -> None:
-    s_a = target + reloc.addend
-    if reloc.type == R_X86_64_64:
-        struct.pack_into("<Q", buf, reloc.offset, s_a & ((1 << 64) - 1))
-        return
-    if reloc.type in (R_X86_64_PC32, R_X86_64_PLT32):
-        value, signed = s_a - place, True
-    elif reloc.type == R_X86_64_32:
-        value, signed = s_a, False
-    elif reloc.type in (R_X86_64_32S, R_X86_64_TPOFF32):  # (the linker gives TPOFF's S)
-        value, signed = s_a, True
-    else:
+    field = _FIELDS.get(reloc.type)
+    if field is None:
         raise ValueError(f"unknown x86_64 relocation type {reloc.type}")
-    if not _fits(value, 32, signed):
-        raise RelocationOverflow(f"relocation value {value:#x} does not fit in 32 bits")
-    struct.pack_into("<i" if signed else "<I", buf, reloc.offset, value)
+    relative, bits, signed = field
+    value = target + reloc.addend - (place if relative else 0)
+    write(buf, reloc.offset, value, bits, signed)
+
+
+def write(buf: bytearray, offset: int, value: int, bits: int, signed: bool) -> None:
+    """Store `value` in a `bits`-wide field; a 64-bit field takes any value, modulo 2**64;
+    a 16- or 8-bit one, as GNU ld, either signedness."""
+    if bits == 64:
+        value &= (1 << 64) - 1
+    elif not _fits(value, bits, signed) and not (bits < 32 and _fits(value, bits, not signed)):
+        raise RelocationOverflow(f"relocation value {value:#x} does not fit in {bits} bits")
+    elif bits < 32:
+        value &= (1 << bits) - 1
+        signed = False
+    struct.pack_into(_PACK[bits, signed], buf, offset, value)
 
 
 def trampoline(source: int, target: int) -> bytes:

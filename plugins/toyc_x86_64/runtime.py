@@ -37,7 +37,17 @@ kernel's initial stack or the thread's control block. The other helpers have non
 from __future__ import annotations
 
 from toyc import cfi
-from toyc.code import LINE_SHIFTS, START_TLS, TLS_INFO, Code, LazySymbol, Target
+from toyc.code import (
+    CTORS_INFO,
+    CTORS_SUFFIX,
+    EXIT,
+    LINE_SHIFTS,
+    START_TLS,
+    TLS_INFO,
+    Code,
+    LazySymbol,
+    Target,
+)
 from toyc.layout import STR_HEADER
 
 from .assembler import Asm
@@ -87,14 +97,46 @@ class _Helper(Asm):
         self.reloc(f"lea {reg}, [rip]", Target("uav", value), R_X86_64_PC32, STR_HEADER - 4)
 
 
-def _start(a: _Helper, tls: bool = False) -> None:
+def _start(a: _Helper, tls: bool = False, ctors: bool = False) -> None:
     a.outermost()
-    a("xor ebp, ebp", "mov rdi, rsp", "and rsp, -16")
+    a("xor ebp, ebp", "mov rdi, rsp")
+    if ctors:
+        a("mov rbx, rsp")  # argc, argv and envp for the constructors (args_init keeps rbx)
+    a("and rsp, -16")
     a.call("toy.rt.args_init")
     if tls:
         a.call("toy.rt.tls_init")
+    if ctors:  # constructors get (argc, argv, envp), as the C library passes them
+        a("mov rdi, qword ptr [rbx]", "lea rsi, [rbx + 8]", "lea rdx, [rsi + rdi*8 + 8]")
+        a.call("toy.rt.init")
     a.reloc("call 0", Target("nav", "main"), R_X86_64_PLT32, -4)
-    a("mov edi, eax", "and edi, 255", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+    a("mov edi, eax", "and edi, 255")
+    if ctors:
+        a.call(EXIT)
+    a(f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
+def _init(a: _Helper) -> None:
+    # Calls each .init_array entry, first to last, with (argc, argv, envp).
+    a("push rbx", "push r12", "push r13", "push r14", "push r15",
+      "mov r13, rdi", "mov r14, rsi", "mov r15, rdx")
+    a.rip("lea r8, [rip]", CTORS_INFO)
+    a("mov rbx, qword ptr [r8]", "mov r12, qword ptr [r8 + 8]",
+      ".Lnext:", "cmp rbx, r12", "jae .Ldone",
+      "mov rdi, r13", "mov rsi, r14", "mov rdx, r15", "call qword ptr [rbx]", "add rbx, 8",
+      "jmp .Lnext",
+      ".Ldone:", "pop r15", "pop r14", "pop r13", "pop r12", "pop rbx", "ret")
+
+
+def _exit(a: _Helper) -> None:
+    # exit(status): each .fini_array entry, last to first, then exit_group. The stack is
+    # aligned for the calls (the return address and three pushes).
+    a("push rbx", "push r12", "mov r12d, edi")
+    a.rip("lea r8, [rip]", CTORS_INFO)
+    a("mov rbx, qword ptr [r8 + 24]", "mov rcx, qword ptr [r8 + 16]", "push rcx",
+      ".Lnext:", "cmp rbx, qword ptr [rsp]", "jbe .Ldone", "sub rbx, 8",
+      "call qword ptr [rbx]", "jmp .Lnext",
+      ".Ldone:", "mov edi, r12d", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
 
 def _args_init(a: _Helper) -> None:
@@ -361,6 +403,8 @@ _CODE = {
     "toy.rt.tls_init": _tls_init,
     "toy.rt.thread_start": _thread_start,
     "toy.rt.join": _join,
+    "toy.rt.init": _init,
+    EXIT: _exit,
 }
 _DATA = {"toy.rt.argc": 8, "toy.rt.args": 8}
 
@@ -370,9 +414,11 @@ def lower_lazy_symbol(name: str) -> LazySymbol | None:
         return LazySymbol(Code(bytes(4), [], 4), "rodata", kind="object", listed=False)
     if name == TLS_INFO:  # the linker writes what it holds
         return LazySymbol(Code(bytes(24), [], 8), "rodata", kind="object")
-    if name == START_TLS:  # _start for a program with thread-locals
-        a = _Helper()
-        _start(a, tls=True)
+    if name == CTORS_INFO:  # the linker writes what it holds
+        return LazySymbol(Code(bytes(32), [], 8), "rodata", kind="object")
+    if name in (START_TLS, "_start" + CTORS_SUFFIX, START_TLS + CTORS_SUFFIX):
+        a = _Helper()  # _start for a program with thread-locals, constructors, or both
+        _start(a, tls=name.startswith(START_TLS), ctors=name.endswith(CTORS_SUFFIX))
         return LazySymbol(a.assemble(16), "text", binding="global")
     if name in _DATA:
         return LazySymbol(Code(b"", [], 8, size=_DATA[name]), "bss", kind="object")
