@@ -328,4 +328,23 @@ class Process:
             n = _libc.process_vm_writev(self.pid, local, len(batch), remote, len(batch), 0)
             if n != total:
                 err = ctypes.get_errno() if n < 0 else 0
-                raise OSError(err, os.strerror(err) if err else f"wrote {n} of {total} bytes")
+                self._write_forced(batch, OSError(
+                    err, os.strerror(err) if err else f"wrote {n} of {total} bytes"))
+
+    def _write_forced(self, batch: list[tuple[int, bytes]], error: OSError) -> None:
+        """Write through /proc/PID/mem what process_vm_writev could not: read-only pages
+        (a linked object's code and read-only data, whose references to Toy's declarations
+        follow them) take writes that way from the process's tracer, as a debugger's
+        breakpoints do. Raises `error` if that fails too."""
+        try:
+            fd = os.open(f"/proc/{self.pid}/mem", os.O_RDWR)
+        except OSError:
+            raise error from None
+        try:
+            for address, data in batch:
+                if os.pwrite(fd, data, address) != len(data):
+                    raise error
+        except OSError:
+            raise error from None
+        finally:
+            os.close(fd)

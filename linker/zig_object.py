@@ -795,12 +795,13 @@ class ZigObject:
         what the declaration was before. (A thread in such a function itself returns to a
         caller that refers to it, or, in a spawned thread, to `join`, which takes any
         function's result as an int.)"""
-        text = self.section_of.get("text")
         out = []
         for name in sorted(changed):
             for index in sorted(self.users.get(Target("nav", name), ())):
                 a = self.atoms[index]
-                if not a.alive or a.section != text:
+                # Toy's code, or a linked object's (whose calls of Toy functions follow them)
+                if not a.alive or not self.elf.sections[a.section].shdr.flags & \
+                        elf.SHF_EXECINSTR:
                     continue
                 lo = self.atom_address(index)
                 if _inside(busy, lo, lo + a.size):
@@ -1326,10 +1327,10 @@ class ZigObject:
             zo.symbols.append(Symbol(name, atom, stype, bind, targets[t] if t >= 0 else None,
                                      slot, trampoline, listed, exports, value, size))
         zo.symbols.pop(0)
-        tables = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}
+        tables = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy, "input": zo.linked}
         for i, sym in enumerate(zo.symbols):
-            if sym.target is not None and sym.atom:
-                tables[sym.target.kind][sym.target.key] = i
+            if sym.target is not None and (sym.atom or sym.target.kind == "input"):
+                tables[sym.target.kind][sym.target.key] = i  # (an input's may be absolute)
             if sym.exports:
                 zo.exports.setdefault(sym.exports, {})[sym.name] = i
         zo.slots = list(state["slots"])
@@ -1352,8 +1353,6 @@ class ZigObject:
         zo.tls_navs = {zo.navs[n] for n in zo.navs
                        if zo.symbols[zo.navs[n]].type == elf.STT_TLS}
         for i, sym in enumerate(zo.symbols):
-            if sym.target is not None and sym.target.kind == "input":
-                zo.linked[sym.target.key] = i
             if sym.type == elf.STT_TLS and sym.atom and not sym.exports and (
                     sym.target is None or sym.target.kind == "input"):
                 zo.tls_navs.add(i)

@@ -8,6 +8,11 @@ what only the linker knows: each atom's capacity and alignment, the free lists, 
 trampolines and their targets, and the last builds and updates. An archive is inspected member
 by member. `inspect` returns plain data (what `--json` prints); `render` lays it out as text.
 
+An executable linked with C objects and archives also has their sections, outside the Zig
+segments: the file lists them ("input_sections"); the state says which input files were
+linked, the sections taken from each and where they went, and which archive members were
+loaded, for which symbol and because of whom ("inputs").
+
 A declaration exported under other names (`export("a") export("b") var shared`) has one atom
 and several symbols sharing it: the atom is listed once, under the declaration's name, with
 the other names as its aliases. The state says exactly which symbol is which; without it (an
@@ -28,6 +33,9 @@ from toyc.source import UserError
 
 ZIG_SECTIONS = (".text.zig", ".data.rel.ro.zig", ".data.zig", ".bss.zig", ".tdata", ".tbss")
 ATOM_TYPES = {"STT_FUNC": "function", "STT_OBJECT": "object", "STT_TLS": "thread-local"}
+# the output sections the linker makes for input objects (`linker.link_inputs.OUTPUT`)
+INPUT_SECTIONS = (".text", ".rodata", ".eh_frame", ".init_array", ".fini_array",
+                  ".data.rel.ro", ".got", ".data", ".bss")
 
 
 def inspect(path: str) -> dict:
@@ -111,6 +119,10 @@ def _inspect_elf(path: str, data: bytes, output: str | None) -> dict:
                 "end": s.header["sh_addr"] + s.header["sh_size"], "size": s.header["sh_size"],
                 "used": used, "free": s.header["sh_size"] - used,
                 "file_offset": s.header["sh_offset"]})
+        report["input_sections"] = [
+            {"name": name, "address": sections[name].header["sh_addr"],
+             "size": sections[name].header["sh_size"]}
+            for name in INPUT_SECTIONS if name in sections and kind == "executable"]
         tls = [seg for seg in elf.iter_segments() if seg.header["p_type"] == "PT_TLS"]
         report["tls"] = None if not tls else {
             "image_address": tls[0].header["p_vaddr"], "image_size": tls[0].header["p_filesz"],
@@ -119,6 +131,7 @@ def _inspect_elf(path: str, data: bytes, output: str | None) -> dict:
         raise UserError(f"{path}: a malformed or truncated ELF file ({e})") from None
     report["atoms"] = atoms
     report["state"] = False
+    report["inputs"] = None
     report["free_list"], report["trampolines"], report["updates"] = [], [], []
     if zo is not None:
         _add_state(report, zo, state)
@@ -238,6 +251,32 @@ def _add_state(report: dict, zo, state: dict) -> None:
     report["trampolines"].sort(key=lambda t: t["address"])
     report["updates"] = state.get("history", [])
     report["source"] = state.get("source")
+    if zo.inputs:
+        report["inputs"] = _inputs(zo)
+
+
+def _inputs(zo) -> dict:
+    """The linked input files as the state keeps them: the command line's inputs, the
+    objects linked (given, or loaded from an archive, and why) and the sections taken from
+    each, with the output section and address each went to."""
+    taken: dict[str, list[dict]] = {}
+    for index, a in enumerate(zo.atoms):
+        if not a.alive or not a.name.endswith(")") or "(" not in a.name:
+            continue
+        obj, _, section = a.name[:-1].rpartition("(")
+        out = zo.elf.sections[a.section].shdr.name
+        if obj == "C " or not obj:
+            continue
+        taken.setdefault(obj, []).append({"section": section, "output": out,
+                                          "address": zo.atom_address(index), "size": a.size})
+    why = {f"{archive}({member})": {"archive": archive, "member": member, "defines": name,
+                                    "referenced_by": who}
+           for archive, member, name, who in zo.inputs.get("loaded", [])}
+    return {"args": zo.inputs.get("args", []),
+            "files": [path for path, _ in zo.inputs.get("files", [])],
+            "objects": [{"name": name, "loaded": why.get(name),
+                         "sections": sorted(taken.get(name, []), key=lambda t: t["address"])}
+                        for name in zo.inputs.get("objects", [])]}
 
 
 def render(report: dict) -> str:
@@ -278,6 +317,20 @@ def render(report: dict) -> str:
             alias = f"  alias of {e['atom']}" if e["atom"] != e["name"] else ""
             out.append(f"  {e['name']:<17} {e['binding']:<6} {e['visibility']:<8} "
                        f"{e['address']:#x}{alias}")
+    if report.get("inputs"):
+        out.append("\nlinked inputs: " + " ".join(report["inputs"]["args"]))
+        for o in report["inputs"]["objects"]:
+            loaded = o["loaded"]
+            why = f"  (loaded from {loaded['archive']} for {loaded['defines']}, referenced " \
+                f"by {loaded['referenced_by']})" if loaded else ""
+            out.append(f"  {o['name']}{why}")
+            for t in o["sections"]:
+                out.append(f"    {t['section']:<20} -> {t['output']:<12} {t['address']:#x}  "
+                           f"{t['size']} bytes")
+    elif report.get("input_sections"):
+        out.append("\nsections of linked objects")
+        for t in report["input_sections"]:
+            out.append(f"  {t['name']:<14} {t['address']:#x}  {t['size']} bytes")
     if report["updates"]:
         out.append("\nlast builds and updates")
         for u in report["updates"][-10:]:
