@@ -476,12 +476,22 @@ class ZigObject:
             sym = self.navs.get(target.key)
             if sym is None:
                 sym = self.linked.get(target.key)
+            if sym is None and not self.relocatable:
+                sym = self._exported_as(target.key)  # an extern naming a Toy export
             return self.externs.get(target.key) if sym is None else sym
         if target.kind == "input":
             return self.linked.get(target.key)
         if target.kind == "uav":
             return self.get_uav(target.key)
         return self.get_lazy(target.key)
+
+    def _exported_as(self, name: str) -> int | None:
+        """The declaration exported (strong or weak) under `name`, if any."""
+        for nav, exports in self.exports.items():
+            e = exports.get(name)
+            if e is not None and self.symbols[e].bind != elf.STB_LOCAL:
+                return self.navs.get(nav)
+        return None
 
     def _set_relocs(self, index: int, relocs: list[Reloc]) -> None:
         """Replace atom `index`'s relocations, keeping `users` in step."""

@@ -293,6 +293,9 @@ class Session:
                 raise FullBuildNeeded("the output file is gone")
             if _stat_key(self.output) != self.output_stat:
                 raise FullBuildNeeded("the output file was changed by something else")
+            changed = self.inputs_changed()
+            if changed:
+                raise FullBuildNeeded(changed)
             summary = self._update(text, start)
             self.record(summary)
             self.hooks.toyc_updated(source=self.path, output=self.output, summary=summary)
@@ -386,6 +389,11 @@ class Session:
             summary.lines += shifted
         summary.seconds = time.perf_counter() - start
         return summary
+
+    def inputs_changed(self) -> str:
+        """Why the linker inputs are no longer what the output was linked from ("" if they
+        are): a file changed or is gone."""
+        return _changed_file(self.zo.inputs.get("files", []))
 
     def _check_links(self, program: Program, decls: list[A.Decl], removed: set[str]) -> None:
         """Before anything is written: an update resolves as the last full build did. A new
@@ -632,13 +640,20 @@ def _check_inputs(inputs: dict, link: LinkArgs) -> None:
     files = inputs.get("files", [])
     if [p for p, _ in files] != paths:
         raise FullBuildNeeded("the libraries -l finds changed: " + ", ".join(paths))
+    changed = _changed_file(files)
+    if changed:
+        raise FullBuildNeeded(changed)
+
+
+def _changed_file(files: list) -> str:
     for p, key in files:
         try:
             now = file_key(p)
         except OSError:
-            raise FullBuildNeeded(f"{p} is gone") from None
+            return f"{p} is gone"
         if now != key:
-            raise FullBuildNeeded(f"{p} changed")
+            return f"{p} changed"
+    return ""
 
 
 def read_state(output: str) -> dict | None:

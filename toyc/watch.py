@@ -5,7 +5,8 @@ that save by writing a new file and renaming it over the old one are seen too. E
 changes to the file leads to one update and one line on stdout; a save with errors prints the
 errors, says that nothing was written, and leaves the output and the session as they were, so
 the next good save is compared with the last good one. Ctrl-C saves the state for the next
-`toyc build` and exits with status 0.
+`toyc build` and exits with status 0. The linker inputs (objects, archives) are watched too:
+one that changes means a full build, with the reason.
 
 With `--run`, the program is started after the first build and every update is also written
 into it while it runs (`linker/hot_swap.py`); the update's line says whether it was, and if
@@ -26,6 +27,7 @@ from pathlib import Path
 import watchfiles
 
 from linker.hot_swap import HotSwap
+from toyc.inputs import input_paths
 from toyc.interrupt import held
 from toyc.plugins import get_arch
 from toyc.session import Session, open_session
@@ -78,9 +80,13 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
         # Every POLL_MS without a change, the loop runs with no changes: to see whether the
         # program ended, and, the first time (the watcher is armed by then), whether the file
         # was saved during the first build, which no event reports.
-        for changes in watchfiles.watch(src.parent, watch_filter=lambda _, p: Path(p) == src,
-                                        step=STEP_MS, debounce=1600, rust_timeout=POLL_MS,
-                                        yield_on_timeout=True, raise_interrupt=True):
+        # The linker inputs' directories too: a rebuilt object means a full build.
+        inputs = {Path(p).resolve() for p in _input_files(path, link)}
+        dirs = sorted({src.parent} | {p.parent for p in inputs if p.parent.is_dir()})
+        for changes in watchfiles.watch(*dirs, watch_filter=lambda _, p: Path(p) == src or
+                                        Path(p) in inputs, step=STEP_MS, debounce=1600,
+                                        rust_timeout=POLL_MS, yield_on_timeout=True,
+                                        raise_interrupt=True):
             if swap is not None and (ended := swap.exited()):
                 _report(ended)
             if not src.exists():
@@ -88,7 +94,8 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
             # On an event, or once armed, the bytes are compared too: an event may be for a
             # save an update has already read, and a save can keep the file's time.
             first, armed = not armed, True
-            if not seen.changed(compare=first or any(Path(p) == src for _, p in changes)):
+            if not seen.changed(compare=first or any(Path(p) == src for _, p in changes)) \
+                    and not (session is not None and session.inputs_changed()):
                 continue
             seen.read()
             if session is None:
@@ -124,6 +131,16 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
                 session.release()
                 session.save_state()
     return 0
+
+
+def _input_files(path: str, link) -> list[str]:
+    """The files the link reads, as far as they can be found now."""
+    if not link:
+        return []
+    try:
+        return input_paths(link)
+    except UserError:
+        return [p for kind, p in link.items if kind == "file"]
 
 
 class _Seen:
