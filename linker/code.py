@@ -4,7 +4,8 @@ their alignment and their relocations, and the facts about the architecture it n
 A relocation names its `Target` symbolically: a declaration by name ("nav"), an unnamed
 constant by value ("uav", e.g. the bytes of a string literal, stored once however often it is
 used) or a runtime helper by name ("lazy", created the first time something refers to it). The
-linker turns targets into addresses; the architecture knows how to patch them into bytes.
+linker turns targets into addresses; the architecture knows how to patch them into bytes
+(`linker.arch.Architecture`, the questions the linker asks it).
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class RelocSite:
 @dataclass(slots=True)
 class Applied:
     """What applying a `RelocSite` did: `remember`, the relocation (of a type
-    `toyc_apply_relocation` knows, at an offset in the same bytes, with its addend) that
+    `Architecture.apply_relocation` knows, at an offset in the same bytes, with its addend) that
     writes the same field again for another target address, or None when the field does not
     depend on it; `skip_next`: the next relocation belonged to a sequence this one relaxed."""
 

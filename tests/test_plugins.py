@@ -1,5 +1,6 @@
-"""The plugin hooks: every one documented, and the linker reached only through them, so that an
-observer plugin sees every update."""
+"""The plugin hooks and the architecture protocol: every one documented, the linker reached only
+through the hooks, so that an observer plugin sees every update, and architectures registered
+through one hook, a misbehaving one named."""
 
 from __future__ import annotations
 
@@ -8,19 +9,53 @@ import os
 import subprocess
 from pathlib import Path
 
+import linker.arch
 from conftest import TOYC
-from toyc import hookspecs
+from toyc import arch, hookspecs
+from toyc.code import UNSUPPORTED, ArchInfo, RelocInfo
 from toyc.hookspecs import hookimpl
-from toyc.plugins import plugin_manager
+from toyc.plugins import get_arch, plugin_manager
 from toyc.session import Session
 
 
 def test_every_hook_is_documented():
     hooks = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction)
              if name.startswith("toyc_")]
-    assert len(hooks) >= 12
+    assert len(hooks) >= 10
     for f in hooks:
         assert f.__doc__ and len(f.__doc__.split()) >= 8, f"{f.__name__} has no real docstring"
+
+
+def test_every_question_of_the_protocol_is_documented():
+    """What an architecture answers is documented where it is declared: the linker's questions
+    in `linker.arch`, the compiler's in `toyc.arch`."""
+    linker_questions = {"lower_string", "lower_lazy_symbol", "apply_relocation", "trampoline",
+                        "relocation_info", "relocate"}
+    compiler_questions = {"lower_function", "lower_global"}
+    for cls, own in ((linker.arch.Architecture, linker_questions),
+                     (arch.Architecture, compiler_questions)):
+        assert cls.__doc__ and len(cls.__doc__.split()) >= 8
+        for name in own:
+            f = vars(cls)[name]
+            assert f.__doc__ and len(f.__doc__.split()) >= 8, f"{name} has no real docstring"
+    assert arch.Architecture.__abstractmethods__ == \
+        (linker_questions | compiler_questions) - {"relocation_info", "relocate"}
+
+
+def test_optional_questions_say_unsupported():
+    class Minimal(arch.Architecture):  # the required questions, unasked here
+        info = ArchInfo("minimal", 62, 8, 4096, 16, 5)
+        lower_function = lower_global = lower_string = lower_lazy_symbol = \
+            apply_relocation = trampoline = None
+
+    assert Minimal().relocation_info(42) == RelocInfo("type 42", UNSUPPORTED)
+
+
+def test_architectures_are_registered_objects():
+    x86 = get_arch("x86_64")
+    assert x86.plugin == "x86_64" and x86.info.name == "x86_64"
+    assert isinstance(x86.impl, arch.Architecture)
+    assert x86.relocation_info(2).name == "R_X86_64_PC32"
 
 
 def test_builtin_backends_are_plugins():
@@ -113,16 +148,23 @@ from toyc.code import ArchInfo
 from toyc.hookspecs import hookimpl
 import toyc_x86_64
 
-INFO = ArchInfo("{name}", 62, 8, 4096, 16, 5)
+class Bad(toyc_x86_64.X86_64):
+    info = ArchInfo("{name}", 62, 8, 4096, 16, 5)
 
-@hookimpl
-def toyc_architectures():
-    return [INFO]
-
-@hookimpl
-def toyc_lower_function(arch, fn, program):
-    if arch == "{name}":
+    def lower_function(self, fn, program):
         {body}
+
+@hookimpl
+def toyc_register_architectures(register):
+    register(Bad())
+'''
+REGISTERS = '''\
+from toyc.hookspecs import hookimpl
+import toyc_x86_64
+
+@hookimpl
+def toyc_register_architectures(register):
+    {body}
 '''
 
 
@@ -185,11 +227,48 @@ def test_an_architecture_that_raises_or_returns_nonsense_is_named(tmp_path: Path
             BAD_ARCH.format(name="liar", body="return 'machine code, honest'"))
     status, _, err = toyc_with(site, "build", "--arch", "raiser", "p.toy", cwd=tmp_path)
     assert status == 1 and err == ("toyc: error: plugin 'raiser' (architecture raiser) failed "
-                                   "in toyc_lower_function: ValueError: cannot do that\n"), err
+                                   "in lower_function: ValueError: cannot do that\n"), err
     status, _, err = toyc_with(site, "build", "--arch", "liar", "p.toy", cwd=tmp_path)
     assert status == 1 and err == ("toyc: error: plugin 'liar' (architecture liar) returned "
-                                   "str from toyc_lower_function, not Code\n"), err
+                                   "str from lower_function, not Code\n"), err
     assert not (tmp_path / "p").exists()
     status, _, err = toyc_with(site, "build", "--arch", "nope", "p.toy", cwd=tmp_path,
                                plugins="liar,raiser")
     assert status == 1 and "unknown architecture 'nope' (available: liar, raiser, x86_64)" in err
+
+
+def test_toyc_plugins_lists_the_architectures_registered(tmp_path: Path):
+    site = tmp_path / "site"
+    site.mkdir()
+    install(site, "liar", "0.1", "liar_plugin", BAD_ARCH.format(name="liar", body="return 1"))
+    status, out, err = toyc_with(site, "plugins", cwd=tmp_path, plugins="liar")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert "liar 0.1: toyc_register_architectures; architectures: liar" in lines
+    assert any(line.startswith("x86_64 ") and line.endswith("; architectures: x86_64")
+               for line in lines)
+
+
+def test_registering_wrongly_is_named(tmp_path: Path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (tmp_path / "p.toy").write_text("fn main() {}\n")
+    cases = {
+        "twice": ("register(toyc_x86_64.X86_64())",
+                  "architecture 'x86_64' is provided by both plugin 'x86_64' and plugin 'twice'"),
+        "stranger": ("register('x86_64')",
+                     "plugin 'stranger' registered 'x86_64' through toyc_register_architectures, "
+                     "not a toyc.arch.Architecture"),
+        "nameless": ("register(type('Nameless', (toyc_x86_64.X86_64,), {'info': None})())",
+                     "plugin 'nameless' registered Nameless, whose info is None, not a "
+                     "toyc.code.ArchInfo"),
+        "thrower": ("raise RuntimeError('no CPU today')",
+                    "plugin 'thrower' failed in toyc_register_architectures: RuntimeError: "
+                    "no CPU today"),
+    }
+    for name, (body, _) in cases.items():
+        install(site, name, "0.1", f"{name}_plugin", REGISTERS.format(body=body))
+    for name, (_, message) in cases.items():
+        status, out, err = toyc_with(site, "build", "p.toy", cwd=tmp_path, plugins=name)
+        assert (status, out, err) == (1, "", f"toyc: error: {message}\n"), name
+    assert not (tmp_path / "p").exists()

@@ -1,8 +1,10 @@
 """The hooks through which toyc reaches its plugins.
 
-An architecture plugin answers every `toyc_*` hook that takes an `arch` argument when that
-argument is its own name, and returns None otherwise, so that several architectures can be
-installed at once. The built-in x86_64 backend (`toyc_x86_64`) is such a plugin.
+pluggy finds the plugins and calls these hooks. An architecture plugin implements one,
+`toyc_register_architectures`, and registers an object per architecture it provides; that
+object answers the questions about the CPU (`toyc.arch.Architecture`, the protocol). The
+built-in x86_64 backend (`toyc_x86_64`) is such a plugin. The linker backend and observers
+implement the other hooks below.
 """
 
 from __future__ import annotations
@@ -14,104 +16,13 @@ hookimpl = pluggy.HookimplMarker("toyc")
 
 
 @hookspec
-def toyc_architectures():
-    """List the architectures this plugin provides.
+def toyc_register_architectures(register):
+    """Register the architectures this plugin provides: call `register(arch)` once for each.
 
-    Called once when toyc starts. Returns a list of `toyc.code.ArchInfo` (name, ELF machine,
-    pointer size, page size, function alignment, trampoline size, byte order, where the
-    stack pointer sits in ptrace's NT_PRSTATUS register set, and the TLS variant with its
-    thread control block size). Results of all plugins are
-    collected; two plugins providing the same name is an error.
-    """
-
-
-@hookspec(firstresult=True)
-def toyc_lower_function(arch, fn, program):
-    """Generate machine code for one checked function.
-
-    `fn` is a `toyc.ast.FnDecl` whose nodes carry their types, `program` the
-    `toyc.check.Program` it belongs to (its `source.path` names the file for panic messages).
-    Returns a `toyc.code.Code`: the bytes, their alignment, and a relocation for every reference
-    to another declaration, a string constant or a runtime helper. Nothing outside the function
-    may be baked into the bytes. For debug info, the code may also say where each statement's
-    code starts (`rows`), where each local lives (`frame_slots`) and each block's code range
-    (`scopes`); `toyc.lowering.FunctionLowering` records all three. Returns None for an
-    architecture that is not the plugin's.
-    """
-
-
-@hookspec(firstresult=True)
-def toyc_lower_global(arch, decl):
-    """Lay out the initial value of one checked global as the bytes of its atom.
-
-    `decl` is a `toyc.ast.GlobalDecl` with `ty` and `value` set. Returns a `toyc.code.Code`
-    (a `str` global is a pointer to its string constant, so it carries a relocation).
-    """
-
-
-@hookspec(firstresult=True)
-def toyc_lower_string(arch, value):
-    """Lay out a string constant (`bytes`) as the bytes of its atom.
-
-    Returns a `toyc.code.Code`. References to a string constant with addend 0 mean the atom's
-    first byte; the architecture's code adds the offset of the string's first byte itself.
-    """
-
-
-@hookspec(firstresult=True)
-def toyc_lower_lazy_symbol(arch, name):
-    """Generate the runtime helper `name` (e.g. `_start`, or the print routine).
-
-    Called by the linker the first time a relocation targets `Target("lazy", name)`. Returns a
-    `toyc.code.LazySymbol` (its code and the section it goes in), or None if unknown.
-    """
-
-
-@hookspec(firstresult=True)
-def toyc_apply_relocation(arch, buf, reloc, place, target):
-    """Patch one relocation into an atom's bytes.
-
-    `buf` is a bytearray holding the atom, `reloc` a `toyc.code.Reloc`, `place` the address of
-    the patched field and `target` the address of the relocation's target (without addend);
-    for a reference to a thread-local, `target` is the variable's offset from the thread
-    pointer instead, as the architecture's `tls_variant` places it (variant 2, x86_64's: the
-    block ends at the thread pointer, so negative; variant 1, AArch64's: the block starts
-    `tls_tcb_size` bytes after it).
-    Raises `toyc.code.RelocationOverflow` when the value does not fit. Returns True.
-    """
-
-
-@hookspec(firstresult=True)
-def toyc_relocation_info(arch, type):
-    """What a relocation of `type` found in an input object (C code linked in) needs: a
-    `linker.code.RelocInfo` with its name and one of the `NEEDS_*` kinds (nothing, the
-    target's address, a GOT slot, a thread-local's offset); needs "unsupported" for a type
-    the architecture cannot link, which the linker reports naming the object and section.
-    """
-
-
-@hookspec(firstresult=True)
-def toyc_relocate(arch, buf, site):
-    """Apply one relocation of an input object's section to its bytes, `buf` (a bytearray).
-
-    `site` is a `linker.code.RelocSite`: the field's offset, the type, the addend and the
-    values its formula may use (the place, the target's address or thread-pointer offset, the
-    GOT and the target's GOT slot, ...). The architecture may rewrite the instructions around
-    the field to relax the access (a GOT load into an address computation, a thread-local
-    access into local exec), as its ABI allows in a static executable. Returns a
-    `linker.code.Applied`: the `Reloc` that writes the same field again for another target
-    address (the linker keeps it when the target is a Toy declaration, which can move), and
-    whether the next relocation was part of the sequence relaxed. Raises ValueError for an
-    instruction sequence it cannot relax, `RelocationOverflow` for a value that does not fit.
-    """
-
-
-@hookspec(firstresult=True)
-def toyc_write_trampoline(arch, source, target):
-    """Return the bytes of a jump, placed at address `source`, to address `target`.
-
-    The linker writes one at the old address of a function that had to move, so that callers
-    of the old address keep working. Its length is the architecture's `trampoline_size`.
+    `arch` is an instance of a `toyc.arch.Architecture` subclass: its `info` (a
+    `toyc.code.ArchInfo`, whose `name` is what `--arch` selects) and its answers to the
+    compiler's and the linker's questions about the CPU. Called whenever toyc looks up an
+    architecture; the result is ignored. Two plugins registering the same name is an error.
     """
 
 

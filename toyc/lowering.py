@@ -8,7 +8,8 @@ architecture's: a subclass in its plugin supplies the methods that raise NotImpl
 and its assembler `a` has `mark(relative line, column)` to record where each statement's code
 starts (the rows of the function's line table, for debug info: `toyc.code.Code.rows`), and
 `point()` and `point_offsets` to find where each block's code starts and ends (`finish`).
-A plugin need not use this at all; `toyc_lower_function` only has to return a `Code`.
+A plugin need not use this at all; `Architecture.lower_function` (`toyc.arch`) only has to
+return a `Code`.
 """
 
 from __future__ import annotations

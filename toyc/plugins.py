@@ -1,9 +1,12 @@
-"""The plugin manager, and `Arch`: one architecture as the rest of toyc sees it.
+"""The plugin manager, the architectures plugins register, and `Arch`: one architecture as the
+rest of toyc sees it.
 
 Built-in plugins are registered by module name, third-party ones through the `toyc` entry-point
-group; both answer the same hooks (`hookspecs.py`). TOYC_PLUGINS, if set, names the entry
-points to load (comma-separated; empty: none). A plugin that fails to load, raises in a hook or
-returns something of the wrong kind is a user-facing error naming the plugin.
+group; both answer the same hooks (`hookspecs.py`). An architecture plugin registers objects
+that answer the questions about the CPU (`toyc.arch.Architecture`); `Arch` wraps one and checks
+its answers. TOYC_PLUGINS, if set, names the entry points to load (comma-separated; empty:
+none). A plugin that fails to load, raises in a hook or a method of its architecture, or returns
+something of the wrong kind is a user-facing error naming the plugin.
 """
 
 from __future__ import annotations
@@ -16,15 +19,8 @@ import os
 import pluggy
 
 from toyc import __version__, hookspecs
-from toyc.code import (
-    UNSUPPORTED,
-    Applied,
-    ArchInfo,
-    Code,
-    LazySymbol,
-    RelocationOverflow,
-    RelocInfo,
-)
+from toyc.arch import Architecture
+from toyc.code import Applied, ArchInfo, Code, LazySymbol, RelocationOverflow, RelocInfo
 from toyc.source import UserError
 
 DEFAULT_PLUGINS = {"x86_64": "toyc_x86_64", "zig-linker": "linker.plugin"}
@@ -52,109 +48,122 @@ def plugin_manager() -> pluggy.PluginManager:
 
 
 def describe_plugins() -> list[str]:
-    """One line per loaded plugin: name, version, and the hooks it implements."""
+    """One line per loaded plugin: name, version, the hooks it implements and the architectures
+    it registers."""
     pm = plugin_manager()
     versions = {pm.get_name(p): dist.version for p, dist in pm.list_plugin_distinfo()}
+    registered: dict[str, list[str]] = {}
+    for plugin, arch in _registered():
+        registered.setdefault(plugin, []).append(arch.info.name)
     lines = []
     for name, plugin in sorted(pm.list_name_plugin()):
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         version = versions.get(name, f"{__version__} (built in)")
-        lines.append(f"{name} {version}: {', '.join(hooks)}")
+        line = f"{name} {version}: {', '.join(hooks)}"
+        if name in registered:
+            line += f"; architectures: {', '.join(registered[name])}"
+        lines.append(line)
     return lines
 
 
-def _providers() -> dict[str, tuple[ArchInfo, str]]:
-    """Architecture name -> (its facts, the plugin providing it)."""
+def _registered() -> list[tuple[str, Architecture]]:
+    """(plugin name, architecture) for each architecture every plugin registers."""
     pm = plugin_manager()
-    found: dict[str, tuple[ArchInfo, str]] = {}
-    for impl in pm.hook.toyc_architectures.get_hookimpls():
+    found: list[tuple[str, Architecture]] = []
+    for impl in pm.hook.toyc_register_architectures.get_hookimpls():
         name = pm.get_name(impl.plugin)
+        # collected, and checked once the hook has returned, so that the plugin's code cannot
+        # catch toyc's complaint about what it registered
+        objects: list[object] = []
         try:
-            infos = impl.function()
+            impl.function(objects.append)
         except Exception as e:
-            raise UserError(f"plugin '{name}' failed in toyc_architectures: "
+            raise UserError(f"plugin '{name}' failed in toyc_register_architectures: "
                             f"{type(e).__name__}: {e}") from None
-        if not isinstance(infos, list) or not all(isinstance(i, ArchInfo) for i in infos):
-            raise UserError(f"plugin '{name}' returned {infos!r:.60} from toyc_architectures, "
-                            "not a list of toyc.code.ArchInfo")
-        for info in infos:
-            if info.name in found:
-                raise UserError(f"architecture '{info.name}' is provided by both plugin "
-                                f"'{found[info.name][1]}' and plugin '{name}'")
-            found[info.name] = (info, name)
+        for obj in objects:
+            if not isinstance(obj, Architecture):
+                raise UserError(f"plugin '{name}' registered {obj!r:.60} through "
+                                "toyc_register_architectures, not a toyc.arch.Architecture")
+            info = getattr(obj, "info", None)
+            if not isinstance(info, ArchInfo):
+                raise UserError(f"plugin '{name}' registered {type(obj).__name__}, whose info "
+                                f"is {info!r:.60}, not a toyc.code.ArchInfo")
+            found.append((name, obj))
+    return found
+
+
+def _providers() -> dict[str, Arch]:
+    """Architecture name -> the architecture, wrapped with the plugin that registered it."""
+    found: dict[str, Arch] = {}
+    for plugin, obj in _registered():
+        name = obj.info.name
+        if name in found:
+            raise UserError(f"architecture '{name}' is provided by both plugin "
+                            f"'{found[name].plugin}' and plugin '{plugin}'")
+        found[name] = Arch(obj, plugin)
     return found
 
 
 def architectures() -> dict[str, ArchInfo]:
-    return {name: info for name, (info, _) in _providers().items()}
+    return {name: arch.info for name, arch in _providers().items()}
 
 
-class Arch:
-    """One architecture: its facts, and its hooks with the `arch` argument filled in. What a
-    hook raises or returns of the wrong kind is reported against the providing plugin."""
+class Arch(Architecture):
+    """One architecture as the rest of toyc sees it: the object a plugin registered, whose
+    answers are checked. What a method raises or returns of the wrong kind is reported
+    against the providing plugin."""
 
-    def __init__(self, info: ArchInfo, plugin: str = ""):
-        self.info = info
-        self.name = info.name
+    def __init__(self, impl: Architecture, plugin: str = ""):
+        self.impl = impl
+        self.info = impl.info
+        self.name = impl.info.name
         self.plugin = plugin
-        self.hook = plugin_manager().hook
 
-    def _call(self, hook: str, kind: type | None, **kwargs):
+    def _call(self, method: str, kind: type | None, *args):
         try:
-            result = getattr(self.hook, hook)(arch=self.name, **kwargs)
+            result = getattr(self.impl, method)(*args)
         except (UserError, RecursionError, RelocationOverflow):  # (the linker reports those)
             raise
         except ValueError as e:
-            if hook == "toyc_relocate":  # an input the architecture cannot link: the
-                raise  # linker says which
+            if method == "relocate":  # an input the architecture cannot link: the linker
+                raise  # says which
             raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) failed in "
-                            f"{hook}: {type(e).__name__}: {e}") from None
+                            f"{method}: {type(e).__name__}: {e}") from None
         except Exception as e:
             raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) failed in "
-                            f"{hook}: {type(e).__name__}: {e}") from None
+                            f"{method}: {type(e).__name__}: {e}") from None
         if kind is not None and not isinstance(result, kind):
             raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) returned "
-                            f"{type(result).__name__} from {hook}, not {kind.__name__}")
+                            f"{type(result).__name__} from {method}, not {kind.__name__}")
         return result
 
     def lower_function(self, fn, program) -> Code:
-        return self._call("toyc_lower_function", Code, fn=fn, program=program)
+        return self._call("lower_function", Code, fn, program)
 
     def lower_global(self, decl) -> Code:
-        return self._call("toyc_lower_global", Code, decl=decl)
+        return self._call("lower_global", Code, decl)
 
     def lower_string(self, value: bytes) -> Code:
-        return self._call("toyc_lower_string", Code, value=value)
+        return self._call("lower_string", Code, value)
 
     def lower_lazy_symbol(self, name: str) -> LazySymbol | None:
-        result = self._call("toyc_lower_lazy_symbol", None, name=name)
+        result = self._call("lower_lazy_symbol", None, name)
         if result is not None and not isinstance(result, LazySymbol):
             raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) returned "
-                            f"{type(result).__name__} from toyc_lower_lazy_symbol, "
-                            "not LazySymbol")
+                            f"{type(result).__name__} from lower_lazy_symbol, not LazySymbol")
         return result
 
     def apply_relocation(self, buf: bytearray, reloc, place: int, target: int) -> None:
-        self._call("toyc_apply_relocation", None, buf=buf, reloc=reloc, place=place,
-                   target=target)
+        self._call("apply_relocation", None, buf, reloc, place, target)
 
-    def relocation_info(self, rtype: int) -> RelocInfo:
-        """What an input object's relocation of `rtype` needs; an architecture without the
-        hook links no input objects."""
-        result = self._call("toyc_relocation_info", None, type=rtype)
-        if result is None:
-            return RelocInfo(f"type {rtype}", UNSUPPORTED)
-        if not isinstance(result, RelocInfo):
-            raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) returned "
-                            f"{type(result).__name__} from toyc_relocation_info, "
-                            "not RelocInfo")
-        return result
+    def relocation_info(self, type: int) -> RelocInfo:
+        return self._call("relocation_info", RelocInfo, type)
 
     def relocate(self, buf: bytearray, site) -> Applied:
-        return self._call("toyc_relocate", Applied, buf=buf, site=site)
+        return self._call("relocate", Applied, buf, site)
 
     def trampoline(self, source: int, target: int) -> bytes:
-        result = self._call("toyc_write_trampoline", bytes, source=source, target=target)
+        result = self._call("trampoline", bytes, source, target)
         if len(result) != self.info.trampoline_size:
             raise UserError(f"plugin '{self.plugin}' (architecture {self.name}) wrote a "
                             f"{len(result)}-byte trampoline; it said {self.info.trampoline_size}")
@@ -166,5 +175,4 @@ def get_arch(name: str) -> Arch:
     if name not in providers:
         known = ", ".join(sorted(providers)) or "none"
         raise UserError(f"unknown architecture '{name}' (available: {known})")
-    info, plugin = providers[name]
-    return Arch(info, plugin)
+    return providers[name]

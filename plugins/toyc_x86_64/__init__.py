@@ -1,12 +1,14 @@
 """The x86_64 architecture plugin: System V AMD64 code generation, relocations, runtime.
 
-Registered with toyc's plugin manager like any third-party plugin; every hook answers only when
-asked for the architecture named "x86_64".
+Registered with toyc's plugin manager like any third-party plugin; it registers one
+architecture, `X86_64`, named "x86_64", which answers toyc's questions about the CPU
+(`toyc.arch.Architecture`) from the modules beside it.
 """
 
 from __future__ import annotations
 
 from toyc import cfi, layout
+from toyc.arch import Architecture
 from toyc.code import ArchInfo
 from toyc.hookspecs import hookimpl
 
@@ -34,55 +36,34 @@ INFO = ArchInfo(
 )
 
 
-@hookimpl
-def toyc_architectures():
-    return [INFO]
+class X86_64(Architecture):
+    info = INFO
 
+    def lower_function(self, fn, program):
+        return codegen.lower_function(fn, program.source.path, program)
 
-@hookimpl
-def toyc_lower_function(arch, fn, program):
-    if arch == NAME:
-        return codegen.lower_function(fn, program.source.path)
-
-
-@hookimpl
-def toyc_lower_global(arch, decl):
-    if arch == NAME:
+    def lower_global(self, decl):
         return layout.lower_global(decl.ty, decl.value, relocs.R_X86_64_64)
 
-
-@hookimpl
-def toyc_lower_string(arch, value):
-    if arch == NAME:
+    def lower_string(self, value):
         return layout.lower_string(value)
 
-
-@hookimpl
-def toyc_lower_lazy_symbol(arch, name):
-    if arch == NAME:
+    def lower_lazy_symbol(self, name):
         return runtime.lower_lazy_symbol(name)
 
-
-@hookimpl
-def toyc_apply_relocation(arch, buf, reloc, place, target):
-    if arch == NAME:
+    def apply_relocation(self, buf, reloc, place, target):
         relocs.apply(buf, reloc, place, target)
-        return True
 
-
-@hookimpl
-def toyc_relocation_info(arch, type):
-    if arch == NAME:
+    def relocation_info(self, type):
         return link.info(type)
 
-
-@hookimpl
-def toyc_relocate(arch, buf, site):
-    if arch == NAME:
+    def relocate(self, buf, site):
         return link.relocate(buf, site)
 
+    def trampoline(self, source, target):
+        return relocs.trampoline(source, target)
+
 
 @hookimpl
-def toyc_write_trampoline(arch, source, target):
-    if arch == NAME:
-        return relocs.trampoline(source, target)
+def toyc_register_architectures(register):
+    register(X86_64())

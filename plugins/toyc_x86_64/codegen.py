@@ -106,9 +106,10 @@ class Val:
 
 
 class FunctionGen(FunctionLowering):
-    def __init__(self, fn: A.FnDecl, path: str):
+    def __init__(self, fn: A.FnDecl, path: str, program=None):
         super().__init__(fn, path)
         self.a = Asm()
+        self.program = program  # to tell a call of an extern from a call of a Toy function
         self.assignment = assign(fn)
         self.saved = set(self.assignment.saved)  # grows as temporaries are kept across calls
         self.scratch = [r for r in SCRATCH if r not in self.assignment.free]
@@ -222,6 +223,12 @@ class FunctionGen(FunctionLowering):
 
     def move_params(self) -> None:
         moves = []
+        if self.fn.exports:
+            # C may call an exported function, and the ABI defines only the low byte of a
+            # `bool` argument: the rest of the register is whatever the caller left there.
+            for i, ty in enumerate(self.fn.param_types):
+                if ty == BOOL:
+                    self.a(f"movzx {low32(ARG_REGS[i])}, {low8(ARG_REGS[i])}")
         for i, _ in enumerate(self.fn.params):
             home = self.home[i]
             if not (home.kind == "reg" and home.x == ARG_REGS[i]):
@@ -1225,7 +1232,17 @@ class FunctionGen(FunctionLowering):
         return self.temp("rax")
 
     def user_call(self, e: A.Call, hint: str | None) -> Val | None:
-        return self.call(nav(e.callee.name), e.args, hint, e.ty != VOID)
+        v = self.call(nav(e.callee.name), e.args, hint, e.ty != VOID)
+        if e.ty == BOOL and self.calls_c(e.callee.name):
+            # The ABI defines only the low byte of a `bool` result (gcc's `setg al` leaves
+            # the rest of rax as it was); Toy tests the whole register.
+            self.a("movzx eax, al")
+        return v
+
+    def calls_c(self, name: str) -> bool:
+        """Whether `name` is an extern fn, which C may define (without the program: maybe)."""
+        d = self.program.by_name.get(name) if self.program is not None else None
+        return d is None or d.is_extern
 
     def builtin(self, e: A.Call, hint: str | None) -> Val | None:
         a = self.a
@@ -1305,5 +1322,5 @@ class FunctionGen(FunctionLowering):
         self.free_slots += range(first, first + len(args))
 
 
-def lower_function(fn: A.FnDecl, path: str) -> Code:
-    return FunctionGen(fn, path).lower()
+def lower_function(fn: A.FnDecl, path: str, program=None) -> Code:
+    return FunctionGen(fn, path, program).lower()

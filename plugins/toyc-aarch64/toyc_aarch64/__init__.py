@@ -1,14 +1,17 @@
 """toyc's AArch64 (ARM64) Linux backend, a plugin like any other.
 
-Installed as its own distribution, it registers itself in the `toyc` entry-point group and
-answers toyc's hooks (`toyc.hookspecs`) when asked for the architecture named "aarch64": code
+Installed as its own distribution, it registers itself in the `toyc` entry-point group and,
+through toyc's `toyc_register_architectures` hook, registers one architecture, `AArch64`, named
+"aarch64", which answers toyc's questions about the CPU (`toyc.arch.Architecture`): code
 generation following AAPCS64, AArch64 relocations, a `b` trampoline, and a runtime of raw Linux
-system calls with thread-locals behind TPIDR_EL0 (TLS variant 1).
+system calls with thread-locals behind TPIDR_EL0 (TLS variant 1). It links no C objects, so it
+leaves `relocation_info` and `relocate` to the protocol's defaults.
 """
 
 from __future__ import annotations
 
 from toyc import cfi, layout
+from toyc.arch import Architecture
 from toyc.code import ArchInfo
 from toyc.hookspecs import hookimpl
 
@@ -42,43 +45,28 @@ INFO = ArchInfo(
 )
 
 
-@hookimpl
-def toyc_architectures():
-    return [INFO]
+class AArch64(Architecture):
+    info = INFO
 
+    def lower_function(self, fn, program):
+        return codegen.lower_function(fn, program.source.path, program)
 
-@hookimpl
-def toyc_lower_function(arch, fn, program):
-    if arch == NAME:
-        return codegen.lower_function(fn, program.source.path)
-
-
-@hookimpl
-def toyc_lower_global(arch, decl):
-    if arch == NAME:
+    def lower_global(self, decl):
         return layout.lower_global(decl.ty, decl.value, relocs.R_AARCH64_ABS64)
 
-
-@hookimpl
-def toyc_lower_string(arch, value):
-    if arch == NAME:
+    def lower_string(self, value):
         return layout.lower_string(value)
 
-
-@hookimpl
-def toyc_lower_lazy_symbol(arch, name):
-    if arch == NAME:
+    def lower_lazy_symbol(self, name):
         return runtime.lower_lazy_symbol(name)
 
-
-@hookimpl
-def toyc_apply_relocation(arch, buf, reloc, place, target):
-    if arch == NAME:
+    def apply_relocation(self, buf, reloc, place, target):
         relocs.apply(buf, reloc, place, target)
-        return True
+
+    def trampoline(self, source, target):
+        return relocs.trampoline(source, target)
 
 
 @hookimpl
-def toyc_write_trampoline(arch, source, target):
-    if arch == NAME:
-        return relocs.trampoline(source, target)
+def toyc_register_architectures(register):
+    register(AArch64())

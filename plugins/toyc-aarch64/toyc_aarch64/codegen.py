@@ -54,9 +54,10 @@ def mov_imm(a: Asm, reg: str, v: int) -> None:
 
 
 class FunctionGen(FunctionLowering):
-    def __init__(self, fn: A.FnDecl, path: str):
+    def __init__(self, fn: A.FnDecl, path: str, program=None):
         super().__init__(fn, path)
         self.a = Asm()
+        self.program = program  # to tell a call of an extern from a call of a Toy function
 
     # ---- function -----------------------------------------------------------------------------
 
@@ -71,6 +72,10 @@ class FunctionGen(FunctionLowering):
                 mov_imm(a, "x9", self.frame)
                 a("sub sp, sp, x9")
         for i, _ in enumerate(self.fn.params):
+            if self.fn.exports and self.fn.param_types[i] == BOOL:
+                # C may call an exported function, and AAPCS64 leaves the bits of a `bool`
+                # argument above the lowest byte unspecified.
+                a(f"and {ARG_REGS[i]}, {ARG_REGS[i]}, #0xff")
             self.store_local(ARG_REGS[i], i)
         self.block(self.fn.body)
         self.place(RETURN_LABEL)
@@ -344,6 +349,10 @@ class FunctionGen(FunctionLowering):
         for reg in reversed(ARG_REGS[: len(e.args)]):
             self.pop(reg)
         self.a.call(nav(e.callee.name))
+        d = self.program.by_name.get(e.callee.name) if self.program is not None else None
+        if e.ty == BOOL and (d is None or d.is_extern):
+            # a C `bool` result: AAPCS64 leaves the bits above the lowest byte unspecified
+            self.a("and x0, x0, #0xff")
 
     def builtin(self, e: A.Call) -> None:
         a = self.a
@@ -400,5 +409,5 @@ class FunctionGen(FunctionLowering):
             raise AssertionError(f"built-in {name} has no code generator")
 
 
-def lower_function(fn: A.FnDecl, path: str) -> Code:
-    return FunctionGen(fn, path).lower()
+def lower_function(fn: A.FnDecl, path: str, program=None) -> Code:
+    return FunctionGen(fn, path, program).lower()
