@@ -22,6 +22,15 @@ code section or a debug section grows. `.debug_str` and `.debug_line_str` hold t
 the file's names, written once. In an object, every address and section offset is also a
 relocation for the system linker (`relocs`).
 
+An executable linked with C objects holds their debug info too (`add_inputs`, before anything
+of Toy's is written): each debug section starts with C's content, relocated and fixed until the
+next full build, and Toy's follows it. Offsets kept here (blocks, free room, header fields) are
+relative to the start of Toy's part of their section, its base; what is written into a section
+at an offset (`_write`, the line patches) and every offset written as a value into another
+section (a unit's abbreviations and line program, strings, a frame description's common
+entry, `.debug_aranges`' unit) has that section's base added. Sections only C has
+(`.debug_rnglists`, `.debug_loclists`...) are written once, as they are.
+
 What it is told of each declaration is a `DebugDecl`, which the compiler builds
 (`toyc.debuginfo`) and attaches to the declaration's code; types in it are `DebugType`s, which
 say only what DWARF needs of a type.
@@ -292,6 +301,8 @@ class Dwarf:
         # Dwarf loaded from state does without it
         self.producer = producer
         self.sections: dict[str, int] = {}
+        # section -> the bytes of linked C objects' debug info before Toy's part (`add_inputs`)
+        self.bases: dict[str, int] = {}
         self.entries: dict[str, Entry] = {}
         self.info_region = Region(0, 0, [])
         self.line_region = Region(0, 0, [])
@@ -321,6 +332,30 @@ class Dwarf:
                 name, elf.SHT_PROGBITS, 0, addralign=8 if name == ".debug_frame" else 1)))
         self._write_fixed()
 
+    def add_inputs(self, contents: dict[str, bytes]) -> None:
+        """Put the debug sections of the linked objects (`contents`: section name -> their
+        relocated bytes) before Toy's. Called once, on a new Dwarf, before any declaration
+        is: `create` ran when the ZigObject was made, before the inputs were placed and
+        relocated, so Toy's fixed parts, all that is written yet, are written again after
+        them."""
+        assert not self.entries and not self.pending and not self.bases, "inputs come first"
+        for name, data in sorted(contents.items()):
+            if not data:
+                continue
+            if name not in self.sections:  # only C has it: a plain section
+                self.sections[name] = self.elf.add_section(Section(elf.Shdr(
+                    name, elf.SHT_PROGBITS, 0, addralign=1)))
+            index = self.sections[name]
+            self.elf.reserve(index, len(data) + self.elf.sections[index].shdr.size)
+            self.elf.write_nonalloc_part(index, 0, bytes(data), len(data))
+            if name in SECTIONS:
+                self.bases[name] = len(data)
+        self._write_fixed()
+
+    def base(self, section: str) -> int:
+        """Where Toy's part of `section` starts: after the linked objects' part."""
+        return self.bases.get(section, 0)
+
     def _write_fixed(self) -> None:
         self._write(".debug_abbrev", 0, _abbrev_table())
         self._write(".debug_str", 0, self.producer.encode() + b"\0")
@@ -330,8 +365,11 @@ class Dwarf:
         self._write(".debug_line_str", 0, strings)
         name_at = self.name_offset = len(comp_dir.encode()) + 1
         # .debug_info: header, unit DIE, base types; blocks follow
-        cu = bytearray(struct.pack("<IHBBI", 0, 5, DW_UT_compile, 8, 0))
-        cu += uleb(CU) + struct.pack("<IHIIQQI", 0, DW_LANG_C99, name_at, 0, 0, 0, 0)
+        base = self.base
+        cu = bytearray(struct.pack("<IHBBI", 0, 5, DW_UT_compile, 8, base(".debug_abbrev")))
+        line_str = base(".debug_line_str")
+        cu += uleb(CU) + struct.pack("<IHIIQQI", base(".debug_str"), DW_LANG_C99,
+                                     line_str + name_at, line_str, 0, 0, base(".debug_line"))
         types = {}
         for tname, enc, size in (("int", DW_ATE_signed, 8), ("bool", DW_ATE_boolean, 1),
                                  ("char", DW_ATE_unsigned_char, 1)):
@@ -350,14 +388,14 @@ class Dwarf:
         after += bytes([1]) + uleb(DW_LNCT_path) + uleb(DW_FORM_line_strp)
         after += uleb(1)
         self.line_dir_at = 12 + len(after)
-        after += struct.pack("<I", 0)
+        after += struct.pack("<I", line_str)
         after += bytes([2]) + uleb(DW_LNCT_path) + uleb(DW_FORM_line_strp) \
             + uleb(DW_LNCT_directory_index) + uleb(DW_FORM_udata)
         after += uleb(2)
         self.line_file_at = []
         for _ in range(2):
             self.line_file_at.append(12 + len(after))
-            after += struct.pack("<I", name_at) + uleb(0)
+            after += struct.pack("<I", line_str + name_at) + uleb(0)
         header = struct.pack("<IHBBI", 0, 5, 8, 0, len(after)) + after
         self.line_region = Region(len(header), len(header), [])
         self._write(".debug_line", 0, header)
@@ -370,11 +408,14 @@ class Dwarf:
         self._finish_units()
 
     def _write(self, section: str, offset: int, data: bytes, size: int | None = None) -> None:
+        """Write `data` at `offset` in Toy's part of `section`, which then holds `size`
+        bytes (default: as many as it held, or up to the end of `data`)."""
         index = self.sections[section]
         sec = self.elf.sections[index]
-        size = max(sec.shdr.size, offset + len(data)) if size is None else size
+        base = self.base(section)
+        size = max(sec.shdr.size, base + offset + len(data)) if size is None else base + size
         self.elf.reserve(index, size)
-        self.elf.write_nonalloc_part(index, offset, data, size)
+        self.elf.write_nonalloc_part(index, base + offset, data, size)
 
     def _finish_units(self) -> None:
         """The unit lengths, the terminating null entry of the unit's DIEs."""
@@ -393,7 +434,12 @@ class Dwarf:
         self.code_range = (low, size)
         low_at = INFO_HEADER + 1 + 4 + 2 + 4 + 4  # code, producer, language, name, comp_dir
         self._write(".debug_info", low_at, struct.pack("<QQ", low, size))
-        aranges = struct.pack("<IHIBB4xQQQQ", 44, 2, 0, 8, 0, low, size, 0, 0)
+        # The address pairs start at a multiple of their size from the start of the section,
+        # as readers (gdb, readelf) look for them there: after the linked objects' sets,
+        # Toy's header is padded to that.
+        pad = -(self.base(".debug_aranges") + 12) % 16
+        aranges = struct.pack("<IHIBB", 8 + pad + 32, 2, self.base(".debug_info"), 8, 0) + \
+            bytes(pad) + struct.pack("<QQQQ", low, size, 0, 0)
         self._write(".debug_aranges", 0, aranges)
 
     # ---- declarations -------------------------------------------------------------------------
@@ -475,8 +521,10 @@ class Dwarf:
         patched = set(self.line_patches)
         # An edit above thousands of declarations patches each one's two fields, in place
         # (the sections do not change size).
-        info_at = self.elf.sections[self.sections[".debug_info"]].shdr.offset
-        line_at = self.elf.sections[self.sections[".debug_line"]].shdr.offset
+        info_at = self.elf.sections[self.sections[".debug_info"]].shdr.offset + \
+            self.base(".debug_info")
+        line_at = self.elf.sections[self.sections[".debug_line"]].shdr.offset + \
+            self.base(".debug_line")
         patches = []
         for name in self.line_patches:
             e = self.entries[name]
@@ -617,9 +665,10 @@ class Dwarf:
         return bytes(out), line_at, addrs
 
     def _frame_block(self, address: int, size: int, cfi: bytes) -> tuple[bytes, int, list]:
-        """A function's frame description entry: the common entry's offset (0), its code's
-        address and size, its call frame instructions, in whole words."""
-        body = struct.pack("<IQQ", 0, address, size) + cfi
+        """A function's frame description entry: the common entry's offset (the first of
+        Toy's part of the section), its code's address and size, its call frame instructions,
+        in whole words."""
+        body = struct.pack("<IQQ", self.base(".debug_frame"), address, size) + cfi
         body += bytes(-(len(body) + 4) % 8)
         return struct.pack("<I", len(body)) + body, -1, [[8, 0]]
 
@@ -646,10 +695,19 @@ class Dwarf:
         return bytes(out), line_at, [[3, 0]]
 
     def check_layout(self) -> None:
-        """Raise ValueError if a block lies outside its section (see ZigObject.check_layout)."""
-        info = self.elf.sections[self.sections[".debug_info"]].shdr.size
-        line = self.elf.sections[self.sections[".debug_line"]].shdr.size
-        frame = self.elf.sections[self.sections[".debug_frame"]].shdr.size if self.frames else 0
+        """Raise ValueError if a debug section is not in the output, a block lies outside
+        Toy's part of its section, or the linked objects' part is longer than the section (see
+        ZigObject.check_layout)."""
+        sizes = {}
+        for name, index in self.sections.items():
+            if not 0 < index < len(self.elf.sections) or \
+                    self.elf.sections[index].shdr.name != name:
+                raise ValueError(f"debug section {name} is not in the output")
+            sizes[name] = self.elf.sections[index].shdr.size - self.base(name)
+            if sizes[name] < 0:
+                raise ValueError(f"the linked objects' part of {name} lies outside it")
+        info, line = sizes[".debug_info"], sizes[".debug_line"]
+        frame = sizes[".debug_frame"] if self.frames else 0
         for name, e in self.entries.items():
             for b, size in ((e.info, info), (e.line, line), (e.frame, frame)):
                 if b.capacity and not 0 <= b.offset <= b.offset + b.capacity <= size:
@@ -662,6 +720,7 @@ class Dwarf:
         size, "nav", "lazy" or "section", the declaration's, runtime helper's or section's
         name, addend). Offsets into other debug sections are relative to their start, addresses
         to the code section or a declaration's or helper's symbol."""
+        assert not self.bases, "an object is linked with nothing: its debug info starts at 0"
         name_at = self.name_offset
         # (the unit's DIE: abbreviation code at 12, producer 13, language 17, name 19,
         # comp_dir 23, low_pc 27, high_pc 35, stmt_list 43)
@@ -689,6 +748,7 @@ class Dwarf:
     def state(self) -> dict:
         return {
             "sections": self.sections,
+            "bases": self.bases,
             "entries": {n: [_block(e.info), _block(e.line), e.decl_line, e.kind,
                             _block(e.frame)] for n, e in self.entries.items()},
             "regions": [[r.start, r.end, r.free]
@@ -702,6 +762,7 @@ class Dwarf:
     def from_state(cls, elf_file: ElfFile, arch_info, source_path: str, state: dict) -> Dwarf:
         d = cls(elf_file, arch_info, source_path)
         d.sections = dict(state["sections"])
+        d.bases = dict(state["bases"])
         d.entries = {n: Entry(Block(*i), Block(*ln), decl_line, kind, Block(*frame))
                      for n, (i, ln, decl_line, kind, frame) in state["entries"].items()}
         d.info_region, d.line_region, d.frame_region = (

@@ -25,6 +25,7 @@ SHN_COMMON = 0xFFF2
 SHN_LORESERVE = 0xFF00
 SHF_GROUP = 0x200
 SHF_EXCLUDE = 0x80000000
+SHF_COMPRESSED = 0x800
 ET_DYN = 3
 
 _BIND = {"STB_LOCAL": elf.STB_LOCAL, "STB_GLOBAL": elf.STB_GLOBAL, "STB_WEAK": elf.STB_WEAK,
@@ -151,8 +152,11 @@ def _read(f: ELFFile, data: bytes, name: str) -> ObjectFile:
             pass
         else:
             body = b"" if stype == elf.SHT_NOBITS else s.data()
-            sections[i] = InputSection(s.name, stype, h["sh_flags"], max(h["sh_addralign"], 1),
-                                       h["sh_size"], body, h["sh_entsize"])
+            size, align = h["sh_size"], h["sh_addralign"]
+            if h["sh_flags"] & SHF_COMPRESSED:  # (gcc -gz) pyelftools uncompresses the bytes
+                size, align = s.data_size, s.data_alignment
+            sections[i] = InputSection(s.name, stype, h["sh_flags"] & ~SHF_COMPRESSED,
+                                       max(align, 1), size, body, h["sh_entsize"])
     symbols: list[InputSymbol] = []
     first_global = 0
     if symtab is not None:

@@ -8,7 +8,9 @@ output sections (`.text`, `.rodata`, `.eh_frame`, `.init_array`, `.fini_array`,
 zero-fill segment: read/execute, read-only, read/write. C's thread-locals join Toy's: all of
 C's `.tdata` is one atom at the start of the TLS image, all of its `.tbss` one atom at the start
 of `.tbss`, so that every thread has its own copy of both. Debug sections (`.debug_*`) are
-relocated and kept, for the debug info to place Toy's own after them.
+relocated (an offset into another debug section is the input section's offset in the output
+one) and handed to the ZigObject's debug info, which puts Toy's own after them (`Dwarf`);
+without debug info (`--strip`) they are left out.
 
 Each allocated input section is an atom of the ZigObject (never moved or freed), so that the
 relocations of C's code and data that depend on something that can move (a Toy declaration,
@@ -129,13 +131,15 @@ def link_inputs(zo, res: Resolution) -> Layout:
     declarations and thread-locals when `zo` flushes)."""
     arch = zo.arch
     lay = Layout()
-    _gather(lay, res)
+    _gather(lay, res, zo.dwarf is not None)
     _scan(lay, res, arch)
     _place(zo, lay, res)
     zo.sections_added()
     _define_symbols(zo, lay, res)
     _relocate(zo, lay, res)
     zo.ctors = [*_span(lay, ".init_array"), *_span(lay, ".fini_array")]
+    if lay.debug:  # before anything of Toy's is written, which goes after it
+        zo.dwarf.add_inputs(lay.debug)
     return lay
 
 
@@ -144,7 +148,9 @@ def _span(lay: Layout, name: str) -> tuple[int, int]:
     return start, start + size
 
 
-def _gather(lay: Layout, res: Resolution) -> None:
+def _gather(lay: Layout, res: Resolution, debug: bool) -> None:
+    """The input sections of each output section, in order; debug sections only with
+    `debug`."""
     for f, obj in enumerate(res.objects):
         for i, sec in enumerate(obj.sections):
             if sec is None:
@@ -153,7 +159,7 @@ def _gather(lay: Layout, res: Resolution) -> None:
                 out = output_section(sec)
             except ValueError as e:
                 raise LinkError(f"{obj.where(i)}: {e}") from None
-            if out is not None:
+            if out is not None and (debug or not out.startswith(".debug_")):
                 lay.outputs.setdefault(out, []).append((f, i))
     for key in (".init_array", ".fini_array"):
         if key in lay.outputs:
@@ -215,7 +221,18 @@ def _place(zo, lay: Layout, res: Resolution) -> None:
         if out == ".eh_frame":
             offset += len(EH_FRAME_END)
         lay.sizes[out], lay.aligns[out] = offset, align
+    # eu-elflint finds a section's segment by its file offset, and judges a segment writable
+    # by the writable sections with bytes in the file it finds there: C's data, when all of it
+    # is zero-fill, gets one word of file bytes in .data, which gives its segment a place in
+    # the file of its own.
+    data = [n for n, (seg, _, _) in OUTPUT.items() if seg == "data" and lay.sizes.get(n)]
+    if data and all(OUTPUT[n][1] == elf.SHT_NOBITS for n in data):
+        lay.outputs.setdefault(".data", [])
+        lay.sizes[".data"] = GOT_ENTRY
+        lay.aligns[".data"] = max(lay.aligns.get(".data", 1), GOT_ENTRY)
     _segments(zo, lay)
+    # GOT slots are addressed from here on (relocations, `_GLOBAL_OFFSET_TABLE_`)
+    lay.got.address = lay.bounds.get(".got", (0, 0))[0]
     _tls(zo, lay)
     for (f, i), piece in lay.pieces.items():
         if piece.output in OUTPUT:
@@ -251,13 +268,19 @@ def _segments(zo, lay: Layout) -> None:
         if addr > INPUT_LIMIT:
             raise LinkError(f"the linked objects need {addr - INPUT_BASE} bytes of address "
                             f"space; there are {INPUT_LIMIT - INPUT_BASE}")
-        ph = ef.add_load_segment(vaddr, flags, file_end - vaddr, addr - vaddr)
-        phdr = ef.phdrs[ph]
-        phdr.filesz, phdr.memsz = file_end - vaddr, addr - vaddr
+        # A segment of empty sections (gcc writes an empty .data and .bss into every object)
+        # is left out; its sections keep their addresses, for the symbols in them. (eu-elflint:
+        # a writable segment must hold a writable section's bytes.)
+        ph, offset = -1, 0
+        if addr > vaddr:
+            ph = ef.add_load_segment(vaddr, flags, file_end - vaddr, addr - vaddr)
+            phdr = ef.phdrs[ph]
+            phdr.filesz, phdr.memsz = file_end - vaddr, addr - vaddr
+            offset = phdr.offset
         for n in names:
             _, stype, sflags = OUTPUT[n]
             size = lay.sizes[n]
-            shdr = elf.Shdr(n, stype, sflags, addrs[n], phdr.offset + addrs[n] - vaddr, size,
+            shdr = elf.Shdr(n, stype, sflags, addrs[n], offset + addrs[n] - vaddr, size,
                             addralign=lay.aligns[n],
                             entsize=8 if n in (".init_array", ".fini_array", ".got") else 0)
             lay.section_index[n] = ef.add_section(Section(shdr, ph, max_size=size))
@@ -391,7 +414,8 @@ def _relocate(zo, lay: Layout, res: Resolution) -> None:
             if loaded:
                 _hand_over(zo, lay, piece, buf, remembered, sec)
             else:
-                debug = lay.debug.setdefault(out, bytearray())
+                # (sized first: an aligned piece may leave a gap before it)
+                debug = lay.debug.setdefault(out, bytearray(lay.sizes[out]))
                 debug[piece.offset : piece.offset + len(buf)] = buf
     _fill_got(zo, lay, res)
     if ".eh_frame" in lay.section_index:

@@ -58,7 +58,7 @@ ZIG_SECTIONS = {
 }
 SECTION_ALIGN = {"text": 16, "rodata": 8, "data": 8, "bss": 8}
 ENTRY = "_start"
-STATE_VERSION = 7  # 7: symbols of input files (a value in their atom, a size of their own)
+STATE_VERSION = 8  # 8: the linked objects' part of each debug section (Dwarf.bases)
 # an export's linkage -> its symbol's binding
 BINDINGS = {"strong": elf.STB_GLOBAL, "weak": elf.STB_WEAK, "internal": elf.STB_LOCAL}
 
