@@ -109,6 +109,11 @@ def check_header(data: bytes, name: str, machine: int, machine_name: str) -> Non
     if emachine != machine:
         raise LinkError(f"{name}: is for another machine (ELF machine {emachine}); "
                         f"this link is for {machine_name}")
+    shoff, = struct.unpack_from("<Q", data, 40)
+    shentsize, shnum = struct.unpack_from("<HH", data, 58)
+    if shoff + shentsize * shnum > len(data):
+        raise LinkError(f"{name}: truncated (its section headers end at byte "
+                        f"{shoff + shentsize * shnum}, the file at {len(data)})")
 
 
 def read_object(data: bytes, name: str, machine: int, machine_name: str) -> ObjectFile:

@@ -335,8 +335,10 @@ def _define_symbols(zo, lay: Layout, res: Resolution) -> None:
                 continue
             stype = s.type if s.type in (elf.STT_FUNC, elf.STT_OBJECT, elf.STT_TLS) \
                 else elf.STT_NOTYPE
+            # merged COMMON symbols: the largest size, as allocated (this one may be smaller)
+            size = res.commons[s.name][0] if s.shndx == SHN_COMMON else s.size
             zo.add_input_symbol(s.name if is_global else "", atom, stype,
-                                s.bind if is_global else elf.STB_LOCAL, value, s.size,
+                                s.bind if is_global else elf.STB_LOCAL, value, size,
                                 listed=s.shndx != elf.SHN_ABS, local_name=s.name)
 
 
@@ -391,7 +393,7 @@ def _relocate(zo, lay: Layout, res: Resolution) -> None:
                         and loaded and info.needs != NEEDS_GOT_SLOT:
                     raise LinkError(f"{obj.where(i)}: relocation {info.name} against "
                                     f"{_name(obj, r.symbol)}, which is "
-                                    f"{'not ' if t.tls else ''}a thread-local")
+                                    f"{'' if t.tls else 'not '}a thread-local")
                 site = RelocSite(r.offset, r.type, r.addend, base + r.offset, t.address,
                                  lay.got.address, 0, t.size, loaded, t.tls_offset)
                 if info.needs == NEEDS_GOT_SLOT:
@@ -473,7 +475,7 @@ def _defined(zo, lay: Layout, res: Resolution, f: int, k: int) -> _Target:
         return _Target(s.value, None, size=s.size)
     if s.shndx == SHN_COMMON:
         atom, _ = lay.commons[s.name]
-        return _Target(zo.atom_address(atom), None, size=s.size)
+        return _Target(zo.atom_address(atom), None, size=res.commons[s.name][0])
     piece = lay.pieces.get((f, s.shndx))
     if piece is None:  # in a section left out (another object's copy of a COMDAT group)
         return _Target(0, None)

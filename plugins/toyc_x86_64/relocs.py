@@ -54,6 +54,7 @@ def write(buf: bytearray, offset: int, value: int, bits: int, signed: bool) -> N
     a 16- or 8-bit one, as GNU ld, either signedness."""
     if bits == 64:
         value &= (1 << 64) - 1
+        signed = False  # (the bits are the same either way)
     elif not _fits(value, bits, signed) and not (bits < 32 and _fits(value, bits, not signed)):
         raise RelocationOverflow(f"relocation value {value:#x} does not fit in {bits} bits")
     elif bits < 32:
