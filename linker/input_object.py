@@ -162,6 +162,10 @@ def _read(f: ELFFile, data: bytes, name: str) -> ObjectFile:
                 size, align = s.data_size, s.data_alignment
             sections[i] = InputSection(s.name, stype, h["sh_flags"] & ~SHF_COMPRESSED,
                                        max(align, 1), size, body, h["sh_entsize"])
+    if any(s is not None and s.name.startswith(".gnu.lto_") for s in sections) and not any(
+            s is not None and s.flags & elf.SHF_EXECINSTR and s.size for s in sections):
+        raise LinkError(f"{name}: an LTO object (gcc -flto) holds no machine code; build it "
+                        "without -flto, or with -ffat-lto-objects")
     symbols: list[InputSymbol] = []
     first_global = 0
     if symtab is not None:

@@ -808,3 +808,28 @@ def test_aarch64_reads_c_bools_by_their_low_byte(tmp_path: Path):
     assert ld.status == 0, ld.stderr
     r = run([*exe_runner, str(tmp_path / "prog")])
     assert (r.status, r.stdout, r.stderr) == (0, "false true 20 10\n", "")
+
+
+def test_error_lto_object(tmp_path: Path, cc, previous: bytes):
+    """A gcc -flto object holds GIMPLE, not machine code: said so, not 'undefined symbol'."""
+    obj = cc("callback.c", "-O2", "-flto")
+    shutil.copy(obj, tmp_path / "lto.o")
+    line = one_line(fails(tmp_path, previous, ["lto.o"]))
+    assert "lto.o" in line and "LTO object" in line and "-ffat-lto-objects" in line, line
+
+
+def test_error_c_library_call_has_a_note(tmp_path: Path, previous: bytes):
+    """C code calling the C library, which is not linked: the undefined symbol, and a note
+    saying why (gcc makes such calls of plain loops too)."""
+    (tmp_path / "copy.c").write_text(
+        "void *memcpy(void *, const void *, unsigned long);\n"
+        "long c_copy(long *dst, const long *src, long n) { memcpy(dst, src, n * 8); "
+        "return n; }\n")
+    r = run([require("gcc"), "-O2", "-c", "copy.c"], cwd=tmp_path)
+    assert r.status == 0, r.stderr
+    toy = PREVIOUS_TOY + "extern fn c_copy(d: int, s: int, n: int) -> int;\n" \
+        "fn use() -> int { return c_copy(0, 0, 0); }\n"
+    err = fails(tmp_path, previous, ["copy.o"], toy)
+    lines = err.splitlines()
+    assert lines[0] == "toyc: error: undefined symbol: memcpy (referenced by copy.o (.text))", err
+    assert lines[1].startswith("note: no C library is linked"), err

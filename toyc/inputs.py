@@ -24,6 +24,9 @@ from toyc.source import CompileError, Diagnostic, UserError
 # Where gcc looks for `-l` after the -L directories (Debian's multiarch layout first).
 SYSTEM_LIBRARY_DIRS = ("/usr/local/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu",
                        "/usr/lib/x86_64-linux-gnu", "/usr/local/lib", "/lib", "/usr/lib")
+# Functions of the C library that C code often calls, or gcc makes it call
+LIBC_NAMES = {"memcpy", "memmove", "memset", "memcmp", "strlen", "strcmp", "strcpy", "printf",
+              "puts", "malloc", "free", "calloc", "realloc", "abort", "exit", "__stack_chk_fail"}
 # toyc's options that take a value, whose value is not a linker input
 _VALUE_OPTIONS = ("-o", "--arch")
 
@@ -165,8 +168,12 @@ def resolve_inputs(program: Program, paths: list[str], arch) -> Resolution:
             Diagnostic(span, f"undefined symbol: {name}") for name, span in program.extern_uses
             if name in toy_missing])
     if undefined:
-        raise UserError("\n".join(f"undefined symbol: {n} (referenced by {res.referrer(n)})"
-                                  for n in undefined))
+        lines = [f"undefined symbol: {n} (referenced by {res.referrer(n)})" for n in undefined]
+        if set(undefined) & LIBC_NAMES:
+            lines.append("note: no C library is linked (shared libraries are not supported "
+                         "yet); gcc turns some loops into calls of memcpy, memset or strlen "
+                         "(-fno-tree-loop-distribute-patterns keeps them loops)")
+        raise UserError("\n".join(lines))
     return res
 
 
