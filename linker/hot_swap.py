@@ -25,6 +25,7 @@ import struct
 import subprocess
 import time
 
+from linker import elf
 from linker.process import Process, ProcessGone, describe_status
 from linker.zig_object import Patch, ZigObject
 
@@ -87,11 +88,12 @@ class HotSwap:
         if not self.running() or self.stale:
             zo.release_retired()
             return
-        text = zo.elf.sections[zo.section_of["text"]].shdr
-        lo, hi = text.addr, text.addr + zo.elf.sections[zo.section_of["text"]].max_size
+        # Toy's code, and a linked object's (whose calls of Toy functions follow them)
+        code = [(s.shdr.addr, s.shdr.addr + s.max_size) for s in zo.elf.sections
+                if s.shdr.flags & elf.SHF_EXECINSTR and s.shdr.flags & elf.SHF_ALLOC]
         try:
             for _ in range(ENTRY_RETRIES):
-                busy = self._code_addresses(self.process.stop(), lo, hi)
+                busy = self._code_addresses(self.process.stop(), code)
                 waiting = zo.entry_busy(functions, busy)
                 stale_users = zo.stale_users(changes, busy)
                 if not waiting and not stale_users:
@@ -121,14 +123,17 @@ class HotSwap:
                           f"the first bytes of {', '.join(waiting)})")
         zo.release_retired()
 
-    def _code_addresses(self, threads, lo: int, hi: int) -> list[int]:
-        """Every word of the threads' registers and stacks that points into [lo, hi)."""
+    def _code_addresses(self, threads, code: list[tuple[int, int]]) -> list[int]:
+        """Every word of the threads' registers and stacks that points into one of the
+        ranges [lo, hi) of `code`."""
         words = set()
+        first, last = min(lo for lo, _ in code), max(hi for _, hi in code)
         for t in threads:
             for blob in (t.regs, t.stack):
                 n = len(blob) // 8
                 fmt = ("<" if self.info.byteorder == "little" else ">") + f"{n}Q"
-                words.update(w for w in struct.unpack(fmt, blob[: n * 8]) if lo <= w < hi)
+                words.update(w for w in struct.unpack(fmt, blob[: n * 8])
+                             if first <= w < last and any(lo <= w < hi for lo, hi in code))
         return sorted(words)
 
     def finish(self, zo: ZigObject) -> None:
@@ -179,11 +184,10 @@ class HotSwap:
 
     def _unmapped(self, writes: list[tuple[int, bytes]]) -> str:
         # A segment whose memory reaches past its file part is two mappings, one after the
-        # other: a write may span both.
+        # other: a write may span both. A read-only mapping counts too: a linked object's code
+        # and read-only data are written through /proc/PID/mem (`Process.write`).
         maps: list[tuple[int, int]] = []
-        for lo, hi, perms in sorted(self.process.maps()):
-            if "w" not in perms:
-                continue
+        for lo, hi, _ in sorted(self.process.maps()):
             if maps and maps[-1][1] == lo:
                 maps[-1] = (maps[-1][0], hi)
             else:

@@ -464,8 +464,8 @@ def _target(zo, lay: Layout, res: Resolution, f: int, k: int) -> _Target:
         if s.bind == elf.STB_WEAK or s.name in res.weak_refs:
             return _Target(0, None)  # an undefined weak symbol is 0
         raise LinkError(f"undefined symbol: {s.name} (referenced by {obj.name})")
-    if d.file == TOY:
-        return _Target(0, Target("nav", d.nav))
+    if d.file == TOY:  # (a thread-local's offset is known when the flush applies it)
+        return _Target(0, Target("nav", d.nav), tls=d.tls)
     return _defined(zo, lay, res, d.file, d.symbol)
 
 

@@ -36,6 +36,7 @@ class Definition:
     rank: int  # STRONG, WEAK or COMMON
     nav: str = ""  # TOY: the declaration exported under this name
     where: str = ""  # for messages: "a.o (.text)", "game.toy:3:1"
+    tls: bool = False  # TOY: the declaration is a thread-local
 
 
 @dataclass
@@ -81,16 +82,16 @@ class Resolution:
         return out
 
 
-def resolve(toy_defs: dict[str, tuple[str, str, str]], toy_refs: dict[str, str],
+def resolve(toy_defs: dict[str, tuple[str, str, str, bool]], toy_refs: dict[str, str],
             inputs: list[ObjectFile | Archive], load_member) -> Resolution:
-    """Resolve `toy_defs` (export name -> (linkage, declaration, where)), `toy_refs` (extern
-    name -> where it is used) and the inputs. `load_member(archive, index)` reads a member as
-    an ObjectFile."""
+    """Resolve `toy_defs` (export name -> (linkage, declaration, where, whether it is a
+    thread-local)), `toy_refs` (extern name -> where it is used) and the inputs.
+    `load_member(archive, index)` reads a member as an ObjectFile."""
     r = Resolution()
-    for name, (linkage, nav, where) in toy_defs.items():
+    for name, (linkage, nav, where, tls) in toy_defs.items():
         if linkage != "internal":
             r.defs[name] = Definition(TOY, 0, STRONG if linkage == "strong" else WEAK, nav,
-                                      where)
+                                      where, tls)
     for name, where in toy_refs.items():
         r.refs.setdefault(name, where)
     for item in inputs:

@@ -87,12 +87,13 @@ def summary(w: Watcher, pattern: str) -> str:
     return line
 
 
-def same_as_clean_build(tmp_path: Path, text: str) -> None:
-    """The watched output behaves as a clean build of `text` does."""
+def same_as_clean_build(tmp_path: Path, text: str, inputs: tuple[str, ...] = ()) -> None:
+    """The watched output behaves as a clean build of `text` (linked with `inputs`, absolute
+    paths) does."""
     clean = tmp_path / "clean"  # the same file name, so that panic messages match too
     clean.mkdir(exist_ok=True)
     (clean / "src.toy").write_text(text)
-    r = run([*TOYC, "build", "--full", "src.toy", "-o", "prog"], cwd=clean)
+    r = run([*TOYC, "build", "--full", "src.toy", *inputs, "-o", "prog"], cwd=clean)
     assert r.status == 0, r.stderr
     got = run([str(tmp_path / "prog"), "3"])
     want = run([str(clean / "prog"), "3"])

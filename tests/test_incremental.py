@@ -25,8 +25,11 @@ text after them; a `#` line inside the program text is an error:
     #expect_build=full           this step is a full build (the default for the first step; every
                                  later step must be incremental, its summary free of "full build"
                                  and toyc's stderr empty, unless it says so)
+    #expect_message=TEXT         a line toyc writes to stderr contains TEXT (repeatable; say, the
+                                 reason of a full build, `toyc: full build: REASON`)
     #expect_error=L:C: MESSAGE   the build fails with exactly these diagnostics, in order
-                                 (repeatable); such a step takes no other expectation
+                                 (repeatable); such a step takes no other expectation than
+                                 #expect_message
     #KEY@ARCH=VALUE              directive KEY applies only when building for ARCH (for what
                                  depends on code size: what moves, when a section grows)
     fn main() { ... }            the COMPLETE program text of this version, verbatim, up to the
@@ -44,6 +47,8 @@ declarations, locals, blocks and line tables, addresses relative to their functi
 `prog` must pass `eu-elflint --gnu-ld` and
 `readelf -a` cleanly. After a failing step, `prog` must be byte-identical to before and still
 behave as the last good version did, and the clean build must report the same diagnostics.
+`tests/test_link_incremental.py` runs the same checks on steps of its own that link C objects
+(`builds`' `inputs`).
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ class Step:
     not_strings: list[bytes] = field(default_factory=list)
     grown: list[str] = field(default_factory=list)
     full: bool | None = None  # None: full for the first step, incremental after
+    messages: list[str] = field(default_factory=list)  # each in a line of toyc's stderr
     errors: list[str] = field(default_factory=list)
     given: set[str] = field(default_factory=set)  # directives this step used
 
@@ -146,6 +152,8 @@ def _directive(step: Step, key: str, value: str, line: int) -> None:
         if value not in ("full", "incremental"):
             raise FormatError(f"line {line}: expect_build is 'full' or 'incremental'")
         step.full = value == "full"
+    elif key == "expect_message":
+        step.messages.append(value)
     elif key == "expect_error":
         if not re.fullmatch(r"\d+:\d+: .+", value):
             raise FormatError(f"line {line}: expect_error wants 'LINE:COL: MESSAGE'")
@@ -197,8 +205,9 @@ def parse_scenario(path: Path, arch: str = "x86_64") -> list[Step]:
     if steps[0].errors:
         raise FormatError("the first step must build")
     for s in steps:
-        if s.errors and s.given != {"expect_error"}:
-            raise FormatError(f"{s.where()}: an error step takes only #expect_error")
+        if s.errors and not s.given <= {"expect_error", "expect_message"}:
+            raise FormatError(f"{s.where()}: an error step takes only #expect_error "
+                              "and #expect_message")
     return steps
 
 
@@ -285,12 +294,21 @@ def finish(p: subprocess.Popen) -> Result:
     return Result(p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
-def builds(work: Path, env: dict[str, str], arch: str) -> tuple[Result, Result]:
-    """The update under test, `toyc build -v src.toy -o prog`, and the reference, a clean
-    build of the same text into `clean`: two separate toyc processes, run side by side."""
-    clean = start(work, env, "--full", SOURCE, "-o", "clean", *arch_args(arch))
-    update = start(work, env, "-v", SOURCE, "-o", "prog", *arch_args(arch))
+def builds(work: Path, env: dict[str, str], arch: str,
+           inputs: tuple[str, ...] = ()) -> tuple[Result, Result]:
+    """The update under test, `toyc build -v src.toy INPUTS -o prog`, and the reference, a
+    clean build of the same text and linker inputs into `clean`: two separate toyc processes,
+    run side by side."""
+    clean = start(work, env, "--full", SOURCE, *inputs, "-o", "clean", *arch_args(arch))
+    update = start(work, env, "-v", SOURCE, *inputs, "-o", "prog", *arch_args(arch))
     return finish(update), finish(clean)
+
+
+def check_messages(step: Step, stderr: str) -> None:
+    lines = stderr.splitlines()
+    for text in step.messages:
+        assert any(text in line for line in lines), \
+            f"{step.where()}: no line of toyc's stderr says {text!r}:\n{stderr}"
 
 
 def check_behaviour(exe: Path, step: Step, what: str, arch: str) -> None:
@@ -301,15 +319,16 @@ def check_behaviour(exe: Path, step: Step, what: str, arch: str) -> None:
 
 
 def check_failing_step(work: Path, env: dict[str, str], step: Step, good: Step,
-                       arch: str) -> None:
+                       arch: str, inputs: tuple[str, ...] = ()) -> None:
     prog = work / "prog"
     before = prog.read_bytes()
     clean_before = (work / "clean").read_bytes()
-    r, c = builds(work, env, arch)
+    r, c = builds(work, env, arch, inputs)
     assert r.status == 1, f"{step.where()} should fail:\n{r.stdout}{r.stderr}"
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
     assert r.stdout == "", f"{step.where()}: a failed build printed a summary: {r.stdout!r}"
     assert diagnostics(r.stderr) == step.errors, f"{step.where()}:\n{r.stderr}"
+    check_messages(step, r.stderr)
     assert c.status == 1 and diagnostics(c.stderr) == step.errors, \
         f"{step.where()}: a clean build reports other errors:\n{c.stderr}"
     assert prog.read_bytes() == before, f"{step.where()}: a failed update changed prog"
@@ -318,8 +337,8 @@ def check_failing_step(work: Path, env: dict[str, str], step: Step, good: Step,
 
 
 def check_good_step(work: Path, env: dict[str, str], step: Step, before: Image | None,
-                    arch: str) -> Image:
-    r, c = builds(work, env, arch)
+                    arch: str, inputs: tuple[str, ...] = ()) -> Image:
+    r, c = builds(work, env, arch, inputs)
     assert r.status == 0, f"{step.where()} failed:\n{r.stderr}"
     assert c.status == 0, f"{step.where()}: the clean build failed:\n{c.stderr}"
     lines = r.stdout.splitlines()
@@ -332,6 +351,7 @@ def check_good_step(work: Path, env: dict[str, str], step: Step, before: Image |
         assert "full build" not in summary, f"{step.where()}: not incremental: {summary}\n" \
             f"{r.stderr}"
         assert r.stderr == "", f"{step.where()}: {r.stderr}"
+    check_messages(step, r.stderr)
     for text in step.summary:
         assert text in summary, f"{step.where()}: {text!r} not in summary: {summary}"
     for text in step.not_summary:

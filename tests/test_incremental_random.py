@@ -61,6 +61,7 @@ from hypothesis import strategies as st
 
 from conftest import ARCHES, TOYC, arch_args, debug_description, require, run, runner
 from toyc.driver import RECURSION_LIMIT
+from toyc.inputs import LinkArgs
 from toyc.session import Session
 from toyc.source import CompileError
 
@@ -762,9 +763,11 @@ def symbols(exe: Path) -> Counter:
         return rows
 
 
-def compare_with_clean(src: Path, out: Path, ref: Path, arch: str) -> list[str]:
-    """What differs between `out` (patched) and a clean build of `src`, as messages."""
-    Session.full_build(str(src), str(ref), arch)
+def compare_with_clean(src: Path, out: Path, ref: Path, arch: str,
+                       link: LinkArgs | None = None) -> list[str]:
+    """What differs between `out` (patched) and a clean build of `src` (linked with `link`),
+    as messages."""
+    Session.full_build(str(src), str(ref), arch, link=link)
     problems = []
     got, want = behaviour(out, arch), behaviour(ref, arch)
     if got != want:
@@ -827,14 +830,16 @@ def check_edits(data, steps: int, arch: str = "x86_64") -> None:
 
 def check_rejected(session: Session, src: Path, out: Path, bad: str, via_cli: bool,
                    history: list[str], arch: str) -> None:
-    """A save with an error is rejected and leaves the output exactly as it was."""
+    """A save with an error is rejected and leaves the output exactly as it was (`toyc build`
+    gets the session's linker inputs)."""
     before = out.read_bytes()
     stat = os.stat(out)
     src.write_text(bad, encoding="utf-8")
     context = "\n".join(["steps:", *history, "source:", bad])
     if via_cli:
         session.save_state()
-        r = run([*TOYC, "build", str(src), "-o", str(out), "-v", *arch_args(arch)])
+        r = run([*TOYC, "build", str(src), *session.link.spelled(), "-o", str(out), "-v",
+                 *arch_args(arch)])
         assert r.status == 1 and "error:" in r.stderr, f"{r.stdout}{r.stderr}\n{context}"
         assert "internal error" not in r.stderr, f"{r.stderr}\n{context}"
     else:

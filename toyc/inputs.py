@@ -151,7 +151,8 @@ def resolve_inputs(program: Program, paths: list[str], arch) -> Resolution:
     toy_defs = {}
     for d in program.decls:
         for e in d.exports:
-            toy_defs[e.name] = (e.linkage, d.name, f"{path}:{d.span.line}:{d.span.col}")
+            toy_defs[e.name] = (e.linkage, d.name, f"{path}:{d.span.line}:{d.span.col}",
+                                getattr(d, "threadlocal", False))
     toy_refs = {}
     for name, span in program.extern_uses:
         toy_refs.setdefault(name, f"{path}:{span.line}:{span.col}")

@@ -248,7 +248,6 @@ class Session:
             fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
         except OSError as e:
             raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
-        _remove_state(output)
         try:
             try:
                 zo = timings.run("link", _link_all, program, arch, decls, codes, chunk_of, fd,
@@ -261,6 +260,9 @@ class Session:
             os.fchmod(fd, (0o666 if relocatable else 0o777) & ~umask)
             os.close(fd)
             fd = -1
+            # Only now: a link that fails leaves the output, and the state that describes it,
+            # as they were (the next build is an update from them).
+            _remove_state(output)
             try:
                 os.replace(tmp, out)
             except OSError as e:
@@ -300,14 +302,23 @@ class Session:
             self.record(summary)
             self.hooks.toyc_updated(source=self.path, output=self.output, summary=summary)
         except FullBuildNeeded as e:
+            if self.swap is not None and self.zo.patch is not None:
+                # (the update had stopped the program to patch it: let it go on)
+                self.swap.cancel(self.zo, "the output was rebuilt from scratch")
+            stat, self.output_stat = self.output_stat, []  # the output is about to be replaced
+            try:
+                session, summary = Session.full_build(
+                    self.path, self.output, self.arch.info.name, reason=str(e),
+                    relocatable=self.zo.relocatable, debug=self.zo.dwarf is not None,
+                    link=self.link)
+            except (CompileError, UserError):
+                # A full build that fails renames nothing over the output (say, a new extern
+                # that nothing defines): if the update had not begun writing it either, the
+                # output, and the program running it, are still what this session describes.
+                self.output_stat = stat
+                raise
             if self.swap is not None:
                 self.swap.cancel(self.zo, "the output was rebuilt from scratch")
-            self.output_stat = []  # the output is about to be replaced
-            session, summary = Session.full_build(self.path, self.output, self.arch.info.name,
-                                                  reason=str(e),
-                                                  relocatable=self.zo.relocatable,
-                                                  debug=self.zo.dwarf is not None,
-                                                  link=self.link)
             session.swap = self.swap
             session.history = (self.history + session.history)[-HISTORY:]
             self.__dict__.update(session.__dict__)
@@ -399,7 +410,9 @@ class Session:
         """Before anything is written: an update resolves as the last full build did. A new
         extern that the linked inputs do not define needs a full build (which may load an
         archive member for it, or reports it where it is used), as does a change among the
-        Toy exports that C code defines or uses."""
+        Toy exports that C code defines or uses (one that appears, goes, changes its linkage,
+        the declaration it names, or whether that is a thread-local, which C reaches through
+        other instructions)."""
         inputs = self.zo.inputs
         if not inputs:
             _no_externs(program)
@@ -411,16 +424,17 @@ class Session:
         c_names = set(inputs.get("c_names", ()))
         gone = removed | {d.name for d in decls}
 
-        def exports(owner: str, pairs) -> dict[str, tuple[str, str]]:
-            return {name: (owner, linkage) for name, linkage in pairs if name in c_names}
+        def exports(owner: str, pairs, iface: list) -> dict[str, tuple[str, str, bool]]:
+            tls = "threadlocal" in iface[0]
+            return {name: (owner, linkage, tls) for name, linkage in pairs if name in c_names}
 
         old, new = {}, {}
         for t in self.tracker.decls:
-            old.update(exports(t.name, t.exports))
+            old.update(exports(t.name, t.exports, t.iface))
             if t.name not in gone:
-                new.update(exports(t.name, t.exports))
+                new.update(exports(t.name, t.exports, t.iface))
         for d in decls:
-            new.update(exports(d.name, _exports(d)))
+            new.update(exports(d.name, _exports(d), interface(d)))
         if old != new:
             names = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
             raise FullBuildNeeded(f"a Toy export that linked objects define or use changed: "
