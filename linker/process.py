@@ -177,9 +177,11 @@ class Process:
         if self.poll() is not None:
             raise ProcessGone
         seized: dict[int, int] = {}  # tid -> pending signal
+        ended: set[int] = set()  # threads that ended before they could be seized
         try:
             while True:
-                new = self._tids() - seized.keys()
+                # (an ended thread may stay listed, as a zombie, while others run)
+                new = self._tids() - seized.keys() - ended
                 if not new:
                     break
                 for tid in sorted(new):
@@ -187,7 +189,12 @@ class Process:
                         _ptrace(PTRACE_SEIZE, tid)
                     except OSError as e:
                         if e.errno == errno.ESRCH or self._exiting(tid):
-                            continue  # the thread ended meanwhile (an exiting one: EPERM)
+                            # the thread ended meanwhile (an exiting one: EPERM); if it
+                            # was the program's end, there is nothing to stop
+                            ended.add(tid)
+                            if tid == self.pid and self.poll() is not None:
+                                raise ProcessGone from None
+                            continue
                         raise  # not allowed to trace: nothing may be written then
                     seized[tid] = 0  # attached: whatever happens next, detach it
                     try:
