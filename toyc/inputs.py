@@ -35,14 +35,15 @@ _VALUE_OPTIONS = ("-o", "--arch")
 class LinkArgs:
     items: list[tuple[str, str]] = field(default_factory=list)  # ("file", path), ("lib", name)
     dirs: list[str] = field(default_factory=list)  # -L, in order
+    spelling: list[str] = field(default_factory=list)  # all of them, as given
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
     def spelled(self) -> list[str]:
         """As a command line gives them (for messages and the state)."""
-        return [p if kind == "file" else f"-l{p}" for kind, p in self.items] + \
-            [f"-L{d}" for d in self.dirs]
+        return self.spelling or [p if kind == "file" else f"-l{p}" for kind, p in self.items] \
+            + [f"-L{d}" for d in self.dirs]
 
 
 def split_link_args(argv: list[str]) -> tuple[list[str], LinkArgs]:
@@ -75,12 +76,14 @@ def split_link_args(argv: list[str]) -> tuple[list[str], LinkArgs]:
                 rest.append(a)
             else:
                 link.items.append(("file", a))
+                link.spelling.append(a)
             i += 1
             continue
         if a == "-l":
             link.items.append(("lib", value))
         else:
             link.dirs.append(value)
+        link.spelling.append(a + value)
     return rest, link
 
 
