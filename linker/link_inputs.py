@@ -39,7 +39,7 @@ from linker.elf_file import LinkError, Section
 from linker.input_object import SHF_EXCLUDE, SHN_COMMON, InputSection, ObjectFile
 from linker.resolve import COMMON, TOY, Resolution
 from linker.synthetic import GOT_ENTRY, Got, linker_defined
-from linker.zig_object import TLS_VADDR
+from linker.zig_object import TLS_ALIGN, TLS_VADDR
 
 # Above the Zig zero-fill segment's room (0x14000000 + 0x40000000), below the TLS image: the
 # addresses stay below 2 GiB, as non-PIC code's 32-bit absolute references need.
@@ -293,6 +293,9 @@ def _tls(zo, lay: Layout) -> None:
     for key in TLS_BLOCKS:
         if key not in lay.sizes:
             continue
+        if lay.aligns[key] > TLS_ALIGN:
+            raise LinkError(f"thread-locals aligned to {lay.aligns[key]} bytes are not "
+                            f"supported (a thread's TLS block is aligned to {TLS_ALIGN})")
         zo.create_tls_sections()
         section = zo.section_of[key[1:]]
         zo.atoms.append(Atom(f"C {key}", section, 0, lay.sizes[key], max(lay.aligns[key], 1)))
@@ -465,6 +468,8 @@ def _target(zo, lay: Layout, res: Resolution, f: int, k: int) -> _Target:
             return _Target(0, None)  # an undefined weak symbol is 0
         raise LinkError(f"undefined symbol: {s.name} (referenced by {obj.name})")
     if d.file == TOY:  # (a thread-local's offset is known when the flush applies it)
+        if not d.nav:  # toyc's runtime: the entry point
+            return _Target(0, Target("lazy", s.name))
         return _Target(0, Target("nav", d.nav), tls=d.tls)
     return _defined(zo, lay, res, d.file, d.symbol)
 

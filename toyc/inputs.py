@@ -151,7 +151,8 @@ def resolve_inputs(program: Program, paths: list[str], arch) -> Resolution:
     """Read the inputs and resolve them with the program's exports and externs. A Toy extern
     that nothing defines is a diagnostic at each use; any other failure a UserError."""
     path = program.source.path
-    toy_defs = {}
+    # the entry point, which toyc's runtime defines (for "multiple definition of _start")
+    toy_defs = {"_start": ("strong", "", "toyc's runtime (the entry point)", False)}
     for d in program.decls:
         for e in d.exports:
             toy_defs[e.name] = (e.linkage, d.name, f"{path}:{d.span.line}:{d.span.col}",
