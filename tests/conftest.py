@@ -49,19 +49,20 @@ def build(source: Path | str, out: Path, cwd: Path | None = None,
 
 def runner(arch: str) -> list[str]:
     """What runs a program of `arch` here: nothing for this machine's own, else qemu's
-    user-mode emulator, which .ci/run installs (Debian's qemu-user)."""
+    user-mode emulator, which tests/install-tools.sh installs (Debian's qemu-user)."""
     if arch == platform.machine():
         return []
     path = shutil.which(f"qemu-{arch}")
     if path is None:
-        pytest.skip(f"qemu-{arch} is not installed and .ci/run could not install qemu-user "
-                    f"here, so {arch} programs cannot run")
+        pytest.skip(f"qemu-{arch} is not installed and tests/install-tools.sh could not "
+                    f"install qemu-user here, so {arch} programs cannot run")
     return [path]
 
 
 def binutil(tool: str, arch: str) -> str:
     """A binutils program that reads `arch`'s code: the system one for this machine's
-    architecture, else the cross one (.ci/run installs binutils-aarch64-linux-gnu)."""
+    architecture, else the cross one (tests/install-tools.sh installs
+    binutils-aarch64-linux-gnu)."""
     return require(tool if arch == platform.machine() else f"{arch}-linux-gnu-{tool}")
 
 
@@ -75,7 +76,7 @@ def build_text(tmp_path: Path, text: str, name: str = "prog") -> tuple[Result, P
 def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.fail(f"{tool} is not installed; .ci/run installs it")
+        pytest.fail(f"{tool} is not installed; tests/install-tools.sh installs it")
     return path
 
 

@@ -2,7 +2,7 @@
 stepping and the line table, after a clean build and after incremental updates that move,
 remove and add functions and shift lines; objects linked into C programs; what pyelftools,
 readelf and eu-elflint read back. AArch64 programs run under `qemu-aarch64 -g`, with
-gdb-multiarch attached (.ci/run installs it)."""
+gdb-multiarch attached (tests/install-tools.sh installs it)."""
 
 from __future__ import annotations
 
