@@ -235,7 +235,7 @@ def _place(zo, lay: Layout, res: Resolution) -> None:
     lay.got.address = lay.bounds.get(".got", (0, 0))[0]
     _tls(zo, lay)
     for (f, i), piece in lay.pieces.items():
-        if piece.output in OUTPUT:
+        if piece.output in lay.section_index:
             obj = res.objects[f]
             sec = obj.sections[i]
             piece.atom = _fixed_atom(zo, f"{obj.name}({sec.name})", lay.section_index[
@@ -269,8 +269,8 @@ def _segments(zo, lay: Layout) -> None:
             raise LinkError(f"the linked objects need {addr - INPUT_BASE} bytes of address "
                             f"space; there are {INPUT_LIMIT - INPUT_BASE}")
         # A segment of empty sections (gcc writes an empty .data and .bss into every object)
-        # is left out; its sections keep their addresses, for the symbols in them. (eu-elflint:
-        # a writable segment must hold a writable section's bytes.)
+        # is left out, and so are they. (eu-elflint: a writable segment must hold a writable
+        # section's bytes; an allocated section must be in a segment.)
         ph, offset = -1, 0
         if addr > vaddr:
             ph = ef.add_load_segment(vaddr, flags, file_end - vaddr, addr - vaddr)
@@ -280,11 +280,13 @@ def _segments(zo, lay: Layout) -> None:
         for n in names:
             _, stype, sflags = OUTPUT[n]
             size = lay.sizes[n]
+            lay.bounds[n] = (addrs[n], size)
+            if not size:  # an empty output section is left out, as GNU ld leaves it
+                continue
             shdr = elf.Shdr(n, stype, sflags, addrs[n], offset + addrs[n] - vaddr, size,
                             addralign=lay.aligns[n],
                             entsize=8 if n in (".init_array", ".fini_array", ".got") else 0)
             lay.section_index[n] = ef.add_section(Section(shdr, ph, max_size=size))
-            lay.bounds[n] = (addrs[n], size)
         cursor = addr
 
 
@@ -380,6 +382,8 @@ def _relocate(zo, lay: Layout, res: Resolution) -> None:
             obj = res.objects[f]
             sec = obj.sections[i]
             piece = lay.pieces[(f, i)]
+            if loaded and not piece.atom:  # empty, in an output section left out
+                continue
             buf = bytearray(sec.data if sec.type != elf.SHT_NOBITS else b"")
             base = _piece_address(zo, lay, piece) if loaded else piece.offset
             remembered = []
@@ -489,8 +493,10 @@ def _defined(zo, lay: Layout, res: Resolution, f: int, k: int) -> _Target:
         block = zo.linked[piece.output]
         return _Target(0, Target("input", piece.output), offset, True, s.size,
                        zo.address(block) + offset - TLS_VADDR)
-    if not piece.atom:  # a debug section: its offset in the output section
+    if piece.output not in OUTPUT:  # a debug section: its offset in the output section
         return _Target(piece.offset + (s.value if s.type != elf.STT_SECTION else 0), None)
+    if not piece.atom:  # in an empty output section, which was left out: where it would be
+        return _Target(lay.bounds[piece.output][0] + piece.offset, None)
     value = 0 if s.type == elf.STT_SECTION else s.value
     return _Target(zo.atom_address(piece.atom) + value, None, size=s.size)
 

@@ -833,3 +833,14 @@ def test_error_c_library_call_has_a_note(tmp_path: Path, previous: bytes):
     lines = err.splitlines()
     assert lines[0] == "toyc: error: undefined symbol: memcpy (referenced by copy.o (.text))", err
     assert lines[1].startswith("note: no C library is linked"), err
+
+
+def test_object_without_code(tmp_path: Path, cc):
+    """An object whose .text is empty (data only): the empty output section is left out, as
+    GNU ld leaves it (eu-elflint: an allocated section is in a segment)."""
+    exe = build_ok(tmp_path, "extern var c_table: int;\n"
+                   "fn main() -> int { print(c_table); return 0; }\n",
+                   cc("data_only.c", "-O2"), names={"c_table", "c_ro", "c_zeros"})
+    run_ok(exe, "1\n")
+    r = run([binutil("readelf", "x86_64"), "-SW", str(exe)])
+    assert " .text " not in r.stdout and " .rodata " in r.stdout, r.stdout
