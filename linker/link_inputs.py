@@ -86,6 +86,7 @@ class Layout:
     tls_atoms: dict[str, int] = field(default_factory=dict)  # ".tdata"/".tbss" -> atom
     got: Got = field(default_factory=Got)
     got_atom: int = 0
+    infos: dict = field(default_factory=dict)  # relocation type -> the architecture's RelocInfo
     debug: dict[str, bytearray] = field(default_factory=dict)
 
 
@@ -173,7 +174,7 @@ def _scan(lay: Layout, res: Resolution, arch) -> None:
         for f, i in items:
             obj = res.objects[f]
             for r in obj.sections[i].relocs:
-                info = arch.relocation_info(r.type)
+                info = _info(lay, arch, r.type)
                 if info.needs == UNSUPPORTED:
                     raise LinkError(f"{obj.where(i)}: relocation {info.name} at offset "
                                     f"{r.offset:#x} is not supported")
@@ -183,6 +184,14 @@ def _scan(lay: Layout, res: Resolution, arch) -> None:
             obj.symbols[k].name == "_GLOBAL_OFFSET_TABLE_" for obj in res.objects
             for k in obj.globals()):
         lay.outputs.setdefault(".got", [])
+
+
+def _info(lay: Layout, arch, rtype: int):
+    """What the architecture says of a relocation type, asked once per type and link."""
+    info = lay.infos.get(rtype)
+    if info is None:
+        info = lay.infos[rtype] = arch.relocation_info(rtype)
+    return info
 
 
 def _got_key(res: Resolution, f: int, symbol: int) -> tuple:
@@ -392,7 +401,7 @@ def _relocate(zo, lay: Layout, res: Resolution) -> None:
                 if skip:
                     skip = False
                     continue
-                info = arch.relocation_info(r.type)
+                info = _info(lay, arch, r.type)
                 if info.needs == NEEDS_NOTHING:
                     continue
                 t = _target(zo, lay, res, f, r.symbol)
