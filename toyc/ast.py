@@ -215,6 +215,10 @@ class FnDecl:
     body: Block | None  # None for `extern fn`
     exports: list[Export]
     is_extern: bool = False
+    # Its parameter list ends with `...`: a call may pass more arguments (only an `extern fn`
+    # may be, after at least one parameter; the checker says so otherwise).
+    variadic: bool = False
+    ellipses: list[Span] = field(default_factory=list)  # where each `...` is written
     # checker:
     param_types: list[Type] = field(default_factory=list)
     result_type: Type | None = None

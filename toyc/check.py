@@ -397,11 +397,13 @@ class Checker:
     def _check_signature(self, f: A.FnDecl) -> None:
         f.param_types = []
         ok = True
-        if len(f.params) > MAX_PARAMS:
+        # An extern fn may take more: C passes the seventh and later on the stack.
+        if len(f.params) > MAX_PARAMS and not f.is_extern:
             self.error(f.params[MAX_PARAMS].span,
                        f"a function takes at most {MAX_PARAMS} parameters, '{f.name}' has "
                        f"{len(f.params)}")
             ok = False
+        self.check_ellipses(f)
         seen: dict[str, A.Param] = {}
         for p in f.params:
             ty = self.resolve_type(p.type_expr, in_global=False)
@@ -425,6 +427,18 @@ class Checker:
                 self.error(f.result.span, NO_C_STR)
                 result = None
         f.result_type = result if ok else None
+
+    def check_ellipses(self, f: A.FnDecl) -> None:
+        """`...` only last in an extern fn's parameters, after at least one (as C has it)."""
+        last = f.ellipses[-1] if f.variadic else None
+        for span in f.ellipses:
+            if span is not last:
+                self.error(span, "'...' must be the last parameter")
+            elif not f.is_extern:
+                self.error(span, "only an extern fn can be variadic: a Toy function cannot "
+                                 "take '...'")
+            elif not f.params:
+                self.error(span, "'...' needs a parameter before it, as in C")
 
     def check_body(self, f: A.FnDecl) -> None:
         outer = self.begin(f)
@@ -773,7 +787,7 @@ class Checker:
             for a in e.args:
                 self.quiet_expr(a)
             raise _Fail
-        self.check_args(e, name, d.param_types)
+        self.check_args(e, name, d.param_types, d.variadic)
         return d.result_type
 
     def quiet_expr(self, e: A.Expr) -> None:
@@ -782,21 +796,30 @@ class Checker:
         except _Fail:
             pass
 
-    def check_args(self, e: A.Call, name: str, params: list[Type]) -> None:
-        if len(e.args) != len(params):
+    def check_args(self, e: A.Call, name: str, params: list[Type],
+                   variadic: bool = False) -> None:
+        """The arguments of a call against the callee's parameter types; a variadic callee
+        takes any number of int, bool or str values after them (each passed as 64 bits)."""
+        if len(e.args) < len(params) if variadic else len(e.args) != len(params):
             n = len(params)
-            self.error(e.span, f"'{name}' takes {n} argument{'s' if n != 1 else ''} but "
-                               f"{len(e.args)} {'were' if len(e.args) != 1 else 'was'} given")
+            self.error(e.span, f"'{name}' takes {'at least ' if variadic else ''}{n} "
+                               f"argument{'s' if n != 1 else ''} but {len(e.args)} "
+                               f"{'were' if len(e.args) != 1 else 'was'} given")
             for a in e.args:
                 self.quiet_expr(a)
             return
-        for i, (a, want) in enumerate(zip(e.args, params, strict=True)):
+        for i, a in enumerate(e.args):
             try:
                 ty = self.expr(a)
             except _Fail:
                 continue
-            if ty != want:
-                self.error(a.span, f"argument {i + 1} of '{name}' must be {want}, found {ty}")
+            if i >= len(params):
+                if not ty.is_scalar:
+                    self.error(a.span, f"argument {i + 1} of '{name}' (after '...') must be "
+                                       f"int, bool or str, found {ty}")
+            elif ty != params[i]:
+                self.error(a.span, f"argument {i + 1} of '{name}' must be {params[i]}, "
+                                   f"found {ty}")
 
     def builtin_call(self, e: A.Call, name: str) -> Type:
         e.builtin = True
@@ -873,12 +896,12 @@ class Checker:
             self.extern_uses.append((d.name, f.span))
         if d.result_type is None:  # its signature had errors, already reported
             return
-        if d.param_types != [INT] or d.result_type != INT:
+        if d.param_types != [INT] or d.variadic or d.result_type != INT:
             self.error(f.span, f"{want}, found {signature(d)}")
 
 
 def signature(d: A.FnDecl) -> str:
-    params = ", ".join(str(t) for t in d.param_types)
+    params = ", ".join([str(t) for t in d.param_types] + (["..."] if d.variadic else []))
     result = "" if d.result_type == VOID else f" -> {d.result_type}"
     return f"fn({params}){result}"
 

@@ -28,7 +28,7 @@ _TERMINAL_NAMES = {
     "ASSIGN_OP": "an assignment operator", "EQEQ": "'=='", "NE": "'!='", "LE": "'<='",
     "GE": "'>='", "LT": "'<'", "GT": "'>'", "SHL": "'<<'", "SHR": "'>>'", "PLUS": "'+'",
     "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "PERCENT": "'%'", "AMP": "'&'",
-    "PIPE": "'|'", "CARET": "'^'", "TILDE": "'~'", "$END": "end of input",
+    "PIPE": "'|'", "CARET": "'^'", "TILDE": "'~'", "ELLIPSIS": "'...'", "$END": "end of input",
 }
 _EXPR_START = {"NAME", "INT", "STRING", "LPAR", "LBRACK", "MINUS", "TILDE", "NOT", "TRUE", "FALSE"}
 _COMPARISONS = {"EQEQ", "NE", "LT", "LE", "GT", "GE"}
@@ -90,13 +90,24 @@ class _Build(Transformer):
     # ---- declarations
     def fn_decl(self, c):
         exports, fn, name, _lp, params, rp, _arrow, result, body = c
-        return A.FnDecl(self._span(fn).to(body.span), str(name), self._span(name), params or [],
-                        result, body, exports)
+        return self._fn(A.FnDecl(self._span(fn).to(body.span), str(name), self._span(name),
+                                 [], result, body, exports), params)
 
     def extern_fn(self, c):
         exports, ext, _fn, name, _lp, params, _rp, _arrow, result, semi = c
-        return A.FnDecl(self._span(ext).to(self._span(semi)), str(name), self._span(name),
-                        params or [], result, None, exports, is_extern=True)
+        return self._fn(A.FnDecl(self._span(ext).to(self._span(semi)), str(name),
+                                 self._span(name), [], result, None, exports, is_extern=True),
+                        params)
+
+    def _fn(self, f: A.FnDecl, items: list | None) -> A.FnDecl:
+        """Give `f` its parameters from `items`, where each `...` is a token."""
+        for item in items or []:
+            if isinstance(item, Token):
+                f.ellipses.append(self._span(item))
+            else:
+                f.params.append(item)
+        f.variadic = bool(items) and isinstance(items[-1], Token)
+        return f
 
     def var_decl(self, c):
         exports, tl, var, name, _colon, ty, _eq, init, semi = c

@@ -146,9 +146,11 @@ _ARTICLE = {"fn": "a function", "extern fn": "an extern function"}
 
 def contract_changes(tracker: Tracker, decls: list[A.Decl]) -> dict[str, str]:
     """The declarations among `decls` that code built against their previous version can no
-    longer use as it was built to: a kind, a function's signature or a global's type changed
-    (not a constant's value: code that holds the old one still runs correctly). Name ->
-    what changed, for a line (`... uses fb, which changed its signature`)."""
+    longer use as it was built to: a kind, a function's signature (its parameter types, its
+    result type, or whether it is variadic: a call of a variadic extern is made differently)
+    or a global's type changed (not a constant's value: code that holds the old one still
+    runs correctly). Name -> what changed, for a line (`... uses fb, which changed its
+    signature`)."""
     out = {}
     for d in decls:
         old = tracker.by_name.get(d.name)

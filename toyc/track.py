@@ -68,7 +68,10 @@ def interface(d: A.Decl) -> list:
     """What users of a checked declaration depend on, as plain data."""
     extern = "extern " if d.is_extern else ""
     if isinstance(d, A.FnDecl):
-        return [extern + "fn", [str(t) for t in d.param_types], str(d.result_type)]
+        # A variadic extern's parameters end with "...": its callers are checked and called
+        # differently (x86_64 sets al before the call).
+        params = [str(t) for t in d.param_types] + (["..."] if d.variadic else [])
+        return [extern + "fn", params, str(d.result_type)]
     value = encode_value(d.value) if d.kind == "const" else None
     tls = "threadlocal " if d.threadlocal else ""
     return [extern + tls + d.kind, str(d.ty), value]
@@ -103,9 +106,10 @@ def stub(t: Tracked, line: int) -> A.Decl:
     span = Span(line, t.col, line, t.col + 1)
     if t.kind == "fn":
         kind, params, result = t.iface
+        variadic = params[-1:] == ["..."]
         return A.FnDecl(span, t.name, span, [], None, None, [],
-                        is_extern=kind.startswith("extern"),
-                        param_types=[parse_type(p) for p in params],
+                        is_extern=kind.startswith("extern"), variadic=variadic,
+                        param_types=[parse_type(p) for p in params[:-1 if variadic else None]],
                         result_type=parse_type(result))
     kind, ty, value = t.iface
     return A.GlobalDecl(span, kind.split()[-1], t.name, span, None, None, [],

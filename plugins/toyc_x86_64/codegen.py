@@ -16,10 +16,11 @@ toyc's `FunctionLowering`; statements, expressions and the frame are this module
 
 The frame: `push rbp; mov rbp, rsp`, the callee-saved registers the function uses, then the
 slots of its stack locals and spill slots, keeping rsp 16-byte aligned at every call (nothing is
-pushed in the body). Its call frame information (`toyc.cfi`) says where each saved register
-is, so that a debugger finds a caller's register locals. Panics jump to cold stubs after the
-return, which call the runtime's panic routine with a message, the file name, the line and the
-column. The line is a 64-bit immediate operand the linker writes (a line field, see
+pushed in the body but the stack arguments of a call of an extern with more than six, which
+the call's own code removes). Its call frame information (`toyc.cfi`) says where each saved
+register is, so that a debugger finds a caller's register locals. Panics jump to cold stubs
+after the return, which call the runtime's panic routine with a message, the file name, the line
+and the column. The line is a 64-bit immediate operand the linker writes (a line field, see
 `toyc.code`), so that a function that only moved to other lines is not regenerated.
 """
 
@@ -1215,24 +1216,45 @@ class FunctionGen(FunctionLowering):
     # ---- calls --------------------------------------------------------------------------------
 
     def call(self, target: Target, args: list[A.Expr], hint: str | None = None,
-             result: bool = True) -> Val | None:
-        """Call `target` with `args` in the argument registers; its result in a scratch
-        register (rax unless `hint` is free)."""
+             result: bool = True, variadic: bool = False) -> Val | None:
+        """Call `target` with `args`: the first six in the argument registers, the rest (an
+        extern's) pushed on the stack, the last first; its result in a scratch register (rax
+        unless `hint` is free). `variadic`: `al` says how many vector registers hold
+        arguments, none."""
         vals = []
         for i, x in enumerate(args):
-            vals.append(self.expr(x, ARG_REGS[i]))
+            vals.append(self.expr(x, ARG_REGS[i] if i < len(ARG_REGS) else None))
+        on_stack = vals[len(ARG_REGS):]
+        for v in on_stack:
+            if v.kind == "imm" and not _imm32(v.x):
+                self.load(v)  # (`push` takes a 32-bit immediate only)
         self.spill_all(keep=tuple(vals))
-        self.parallel_move([(Val("reg", ARG_REGS[i]), v) for i, v in enumerate(vals)])
+        # Every argument is computed before the first push: a call among them must find rsp
+        # as the frame keeps it, 16-byte aligned. Nothing between the pushes and the call
+        # uses rsp (slots are reached from rbp), and rbp-based call frame information holds.
+        pad = 8 * (len(on_stack) & 1)  # rsp is 16-byte aligned again at the call
+        if pad:
+            self.a(f"sub rsp, {pad}")
+        for v in reversed(on_stack):
+            self.a(f"push {'qword ptr ' if v.kind == 'mem' else ''}{v.x}")
+        self.parallel_move([(Val("reg", ARG_REGS[i]), v)
+                            for i, v in enumerate(vals[: len(ARG_REGS)])])
         for v in vals:
             self.free(v)
         assert not self.busy, self.busy
+        if variadic:
+            self.a("xor eax, eax")  # after the moves, which may read rax
         self.a.reloc("call 0", target, R_X86_64_PLT32, -4)
+        if on_stack:
+            self.a(f"add rsp, {8 * len(on_stack) + pad}")
         if not result:
             return None
         return self.temp("rax")
 
     def user_call(self, e: A.Call, hint: str | None) -> Val | None:
-        v = self.call(nav(e.callee.name), e.args, hint, e.ty != VOID)
+        d = self.program.by_name.get(e.callee.name) if self.program is not None else None
+        v = self.call(nav(e.callee.name), e.args, hint, e.ty != VOID,
+                      variadic=d is not None and d.variadic)
         if e.ty == BOOL and self.calls_c(e.callee.name):
             # The ABI defines only the low byte of a `bool` result (gcc's `setg al` leaves
             # the rest of rax as it was); Toy tests the whole register.

@@ -4,9 +4,11 @@ A plain stack machine walked by toyc's `FunctionLowering`: every expression leav
 x0, a binary operator keeps its left operand on the stack (16 bytes a push, as sp must stay
 16-byte aligned) while the right one is computed, and every local lives in a slot below the
 frame pointer x29. x9-x11 are scratch within one construct; nothing is live in a register across
-a call. Panics branch to cold stubs after the function's return, which call the runtime's panic
-routine with the message, the file name, a line field (a literal after the code, see
-`assembler.py`) and the column.
+a call. A call's arguments are pushed and popped into x0-x7, or, for an extern with more than
+eight, stored in a room below sp that holds the ninth and later where AAPCS64 wants them (a
+variadic extern's are passed as fixed ones: so Linux has it). Panics branch to cold stubs after
+the function's return, which call the runtime's panic routine with the message, the file name,
+a line field (a literal after the code, see `assembler.py`) and the column.
 
 Toy's arithmetic maps onto AArch64 directly: `sdiv` wraps INT_MIN / -1 instead of trapping and
 `lslv`/`asrv` take the shift count mod 64, as Toy requires; only division by zero, which `sdiv`
@@ -343,16 +345,55 @@ class FunctionGen(FunctionLowering):
         self.a("ldrb w0, [x0]" if e.ty == BOOL else "ldr x0, [x0]")
 
     def user_call(self, e: A.Call) -> None:
-        for arg in e.args:
-            self.expr(arg)
-            self.push()
-        for reg in reversed(ARG_REGS[: len(e.args)]):
-            self.pop(reg)
-        self.a.call(nav(e.callee.name))
+        # (AAPCS64 on Linux passes a variadic function's arguments as it passes fixed ones.)
+        if len(e.args) > len(ARG_REGS):
+            self.stack_call(e)
+        else:
+            for arg in e.args:
+                self.expr(arg)
+                self.push()
+            for reg in reversed(ARG_REGS[: len(e.args)]):
+                self.pop(reg)
+            self.a.call(nav(e.callee.name))
         d = self.program.by_name.get(e.callee.name) if self.program is not None else None
         if e.ty == BOOL and (d is None or d.is_extern):
             # a C `bool` result: AAPCS64 leaves the bits above the lowest byte unspecified
             self.a("and x0, x0, #0xff")
+
+    def stack_call(self, e: A.Call) -> None:
+        """A call of an extern with more than eight arguments: the ninth and later go on the
+        stack, 8 bytes each from sp up at the call. Each value is stored in a room below the
+        frame as soon as it is computed (a call among them has sp 16 bytes aligned below
+        the room): the stack arguments at its bottom, the first eight above them, which are
+        loaded into x0-x7 last."""
+        a = self.a
+        stack = _round16(8 * (len(e.args) - len(ARG_REGS)))
+        room = stack + 8 * len(ARG_REGS)
+        self.sp_adjust("sub", room)
+        for i, arg in enumerate(e.args):
+            self.expr(arg)
+            at = 8 * (i - len(ARG_REGS)) if i >= len(ARG_REGS) else stack + 8 * i
+            a(f"str x0, {self.sp_slot(at)}")
+        for i, reg in enumerate(ARG_REGS):
+            a(f"ldr {reg}, {self.sp_slot(stack + 8 * i)}")
+        a.call(nav(e.callee.name))
+        self.sp_adjust("add", room)
+
+    def sp_adjust(self, op: str, n: int) -> None:
+        """sp = sp `op` n ("add" or "sub"), for a multiple of 16."""
+        if n < 4096:
+            self.a(f"{op} sp, sp, #{n}")
+        else:
+            mov_imm(self.a, "x9", n)
+            self.a(f"{op} sp, sp, x9")
+
+    def sp_slot(self, at: int) -> str:
+        """The memory operand of the 8 bytes at sp + `at` (x10 may hold the address)."""
+        if at <= 32760:  # (the reach of a scaled 12-bit offset)
+            return f"[sp, #{at}]"
+        mov_imm(self.a, "x10", at)
+        self.a("add x10, sp, x10")
+        return "[x10]"
 
     def builtin(self, e: A.Call) -> None:
         a = self.a
