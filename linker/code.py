@@ -3,8 +3,11 @@ their alignment and their relocations, and the facts about the architecture it n
 
 A relocation names its `Target` symbolically: a declaration by name ("nav"), an unnamed
 constant by value ("uav", e.g. the bytes of a string literal, stored once however often it is
-used) or a runtime helper by name ("lazy", created the first time something refers to it). The
-linker turns targets into addresses; the architecture knows how to patch them into bytes
+used), a runtime helper by name ("lazy", created the first time something refers to it) or,
+in a relocatable object only, a weak reference to a symbol the final link may or may not define
+("weak": an undefined WEAK symbol, which the system linker resolves to 0 when nothing defines
+it; the runtime's `OBJECT_SUFFIX` helpers use it to find the C library). The linker turns
+targets into addresses; the architecture knows how to patch them into bytes
 (`linker.arch.Architecture`, the questions the linker asks it).
 """
 
@@ -13,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
-    "Target", "nav", "uav", "lazy", "Reloc", "Code", "LINE_FIELD_SIZE", "LINE_SHIFTS", "TLS_INFO",
-    "START_TLS", "CTORS_INFO", "CTORS_SUFFIX", "EXIT", "LazySymbol", "ArchInfo",
+    "Target", "nav", "uav", "lazy", "weak", "Reloc", "Code", "LINE_FIELD_SIZE", "LINE_SHIFTS",
+    "TLS_INFO", "START_TLS", "CTORS_INFO", "CTORS_SUFFIX", "EXIT", "OBJECT_SUFFIX", "LazySymbol",
+    "ArchInfo",
     "RelocationOverflow", "NEEDS_NOTHING", "NEEDS_ADDRESS", "NEEDS_GOT_SLOT", "NEEDS_TLS",
     "UNSUPPORTED", "RelocInfo", "RelocSite", "Applied",
 ]
@@ -22,7 +26,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    kind: str  # "nav", "uav" or "lazy"
+    kind: str  # "nav", "uav", "lazy" or "weak"
     key: str | bytes
 
     def describe(self) -> str:
@@ -44,6 +48,12 @@ def uav(value: bytes) -> Target:
 def lazy(name: str) -> Target:
     """A runtime helper or runtime data, by name."""
     return Target("lazy", name)
+
+
+def weak(name: str) -> Target:
+    """A weak reference to `name` (in an object only): its address, or 0 when the final link
+    does not define it."""
+    return Target("weak", name)
 
 
 @dataclass(slots=True)
@@ -114,6 +124,12 @@ START_TLS = "_start.tls"
 CTORS_INFO = "toy.rt.ctors"
 CTORS_SUFFIX = ".ctors"
 EXIT = "toy.rt.exit"
+# In a relocatable object the linker asks the architecture for runtime helper NAME as
+# NAME + OBJECT_SUFFIX first (still naming it NAME), and takes NAME's ordinary code when there
+# is no such variant. An object may end up in a program with a C library (linked by gcc) or
+# without one (`-nostdlib`), so its variants find C's functions (`pthread_create`, `exit`) by
+# weak references at run time and fall back to the raw system calls of toyc's executables.
+OBJECT_SUFFIX = ".object"
 
 
 @dataclass(slots=True)

@@ -34,6 +34,7 @@ from linker.code import (
     CTORS_SUFFIX,
     LINE_FIELD_SIZE,
     LINE_SHIFTS,
+    OBJECT_SUFFIX,
     START_TLS,
     TLS_INFO,
     Code,
@@ -481,6 +482,10 @@ class ZigObject:
             return self.externs.get(target.key) if sym is None else sym
         if target.kind == "input":
             return self.linked.get(target.key)
+        if target.kind == "weak":
+            if not self.relocatable:  # only an object's helpers (OBJECT_SUFFIX) have them
+                raise LinkError(f"a weak reference to '{target.key}' outside an object")
+            return self.externs.get(target.key)  # an undefined symbol, once settled
         if target.kind == "uav":
             return self.get_uav(target.key)
         return self.get_lazy(target.key)
@@ -944,7 +949,11 @@ class ZigObject:
     def get_lazy(self, name: str) -> int:
         sym = self.lazy.get(name)
         if sym is None:
-            lazy = self.arch.lower_lazy_symbol(name)
+            # an object's variant of the helper, if the architecture has one (OBJECT_SUFFIX)
+            lazy = self.arch.lower_lazy_symbol(name + OBJECT_SUFFIX) if self.relocatable \
+                else None
+            if lazy is None:
+                lazy = self.arch.lower_lazy_symbol(name)
             if lazy is None:
                 raise LinkError(f"the architecture has no runtime helper '{name}'")
             stype = elf.STT_FUNC if lazy.kind == "func" else elf.STT_OBJECT
@@ -1062,23 +1071,34 @@ class ZigObject:
                 out.append(s.name)
         return out
 
-    def _undefined_symbol(self, name: str) -> None:
+    def _undefined_symbol(self, name: str, kind: str = "nav") -> None:
         """An object's reference to something another object defines (an extern): an
         undefined global symbol, untyped, as assemblers write them (the null atom: no
-        section, value 0, size 0)."""
-        self.symbols.append(Symbol(name, 0, elf.STT_NOTYPE, elf.STB_GLOBAL, Target("nav", name)))
+        section, value 0, size 0); WEAK for a weak reference (`kind` "weak"), which the
+        final link need not satisfy."""
+        bind = elf.STB_WEAK if kind == "weak" else elf.STB_GLOBAL
+        self.symbols.append(Symbol(name, 0, elf.STT_NOTYPE, bind, Target(kind, name)))
         self.externs[name] = len(self.symbols) - 1
         self._touch(self.externs[name])
 
     def _settle_externs(self) -> None:
         """An object has an undefined symbol for each name its code refers to that it does
-        not define (an extern), and no other: as in a clean build."""
-        referenced = {r.target.key for a in self.atoms if a.alive for r in a.relocs
-                      if r.target.kind == "nav" and r.target.key not in self.navs}
-        for name in sorted(referenced - self.externs.keys()):
-            self._undefined_symbol(name)
-        for name in set(self.externs) - referenced:
-            sym = self.externs.pop(name)
+        not define (an extern), and no other: as in a clean build. A name only weak
+        references use is a WEAK one; one that an extern names too is GLOBAL (one symbol
+        serves both, and the extern needs a definition anyway)."""
+        kinds: dict[str, str] = {}
+        for a in self.atoms:
+            if a.alive:
+                for r in a.relocs:
+                    t = r.target
+                    if (t.kind == "nav" and t.key not in self.navs) or (
+                            t.kind == "weak" and kinds.get(t.key) != "nav"):
+                        kinds[t.key] = t.kind
+        stale = [self.externs.pop(name) for name in list(self.externs)  # gone, or rebound
+                 if kinds.get(name) != self.symbols[self.externs[name]].target.kind]
+        for name in sorted(kinds.keys() - self.externs.keys()):
+            self._undefined_symbol(name, kinds[name])
+        for sym in stale:
             self._remove_row(sym)
             self.symbols[sym] = Symbol("")
 
@@ -1369,7 +1389,7 @@ class ZigObject:
         zo.inputs = state["inputs"]
         zo.rela = {k: v for k, v in state["rela"]}
         zo.externs = {s.name: i for i, s in enumerate(zo.symbols)
-                      if s.target is not None and s.target.kind == "nav" and not s.atom
+                      if s.target is not None and s.target.kind in ("nav", "weak") and not s.atom
                       and s.slot >= 0}
         zo._init_tables()
         return zo

@@ -431,7 +431,8 @@ def _linked_relocs(path: str, name: str) -> list[dict]:
     atom = zo.symbol_atom(sym)
     out = []
     for r in atom.relocs:
-        sym = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy}[r.target.kind].get(r.target.key)
+        tables = {"nav": zo.navs, "uav": zo.uavs, "lazy": zo.lazy, "weak": zo.externs}
+        sym = tables.get(r.target.kind, {}).get(r.target.key)
         out.append({"offset": r.offset, "type": describe_reloc_type(r.type, elf),
                     "target": zo.symbols[sym].name if sym is not None else r.target.describe(),
                     "addend": r.addend,

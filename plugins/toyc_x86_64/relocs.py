@@ -15,6 +15,9 @@ R_X86_64_TPOFF32 = 23  # a thread-local's offset from the thread pointer (local 
 R_X86_64_16, R_X86_64_PC16, R_X86_64_8, R_X86_64_PC8 = 12, 13, 14, 15
 R_X86_64_TPOFF64 = 18
 R_X86_64_PC64 = 24
+# A GOT load `mov reg, [rip + x@GOTPCREL]`: only objects have it (their helpers' weak
+# references, `toyc.code.OBJECT_SUFFIX`), and the system linker applies it, not `apply`.
+R_X86_64_REX_GOTPCRELX = 42
 
 TRAMPOLINE_SIZE = 5
 

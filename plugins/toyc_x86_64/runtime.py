@@ -28,6 +28,25 @@ with raw system calls and follow the System V ABI (callee-saved rbx, rbp, r12-r1
 - `toy.rt.streq`, `toy.rt.argv`, `toy.rt.parse_int`, `toy.rt.sleep_ms`, `toy.rt.clock_ns`,
   `toy.rt.fmt_int`, `toy.rt.write_all`, and the data `toy.rt.argc`, `toy.rt.args`.
 
+In a relocatable object (`toyc build -c`) the linker takes the object variants
+(`toyc.code.OBJECT_SUFFIX`) of four helpers. An object may be linked by gcc into a program with a
+C library, whose threads and exit handling must be used (a raw clone gets no TLS block of its
+own: C's setup of the executable's PT_TLS, which holds the object's thread-locals, is per
+pthread; and exit_group skips C's atexit handlers and loses what stdio still buffers), or with
+`-nostdlib` into one without. So each finds the C function through a weak reference (an
+undefined WEAK symbol loaded from the GOT, which the system linker makes 0 when nothing defines
+it) and tests it at run time:
+
+- `toy.rt.spawn`/`toy.rt.join`: `pthread_create(&t, NULL, f, arg)` (a Toy function is a valid
+  start routine: one argument in rdi, its result in rax) and `pthread_join(t, &result)`, the
+  handle being the `pthread_t`, when the link has both (both helpers ask the same question, so
+  that a handle always meets the join that understands it); else the raw clone above.
+- `toy.rt.exit`: C's `exit(status)` (atexit handlers, destructors, stdio flushed), else
+  exit_group. The object has no destructors of its own to run (`toy.rt.ctors` is empty).
+- `toy.rt.panic`: the message is written as above (stderr, unbuffered), then `toy.rt.exit(101)`.
+
+toyc's own executables keep the code above, without C library.
+
 `_start` and `toy.rt.thread_start`, where the main thread's and a spawned thread's code begin,
 have call frame information (`toyc.cfi`) that leaves the return address undefined, as glibc's
 `_start` and `clone` do: a debugger's backtrace ends at them instead of unwinding into the
@@ -42,6 +61,7 @@ from toyc.code import (
     CTORS_SUFFIX,
     EXIT,
     LINE_SHIFTS,
+    OBJECT_SUFFIX,
     START_TLS,
     TLS_INFO,
     Code,
@@ -52,7 +72,7 @@ from toyc.layout import STR_HEADER
 
 from .assembler import Asm
 from .codegen import DWARF_REG
-from .relocs import R_X86_64_PC32, R_X86_64_PLT32
+from .relocs import R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_REX_GOTPCRELX
 
 SYS_WRITE, SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP, SYS_NANOSLEEP = 1, 9, 10, 11, 35
 SYS_CLONE, SYS_EXIT, SYS_FUTEX, SYS_CLOCK_GETTIME, SYS_EXIT_GROUP = 56, 60, 202, 228, 231
@@ -92,6 +112,12 @@ class _Helper(Asm):
     def rip(self, instr: str, name: str) -> None:
         """`instr` with a `[rip]` operand that refers to runtime data `name`."""
         self.reloc(instr, Target("lazy", name), R_X86_64_PC32, -4)
+
+    def weak_address(self, reg: str, name: str) -> None:
+        """Load the address of C's `name` into 64-bit `reg`, 0 where the final link of an
+        object does not define it (a weak reference through the GOT)."""
+        self.reloc(f"mov {reg}, qword ptr [rip]", Target("weak", name), R_X86_64_REX_GOTPCRELX,
+                   -4)
 
     def lea_str(self, reg: str, value: bytes) -> None:
         self.reloc(f"lea {reg}, [rip]", Target("uav", value), R_X86_64_PC32, STR_HEADER - 4)
@@ -137,6 +163,13 @@ def _exit(a: _Helper) -> None:
       ".Lnext:", "cmp rbx, qword ptr [rsp]", "jbe .Ldone", "sub rbx, 8",
       "call qword ptr [rbx]", "jmp .Lnext",
       ".Ldone:", "mov edi, r12d", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
+def _exit_object(a: _Helper) -> None:
+    # exit(status) in an object: C's exit when the link has it, which never returns.
+    a.weak_address("rax", "exit")
+    a("test rax, rax", "je .Lraw", "and rsp, -16", "call rax",
+      ".Lraw:", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
 
 def _args_init(a: _Helper) -> None:
@@ -229,7 +262,7 @@ def _print(a: _Helper) -> None:
     a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
 
-def _panic(a: _Helper) -> None:
+def _panic(a: _Helper, obj: bool = False) -> None:
     # Upper-case kinds print without the separating space: "FILE:LINE:COL" is one word.
     a("push rbp", "mov rbp, rsp")
     # Replay the line shifts recorded since the line field was written (its high half).
@@ -248,7 +281,12 @@ def _panic(a: _Helper) -> None:
       "mov rsi, rsp", "mov edi, 2", "mov edx, 8")
     a.lea_str("rcx", b"ssssSISI")
     a.call("toy.rt.print")
-    a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+    a("mov edi, 101")
+    if obj:  # C's exit, if any; the stack is aligned (rbp and eight pushes)
+        a.call(EXIT)
+        a("hlt")
+    else:
+        a(f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
 
 def _tls_init(a: _Helper) -> None:
@@ -267,7 +305,21 @@ def _tls_init(a: _Helper) -> None:
     a(".Lnomem:", "mov edi, 127", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
 
-def _spawn(a: _Helper) -> None:
+def _spawn(a: _Helper, obj: bool = False) -> None:
+    if obj:  # pthread_create(&handle, NULL, f, arg) when the link has pthreads
+        fail = b"panic: cannot start a thread\n"
+        a.weak_address("rax", "pthread_create")
+        a.weak_address("rcx", "pthread_join")
+        a("test rax, rax", "je .Lraw", "test rcx, rcx", "je .Lraw",
+          "sub rsp, 24", "mov rdx, rdi", "mov rcx, rsi", "mov rdi, rsp", "xor esi, esi",
+          "call rax", "test eax, eax", "jne .Lcfail",
+          "mov rax, qword ptr [rsp]", "add rsp, 24", "ret", ".Lcfail:")
+        a.lea_str("rsi", fail)
+        a(f"mov edx, {len(fail)}", "mov edi, 2")
+        a.call("toy.rt.write_all")
+        a("mov edi, 101")
+        a.call(EXIT)
+        a("hlt", ".Lraw:")
     # Three pushes after the return address: the stack is aligned for the calls on failure.
     a("push rbx", "push r12", "push r13", "mov r12, rdi", "mov r13, rsi")
     a("xor edi, edi", f"mov esi, {THREAD_MAPPING_SIZE}", f"mov edx, {PROT_READ_WRITE}",
@@ -313,7 +365,12 @@ def _spawn(a: _Helper) -> None:
     a.lea_str("rsi", nothread)
     a(f"mov edx, {len(nothread)}", ".Ldie:", "mov edi, 2")
     a.call("toy.rt.write_all")
-    a("mov edi, 101", f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+    a("mov edi, 101")
+    if obj:
+        a.call(EXIT)
+        a("hlt")
+    else:
+        a(f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
 
 
 def _thread_start(a: _Helper) -> None:
@@ -328,7 +385,13 @@ def _thread_start(a: _Helper) -> None:
       "xor edi, edi", f"mov eax, {SYS_EXIT}", "syscall", "hlt")
 
 
-def _join(a: _Helper) -> None:
+def _join(a: _Helper, obj: bool = False) -> None:
+    if obj:  # pthread_join(handle, &result) when spawn used pthread_create (the same test)
+        a.weak_address("rax", "pthread_join")
+        a.weak_address("rcx", "pthread_create")
+        a("test rax, rax", "je .Lraw", "test rcx, rcx", "je .Lraw",
+          "sub rsp, 24", "mov qword ptr [rsp], 0", "mov rsi, rsp", "call rax",
+          "mov rax, qword ptr [rsp]", "add rsp, 24", "ret", ".Lraw:")
     # The tid word is non-zero from spawn's return until the kernel clears it as the thread
     # ends. FUTEX_WAIT returns at once (EAGAIN) if the word already changed, or early on a
     # signal (EINTR); either way the loop looks at the word again. Joining a handle twice is
@@ -407,6 +470,13 @@ _CODE = {
     EXIT: _exit,
 }
 _DATA = {"toy.rt.argc": 8, "toy.rt.args": 8}
+# The variants for relocatable objects (see the module docstring)
+_OBJECT_CODE = {
+    "toy.rt.spawn" + OBJECT_SUFFIX: lambda a: _spawn(a, obj=True),
+    "toy.rt.join" + OBJECT_SUFFIX: lambda a: _join(a, obj=True),
+    "toy.rt.panic" + OBJECT_SUFFIX: lambda a: _panic(a, obj=True),
+    EXIT + OBJECT_SUFFIX: _exit_object,
+}
 
 
 def lower_lazy_symbol(name: str) -> LazySymbol | None:
@@ -422,7 +492,7 @@ def lower_lazy_symbol(name: str) -> LazySymbol | None:
         return LazySymbol(a.assemble(16), "text", binding="global")
     if name in _DATA:
         return LazySymbol(Code(b"", [], 8, size=_DATA[name]), "bss", kind="object")
-    gen = _CODE.get(name)
+    gen = _CODE.get(name) or _OBJECT_CODE.get(name)
     if gen is None:
         return None
     a = _Helper()
