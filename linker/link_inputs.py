@@ -36,7 +36,13 @@ from linker.code import (
     Target,
 )
 from linker.elf_file import LinkError, Section
-from linker.input_object import SHF_EXCLUDE, SHN_COMMON, InputSection, ObjectFile
+from linker.input_object import (
+    SHF_EXCLUDE,
+    SHN_COMMON,
+    STT_GNU_IFUNC,
+    InputSection,
+    ObjectFile,
+)
 from linker.resolve import COMMON, TOY, Resolution
 from linker.synthetic import GOT_ENTRY, Got, linker_defined
 from linker.zig_object import TLS_ALIGN, TLS_VADDR
@@ -347,6 +353,11 @@ def _define_symbols(zo, lay: Layout, res: Resolution) -> None:
             atom, value = _symbol_place(lay, f, k, s, res)
             if atom is None:
                 continue
+            if s.type == STT_GNU_IFUNC:
+                # Its address is its resolver's, which only a start-up that applies
+                # IRELATIVE relocations turns into the implementation's.
+                raise LinkError(f"{obj.where(s.shndx)}: {s.name} is an IFUNC "
+                                "(__attribute__((ifunc))), which toyc does not link yet")
             stype = s.type if s.type in (elf.STT_FUNC, elf.STT_OBJECT, elf.STT_TLS) \
                 else elf.STT_NOTYPE
             # merged COMMON symbols: the largest size, as allocated (this one may be smaller)

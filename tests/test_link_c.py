@@ -844,3 +844,16 @@ def test_object_without_code(tmp_path: Path, cc):
     run_ok(exe, "1\n")
     r = run([binutil("readelf", "x86_64"), "-SW", str(exe)])
     assert " .text " not in r.stdout and " .rodata " in r.stdout, r.stdout
+
+
+def test_error_ifunc(tmp_path: Path, previous: bytes):
+    """An IFUNC's symbol is its resolver: linking it as a function would call the resolver."""
+    (tmp_path / "ifn.c").write_text(
+        "static long impl(long x) { return x + 1; }\n"
+        "static void *resolve_f(void) { return impl; }\n"
+        "long c_f(long x) __attribute__((ifunc(\"resolve_f\")));\n")
+    r = run([require("gcc"), "-O2", "-c", "ifn.c"], cwd=tmp_path)
+    assert r.status == 0, r.stderr
+    toy = PREVIOUS_TOY + "extern fn c_f(x: int) -> int;\nfn use() -> int { return c_f(1); }\n"
+    line = one_line(fails(tmp_path, previous, ["ifn.o"], toy))
+    assert "ifn.o (.text)" in line and "c_f" in line and "IFUNC" in line, line
