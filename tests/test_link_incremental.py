@@ -44,6 +44,7 @@ import os
 import random
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -861,3 +862,30 @@ def test_hot_swap_waits_for_the_thread_to_leave_c(tmp_path: Path, start, swap_ob
     # No thread was in code that calls step when it was swapped: every line after it is new.
     out.only("step", 2, 4)
     hs.same_as_clean_build(tmp_path, text, swap_object)
+
+
+def test_watch_reports_a_missing_object_once(tmp_path: Path):
+    """An object deleted while `toyc watch` runs: one line saying the output is unchanged (not
+    one per poll), and a full build once it is back."""
+    cc(tmp_path, "inc_calls.c", "inc_calls.o", "-O2")
+    keep = (tmp_path / "inc_calls.o").read_bytes()
+    (tmp_path / "src.toy").write_text(
+        "extern fn c_call_cb(x: int) -> int;\n"
+        'export("toy_cb") fn cb(x: int) -> int { return x * 2; }\n'
+        'export("toy_counter") var counter: int = 0;\n'
+        "fn main() -> int { print(c_call_cb(20)); return 0; }\n")
+    w = Watcher(tmp_path, "inc_calls.o")
+    try:
+        assert "(full build)" in w.line()
+        (tmp_path / "inc_calls.o").unlink()
+        line = w.line()
+        assert line.startswith("not updated: ") and "inc_calls.o" in line, line
+        time.sleep(1.0)  # twenty polls: none of them reports it again
+        w.quiet()
+        (tmp_path / "inc_calls.o.tmp").write_bytes(keep)
+        os.replace(tmp_path / "inc_calls.o.tmp", tmp_path / "inc_calls.o")
+        assert w.line() == "full build: inc_calls.o changed"
+        assert "(full build)" in w.line()
+        assert run([str(tmp_path / "prog")]).stdout == "41\n"
+    finally:
+        w.stop()

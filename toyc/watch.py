@@ -67,8 +67,12 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
                             f"{platform.machine()} machine cannot run an {info.name} one "
                             "(watch without --run keeps the file up to date)")
         swap = HotSwap(output, run, info, restart)
-    # What the last build or update read: a save is new if the file differs from it.
+    # What the last build or update read: a save is new if the file differs from it. The
+    # linker inputs likewise, by size and time: an update after one changed is a full build,
+    # and the next one waits for another change (a missing object is reported once).
     seen = _Seen(src)
+    inputs = sorted({Path(p).resolve() for p in _input_files(path, link)})
+    inputs_seen = [_stamp(p) for p in inputs]
     session = _start(path, output, arch_name, swap, debug, link)
     _warm_up(arch_name)
     # The command line turned the cycle collector off for a short build; a watch runs for
@@ -81,10 +85,10 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
         # program ended, and, the first time (the watcher is armed by then), whether the file
         # was saved during the first build, which no event reports.
         # The linker inputs' directories too: a rebuilt object means a full build.
-        inputs = {Path(p).resolve() for p in _input_files(path, link)}
+        watched = {src, *inputs}
         dirs = sorted({src.parent} | {p.parent for p in inputs if p.parent.is_dir()})
-        for changes in watchfiles.watch(*dirs, watch_filter=lambda _, p: Path(p) == src or
-                                        Path(p) in inputs, step=STEP_MS, debounce=1600,
+        for changes in watchfiles.watch(*dirs, watch_filter=lambda _, p: Path(p) in watched,
+                                        step=STEP_MS, debounce=1600,
                                         rust_timeout=POLL_MS, yield_on_timeout=True,
                                         raise_interrupt=True):
             if swap is not None and (ended := swap.exited()):
@@ -94,10 +98,12 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
             # On an event, or once armed, the bytes are compared too: an event may be for a
             # save an update has already read, and a save can keep the file's time.
             first, armed = not armed, True
+            now = [_stamp(p) for p in inputs]
             if not seen.changed(compare=first or any(Path(p) == src for _, p in changes)) \
-                    and not (session is not None and session.inputs_changed()):
+                    and now == inputs_seen:
                 continue
             seen.read()
+            inputs_seen = now
             if session is None:
                 session = _start(path, output, arch_name, swap, debug, link)
                 continue
