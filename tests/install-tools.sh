@@ -17,6 +17,7 @@ need clang clang                  # and clang
 need rsvg-convert librsvg2-bin    # renders toyc inspect's maps
 need qemu-aarch64 qemu-user       # AArch64 programs run under qemu's user-mode emulator
 need aarch64-linux-gnu-objdump binutils-aarch64-linux-gnu  # ... and are read by its binutils
+need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu  # ... and linked with C by its gcc
 [ -z "$missing" ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
