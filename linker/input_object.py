@@ -88,30 +88,41 @@ class ObjectFile:
         return f"{self.name} ({s.name})" if s is not None else self.name
 
 
-def check_header(data: bytes, name: str, machine: int, machine_name: str) -> None:
-    """Raise LinkError unless `data` starts like a 64-bit little-endian relocatable object of
-    `machine`."""
+def elf_type(data: bytes, name: str, what: str) -> int:
+    """The ELF type of `data`, after checking what every input shares: the magic (else "not
+    `what`"), a 64-bit little-endian header, and section headers inside the file."""
     if data[:4] != b"\x7fELF":
-        raise LinkError(f"{name}: not an ELF object or archive")
+        raise LinkError(f"{name}: not {what}")
     if len(data) < elf.EHDR_SIZE:
         raise LinkError(f"{name}: truncated ELF file ({len(data)} bytes)")
     if data[4] != 2 or data[5] != 1:
         raise LinkError(f"{name}: not a 64-bit little-endian ELF file")
-    etype, emachine = struct.unpack_from("<HH", data, 16)
+    shoff, = struct.unpack_from("<Q", data, 40)
+    shentsize, shnum = struct.unpack_from("<HH", data, 58)
+    if shoff + shentsize * shnum > len(data):
+        raise LinkError(f"{name}: truncated (its section headers end at byte "
+                        f"{shoff + shentsize * shnum}, the file at {len(data)})")
+    return struct.unpack_from("<H", data, 16)[0]
+
+
+def check_machine(data: bytes, name: str, machine: int, machine_name: str) -> None:
+    emachine = struct.unpack_from("<H", data, 18)[0]
+    if emachine != machine:
+        raise LinkError(f"{name}: is for another machine (ELF machine {emachine}); "
+                        f"this link is for {machine_name}")
+
+
+def check_header(data: bytes, name: str, machine: int, machine_name: str) -> None:
+    """Raise LinkError unless `data` starts like a 64-bit little-endian relocatable object of
+    `machine`."""
+    etype = elf_type(data, name, "an ELF object or archive")
     if etype == ET_DYN:
         raise LinkError(f"{name}: is a shared library; linking shared libraries is not "
                         "supported yet")
     if etype != elf.ET_REL:
         raise LinkError(f"{name}: not a relocatable object (ELF type {etype}); "
                         "give objects (.o) and archives (.a)")
-    if emachine != machine:
-        raise LinkError(f"{name}: is for another machine (ELF machine {emachine}); "
-                        f"this link is for {machine_name}")
-    shoff, = struct.unpack_from("<Q", data, 40)
-    shentsize, shnum = struct.unpack_from("<HH", data, 58)
-    if shoff + shentsize * shnum > len(data):
-        raise LinkError(f"{name}: truncated (its section headers end at byte "
-                        f"{shoff + shentsize * shnum}, the file at {len(data)})")
+    check_machine(data, name, machine, machine_name)
 
 
 def read_object(data: bytes, name: str, machine: int, machine_name: str) -> ObjectFile:

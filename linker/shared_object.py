@@ -31,7 +31,7 @@ from elftools.elf.elffile import ELFFile
 
 from linker import elf
 from linker.elf_file import LinkError
-from linker.input_object import ET_DYN, STT_GNU_IFUNC
+from linker.input_object import ET_DYN, STT_GNU_IFUNC, check_machine, elf_type
 
 ET_EXEC = 2
 STB_GNU_UNIQUE = 10
@@ -141,27 +141,14 @@ def type_name(stype: int) -> str:
 def check_header(data: bytes, name: str, machine: int, machine_name: str) -> None:
     """Raise LinkError unless `data` starts like a 64-bit little-endian shared library of
     `machine` with its section headers inside the file."""
-    if data[:4] != b"\x7fELF":
-        raise LinkError(f"{name}: not an ELF shared library")
-    if len(data) < elf.EHDR_SIZE:
-        raise LinkError(f"{name}: truncated ELF file ({len(data)} bytes)")
-    if data[4] != 2 or data[5] != 1:
-        raise LinkError(f"{name}: not a 64-bit little-endian ELF file")
-    etype, emachine = struct.unpack_from("<HH", data, 16)
+    etype = elf_type(data, name, "an ELF shared library")
     if etype == elf.ET_REL:
         raise LinkError(f"{name}: is a relocatable object, not a shared library")
     if etype == ET_EXEC:
         raise LinkError(f"{name}: is an executable, not a shared library")
     if etype != ET_DYN:
         raise LinkError(f"{name}: not a shared library (ELF type {etype})")
-    if emachine != machine:
-        raise LinkError(f"{name}: is for another machine (ELF machine {emachine}); "
-                        f"this link is for {machine_name}")
-    shoff, = struct.unpack_from("<Q", data, 40)
-    shentsize, shnum = struct.unpack_from("<HH", data, 58)
-    if shoff + shentsize * shnum > len(data):
-        raise LinkError(f"{name}: truncated (its section headers end at byte "
-                        f"{shoff + shentsize * shnum}, the file at {len(data)})")
+    check_machine(data, name, machine, machine_name)
 
 
 def read_shared_object(data: bytes, path: str, machine: int,
