@@ -763,6 +763,26 @@ def symbols(exe: Path) -> Counter:
         return rows
 
 
+def incremental_step(session: Session, src: Path, out: Path, arch: str, via_cli: bool,
+                     context: str, link=None) -> Session:
+    """Bring `out` up to date with `src` as an update, in this process or through a new
+    `toyc build` from the state file (the session it leaves); a full build fails the test."""
+    if via_cli:
+        # The CLI starts from the state file, like a later `toyc build` would.
+        session.save_state()
+        inputs = link.spelled() if link else []
+        r = run([*TOYC, "build", str(src), *inputs, "-o", str(out), "-v", *arch_args(arch)])
+        assert r.status == 0, f"{r.stderr}\n{context}"
+        assert "full build" not in r.stdout + r.stderr, f"{r.stdout}{r.stderr}\n{context}"
+        return Session.load(str(src), str(out), arch, link=link)
+    try:
+        summary = session.update()
+    except CompileError as e:
+        pytest.fail(f"the generator wrote a bad program:\n{e.render()}\n{context}")
+    assert not summary.full, f"fell back to a full build: {summary.reason}\n{context}"
+    return session
+
+
 def compare_with_clean(src: Path, out: Path, ref: Path, arch: str,
                        link: LinkArgs | None = None) -> list[str]:
     """What differs between `out` (patched) and a clean build of `src` (linked with `link`),
@@ -811,19 +831,7 @@ def check_edits(data, steps: int, arch: str = "x86_64") -> None:
             text = render(program)
             src.write_text(text, encoding="utf-8")
             context = "\n".join(["steps:", *history, "source:", text])
-            if via_cli:
-                # The CLI starts from the state file, like a later `toyc build` would.
-                session.save_state()
-                r = run([*TOYC, "build", str(src), "-o", str(out), "-v", *arch_args(arch)])
-                assert r.status == 0, f"{r.stderr}\n{context}"
-                assert "full build" not in r.stdout + r.stderr, f"{r.stdout}{r.stderr}\n{context}"
-                session = Session.load(str(src), str(out), arch)
-            else:
-                try:
-                    summary = session.update()
-                except CompileError as e:
-                    pytest.fail(f"the generator wrote a bad program:\n{e.render()}\n{context}")
-                assert not summary.full, f"fell back to a full build: {summary.reason}\n{context}"
+            session = incremental_step(session, src, out, arch, via_cli, context)
             problems = compare_with_clean(src, out, ref, arch)
             assert not problems, "\n".join(problems) + "\n" + context
 

@@ -56,10 +56,9 @@ from elftools.elf.elffile import ELFFile
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, TOYC, require, run
+from conftest import ROOT, require, run
 from toyc.inputs import LinkArgs
 from toyc.session import Session
-from toyc.source import CompileError
 from watching import Watcher, line_matching
 
 C_DIR = ROOT / "tests" / "c"
@@ -613,18 +612,7 @@ def check_linked_edits(data, objects: dict[str, Path], steps: int) -> None:
             text = render_linked(program, part)
             src.write_text(text, encoding="utf-8")
             context = "\n".join(["steps:", *history, "source:", text])
-            if via_cli:
-                session.save_state()
-                r = run([*TOYC, "build", str(src), *link.spelled(), "-o", str(out), "-v"])
-                assert r.status == 0, f"{r.stderr}\n{context}"
-                assert "full build" not in r.stdout + r.stderr, f"{r.stdout}{r.stderr}\n{context}"
-                session = Session.load(str(src), str(out), arch, link=link)
-            else:
-                try:
-                    summary = session.update()
-                except CompileError as e:
-                    pytest.fail(f"the generator wrote a bad program:\n{e.render()}\n{context}")
-                assert not summary.full, f"fell back to a full build: {summary.reason}\n{context}"
+            session = gen.incremental_step(session, src, out, arch, via_cli, context, link)
             problems = gen.compare_with_clean(src, out, ref, arch, link)
             assert not problems, "\n".join(problems) + "\n" + context
 
