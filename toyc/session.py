@@ -430,8 +430,14 @@ class Session:
             tls = "threadlocal" in iface[0]
             return {name: (owner, linkage, tls) for name, linkage in pairs if name in c_names}
 
+        # Only the declarations that export a name C knows, or that this update hands over:
+        # the work follows the change and the inputs, not the whole program.
+        tracker = self.tracker
+        owners = {tracker.exported[n] for n in c_names & tracker.exported.keys()} | \
+            {n for n in gone if n in tracker.by_name}
         old, new = {}, {}
-        for t in self.tracker.decls:
+        for name in owners:
+            t = tracker.by_name[name]
             old.update(exports(t.name, t.exports, t.iface))
             if t.name not in gone:
                 new.update(exports(t.name, t.exports, t.iface))
