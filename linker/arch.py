@@ -16,6 +16,7 @@ from linker.code import (
     Applied,
     ArchInfo,
     Code,
+    DynamicInfo,
     LazySymbol,
     Reloc,
     RelocInfo,
@@ -72,6 +73,16 @@ class Architecture(ABC):
         The linker writes one at the old address of a function that had to move, so that
         callers of the old address keep working. Its length is `info.trampoline_size`.
         """
+
+    dynamic: DynamicInfo | None = None
+    """What dynamically linked executables need of the CPU (`linker.code.DynamicInfo`), or
+    None: the architecture links no shared libraries (optional)."""
+
+    def plt_entry(self, place: int, slot: int) -> bytes:
+        """The bytes of a call stub at address `place` that jumps to the address held in the
+        GOT slot at address `slot` (`dynamic.plt_entry_size` bytes, padded). Asked only when
+        `dynamic` is set."""
+        raise NotImplementedError(f"{self.info.name} links no shared libraries")
 
     def relocation_info(self, type: int) -> RelocInfo:
         """What a relocation of `type` found in an input object (C code linked in) needs: a

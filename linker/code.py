@@ -6,7 +6,10 @@ constant by value ("uav", e.g. the bytes of a string literal, stored once howeve
 used), a runtime helper by name ("lazy", created the first time something refers to it) or,
 in a relocatable object only, a weak reference to a symbol the final link may or may not define
 ("weak": an undefined WEAK symbol, which the system linker resolves to 0 when nothing defines
-it; the runtime's `OBJECT_SUFFIX` helpers use it to find the C library). The linker turns
+it; the runtime's `OBJECT_SUFFIX` helpers use it to find the C library) or, in a dynamically
+linked executable, a global name that a linked file defines, usually a shared library ("import":
+the runtime's `DYNAMIC_SUFFIX` helpers call the C library's `exit` or `pthread_create` so). The
+linker turns
 targets into addresses; the architecture knows how to patch them into bytes
 (`linker.arch.Architecture`, the questions the linker asks it).
 """
@@ -17,8 +20,8 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "Target", "nav", "uav", "lazy", "weak", "Reloc", "Code", "LINE_FIELD_SIZE", "LINE_SHIFTS",
-    "TLS_INFO", "START_TLS", "CTORS_INFO", "CTORS_SUFFIX", "EXIT", "OBJECT_SUFFIX", "LazySymbol",
-    "ArchInfo",
+    "TLS_INFO", "START_TLS", "CTORS_INFO", "CTORS_SUFFIX", "EXIT", "OBJECT_SUFFIX",
+    "DYNAMIC_SUFFIX", "import_", "LazySymbol", "ArchInfo", "DynamicInfo",
     "RelocationOverflow", "NEEDS_NOTHING", "NEEDS_ADDRESS", "NEEDS_GOT_SLOT", "NEEDS_TLS",
     "UNSUPPORTED", "RelocInfo", "RelocSite", "Applied",
 ]
@@ -26,7 +29,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    kind: str  # "nav", "uav", "lazy" or "weak"
+    kind: str  # "nav", "uav", "lazy", "weak" or "import"
     key: str | bytes
 
     def describe(self) -> str:
@@ -54,6 +57,12 @@ def weak(name: str) -> Target:
     """A weak reference to `name` (in an object only): its address, or 0 when the final link
     does not define it."""
     return Target("weak", name)
+
+
+def import_(name: str) -> Target:
+    """The global `name` as the link resolves it (in a dynamically linked executable): a
+    linked object's definition, a Toy export, or else a shared library's, imported."""
+    return Target("import", name)
 
 
 @dataclass(slots=True)
@@ -130,6 +139,12 @@ EXIT = "toy.rt.exit"
 # without one (`-nostdlib`), so its variants find C's functions (`pthread_create`, `exit`) by
 # weak references at run time and fall back to the raw system calls of toyc's executables.
 OBJECT_SUFFIX = ".object"
+# In a dynamically linked executable (one that links a shared C library) the linker asks for
+# NAME + DYNAMIC_SUFFIX first, the same way: the C library is there, initialised by its own
+# start-up, so the entry point hands `main` to `__libc_start_main`, and threads, exit and output
+# go through the C library (`pthread_create`, `exit`, stdio flushed before Toy writes), by
+# `import_` targets. The entry point is asked for as ENTRY + DYNAMIC_SUFFIX.
+DYNAMIC_SUFFIX = ".dynamic"
 
 
 @dataclass(slots=True)
@@ -175,6 +190,25 @@ class ArchInfo:
     # how capstone disassembles the code (`toyc inspect --disasm`): the names of its
     # architecture and mode constants, e.g. ("CS_ARCH_X86", "CS_MODE_64"); empty: it cannot
     disassembler: tuple[str, ...] = ()
+    # the BFD name of the ELF format, as a GNU ld script's OUTPUT_FORMAT names it
+    # ("elf64-x86-64"); empty: any
+    bfd_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicInfo:
+    """What an architecture says of dynamically linked executables (`Architecture.dynamic`):
+    the dynamic loader's path (PT_INTERP), the dynamic relocation types the linker writes
+    (`COPY`, `GLOB_DAT`, `JUMP_SLOT`), the relocation types of a call (a call of a library
+    function goes to its stub; any other reference to one takes the stub as the function's
+    address), and the size of a call stub (`Architecture.plt_entry`)."""
+
+    interpreter: str
+    copy_reloc: int
+    glob_dat_reloc: int
+    jump_slot_reloc: int
+    call_relocs: tuple[int, ...]
+    plt_entry_size: int = 16
 
 
 class RelocationOverflow(Exception):
@@ -217,6 +251,9 @@ class RelocSite:
     size: int = 0  # Z: the target symbol's size
     loaded: bool = True  # whether the section is loaded (code and data, not debug info)
     tls_offset: int = 0  # a thread-local's offset in the TLS image (for debug info)
+    # the target is a shared library's (imported): its GOT slot is filled at load time, so a
+    # GOT access must stay one (not be relaxed into a direct reference)
+    imported: bool = False
 
 
 @dataclass(slots=True)

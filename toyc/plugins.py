@@ -20,7 +20,15 @@ import pluggy
 
 from toyc import __version__, hookspecs
 from toyc.arch import Architecture
-from toyc.code import Applied, ArchInfo, Code, LazySymbol, RelocationOverflow, RelocInfo
+from toyc.code import (
+    Applied,
+    ArchInfo,
+    Code,
+    DynamicInfo,
+    LazySymbol,
+    RelocationOverflow,
+    RelocInfo,
+)
 from toyc.source import UserError
 
 DEFAULT_PLUGINS = {"x86_64": "toyc_x86_64", "zig-linker": "linker.plugin"}
@@ -116,6 +124,10 @@ class Arch(Architecture):
     def __init__(self, impl: Architecture, plugin: str = ""):
         self.impl = impl
         self.info = impl.info
+        self.dynamic = getattr(impl, "dynamic", None)
+        if self.dynamic is not None and not isinstance(self.dynamic, DynamicInfo):
+            raise UserError(f"plugin '{plugin}' (architecture {self.name}): its `dynamic` is "
+                            f"{type(self.dynamic).__name__}, not DynamicInfo")
         self.name = impl.info.name
         self.plugin = plugin
 
@@ -158,6 +170,9 @@ class Arch(Architecture):
 
     def relocation_info(self, type: int) -> RelocInfo:
         return self._call("relocation_info", RelocInfo, type)
+
+    def plt_entry(self, place: int, slot: int) -> bytes:
+        return self._call("plt_entry", bytes, place, slot)
 
     def relocate(self, buf: bytearray, site) -> Applied:
         return self._call("relocate", Applied, buf, site)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from toyc import cfi, layout
 from toyc.arch import Architecture
-from toyc.code import ArchInfo
+from toyc.code import ArchInfo, DynamicInfo
 from toyc.hookspecs import hookimpl
 
 from . import codegen, link, relocs, runtime
@@ -27,6 +27,7 @@ INFO = ArchInfo(
     sp_offset=19 * 8,  # struct user_regs_struct: r15 ... rip, cs, eflags, rsp
     dwarf_fp=6,  # rbp
     disassembler=("CS_ARCH_X86", "CS_MODE_64"),
+    bfd_name="elf64-x86-64",
     abs64_reloc=relocs.R_X86_64_64,
     abs32_reloc=relocs.R_X86_64_32,
     # at a call's target: the frame starts above the return address, which rip's column
@@ -35,9 +36,19 @@ INFO = ArchInfo(
     cfa_initial=cfi.def_cfa(7, 8) + cfi.offset(16, 1),
 )
 
+DYNAMIC = DynamicInfo(
+    interpreter="/lib64/ld-linux-x86-64.so.2",  # the psABI's path, the same on every distribution
+    copy_reloc=relocs.R_X86_64_COPY,
+    glob_dat_reloc=relocs.R_X86_64_GLOB_DAT,
+    jump_slot_reloc=relocs.R_X86_64_JUMP_SLOT,
+    call_relocs=(relocs.R_X86_64_PLT32,),
+    plt_entry_size=relocs.PLT_ENTRY_SIZE,
+)
+
 
 class X86_64(Architecture):
     info = INFO
+    dynamic = DYNAMIC
 
     def lower_function(self, fn, program):
         return codegen.lower_function(fn, program.source.path, program)
@@ -62,6 +73,9 @@ class X86_64(Architecture):
 
     def trampoline(self, source, target):
         return relocs.trampoline(source, target)
+
+    def plt_entry(self, place, slot):
+        return relocs.plt_entry(place, slot)
 
 
 @hookimpl

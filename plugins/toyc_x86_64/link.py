@@ -7,7 +7,9 @@ to apply it in a static, non-PIE executable whose every address is below 2 GiB (
   written as they are; a call through the PLT is a direct call, as nothing is dynamic.
 - GOT references: `mov reg, [rip + x@GOTPCREL]` marked relaxable (`GOTPCRELX`,
   `REX_GOTPCRELX`) becomes `lea reg, [rip + x]`, `call`/`jmp *[rip + x@GOTPCREL]` a direct
-  call or jump; anything else reads the target's GOT slot, which the linker fills.
+  call or jump; anything else reads the target's GOT slot, which the linker fills. A shared
+  library's symbol (`RelocSite.imported`) keeps its GOT access: the dynamic loader fills the
+  slot.
 - Thread-locals are relaxed to local exec, as GNU ld and mold do in an executable: the
   general and local dynamic sequences (`TLSGD`, `TLSLD` with the call of `__tls_get_addr`
   after them, and the descriptor dialect's `GOTPC32_TLSDESC`/`TLSDESC_CALL`) and initial exec
@@ -75,7 +77,7 @@ def relocate(buf: bytearray, site: RelocSite) -> Applied:
         return Applied()
     if t in _DIRECT:
         return _direct(buf, site, Reloc(off, t, None, a))
-    if t in (GOTPCRELX, REX_GOTPCRELX) and _fits32(s + a - p):
+    if t in (GOTPCRELX, REX_GOTPCRELX) and not site.imported and _fits32(s + a - p):
         if _relax_got_load(buf, off, t == REX_GOTPCRELX):
             return _direct(buf, site, Reloc(off, R.R_X86_64_PC32, None, a))
     if t in (GOTPCREL, GOTPCRELX, REX_GOTPCRELX):

@@ -15,6 +15,9 @@ R_X86_64_TPOFF32 = 23  # a thread-local's offset from the thread pointer (local 
 R_X86_64_16, R_X86_64_PC16, R_X86_64_8, R_X86_64_PC8 = 12, 13, 14, 15
 R_X86_64_TPOFF64 = 18
 R_X86_64_PC64 = 24
+# The dynamic relocations the linker writes into a dynamically linked executable
+R_X86_64_COPY, R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT = 5, 6, 7
+PLT_ENTRY_SIZE = 8
 # A GOT load `mov reg, [rip + x@GOTPCREL]`: only objects have it (their helpers' weak
 # references, `toyc.code.OBJECT_SUFFIX`), and the system linker applies it, not `apply`.
 R_X86_64_REX_GOTPCRELX = 42
@@ -64,6 +67,14 @@ def write(buf: bytearray, offset: int, value: int, bits: int, signed: bool) -> N
         value &= (1 << bits) - 1
         signed = False
     struct.pack_into(_PACK[bits, signed], buf, offset, value)
+
+
+def plt_entry(place: int, slot: int) -> bytes:
+    """`jmp qword ptr [rip + slot]`, padded with int3 to PLT_ENTRY_SIZE bytes."""
+    rel = slot - (place + 6)
+    if not _fits(rel, 32, True):
+        raise RelocationOverflow("GOT slot out of reach of its call stub")
+    return (b"\xff\x25" + struct.pack("<i", rel)).ljust(PLT_ENTRY_SIZE, b"\xcc")
 
 
 def trampoline(source: int, target: int) -> bytes:

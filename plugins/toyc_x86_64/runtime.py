@@ -45,7 +45,21 @@ it) and tests it at run time:
   exit_group. The object has no destructors of its own to run (`toy.rt.ctors` is empty).
 - `toy.rt.panic`: the message is written as above (stderr, unbuffered), then `toy.rt.exit(101)`.
 
-toyc's own executables keep the code above, without C library.
+toyc's own executables keep the code above, without C library. A dynamically linked one (it
+links a shared C library, `toyc build prog.toy -lc`) has the C library, started by its own
+start-up code, and uses it (`toyc.code.DYNAMIC_SUFFIX` variants, calling C through `import_`
+targets, which the linker turns into calls of stubs that jump through GOT slots the dynamic
+loader fills):
+
+- `_start.dynamic` (named `_start`): builds the `str` copies of argv as `_start` does, then
+  hands `main` to `__libc_start_main`, which initialises the C library (stdio, `environ`, the
+  constructors of the linked objects, from `.dynamic`) and calls `exit` with `main`'s result.
+- `toy.rt.exit`: C's `exit`: atexit handlers, destructors, stdio flushed.
+- `toy.rt.spawn`/`toy.rt.join`: `pthread_create` and `pthread_join`, so that every thread has
+  its TLS block (Toy's thread-locals and C's, `errno` among them) from the C library.
+- `toy.rt.print`: `fflush(NULL)` first, so that what C's stdio still buffers comes out before
+  Toy's line, on a terminal and in a pipe alike; then the one `write` as above.
+- `toy.rt.panic`: as in an object, the message, then `toy.rt.exit(101)`.
 
 `_start` and `toy.rt.thread_start`, where the main thread's and a spawned thread's code begin,
 have call frame information (`toyc.cfi`) that leaves the return address undefined, as glibc's
@@ -59,6 +73,7 @@ from toyc import cfi
 from toyc.code import (
     CTORS_INFO,
     CTORS_SUFFIX,
+    DYNAMIC_SUFFIX,
     EXIT,
     LINE_SHIFTS,
     OBJECT_SUFFIX,
@@ -67,6 +82,7 @@ from toyc.code import (
     Code,
     LazySymbol,
     Target,
+    import_,
 )
 from toyc.layout import STR_HEADER
 
@@ -119,6 +135,10 @@ class _Helper(Asm):
         self.reloc(f"mov {reg}, qword ptr [rip]", Target("weak", name), R_X86_64_REX_GOTPCRELX,
                    -4)
 
+    def call_c(self, name: str) -> None:
+        """Call the C library's `name` (in a dynamically linked executable)."""
+        self.reloc("call 0", import_(name), R_X86_64_PLT32, -4)
+
     def lea_str(self, reg: str, value: bytes) -> None:
         self.reloc(f"lea {reg}, [rip]", Target("uav", value), R_X86_64_PC32, STR_HEADER - 4)
 
@@ -140,6 +160,50 @@ def _start(a: _Helper, tls: bool = False, ctors: bool = False) -> None:
     if ctors:
         a.call(EXIT)
     a(f"mov eax, {SYS_EXIT_GROUP}", "syscall", "hlt")
+
+
+def _start_dynamic(a: _Helper) -> None:
+    # The dynamic loader has run (rdx: its destructor function, for `atexit`); the kernel's
+    # initial stack is as for `_start`.
+    a.outermost()
+    a("xor ebp, ebp", "mov rbx, rdx", "mov r12, rsp", "mov rdi, rsp", "and rsp, -16")
+    a.call("toy.rt.args_init")  # keeps rbx and r12
+    # __libc_start_main(main, argc, argv, init, fini, rtld_fini, stack_end): init and fini
+    # are 0, as for any program since glibc 2.34: the C library runs the constructors and
+    # destructors the executable's .dynamic lists.
+    a("mov r9, rbx", "mov rsi, qword ptr [r12]", "lea rdx, [r12 + 8]", "xor r8d, r8d",
+      "xor ecx, ecx", "push rax", "push rsp")
+    a.reloc("lea rdi, [rip]", Target("nav", "main"), R_X86_64_PC32, -4)
+    a.call_c("__libc_start_main")
+    a("hlt")
+
+
+def _exit_dynamic(a: _Helper) -> None:
+    a("and rsp, -16")
+    a.call_c("exit")
+    a("hlt")
+
+
+def _spawn_dynamic(a: _Helper) -> None:
+    # pthread_create(&handle, NULL, f, arg): a Toy function is a valid start routine (one
+    # argument in rdi, its result in rax)
+    fail = b"panic: cannot start a thread\n"
+    a("sub rsp, 24", "mov rdx, rdi", "mov rcx, rsi", "mov rdi, rsp", "xor esi, esi")
+    a.call_c("pthread_create")
+    a("test eax, eax", "jne .Lfail", "mov rax, qword ptr [rsp]", "add rsp, 24", "ret",
+      ".Lfail:")
+    a.lea_str("rsi", fail)
+    a(f"mov edx, {len(fail)}", "mov edi, 2")
+    a.call("toy.rt.write_all")
+    a("mov edi, 101")
+    a.call(EXIT)
+    a("hlt")
+
+
+def _join_dynamic(a: _Helper) -> None:
+    a("sub rsp, 24", "mov qword ptr [rsp], 0", "mov rsi, rsp")
+    a.call_c("pthread_join")
+    a("mov rax, qword ptr [rsp]", "add rsp, 24", "ret")
 
 
 def _init(a: _Helper) -> None:
@@ -217,10 +281,13 @@ def _fmt_int(a: _Helper) -> None:
       "mov rcx, r9", "sub rcx, r8", "mov rsi, r8", "rep movsb", "mov rax, rdi", "ret")
 
 
-def _print(a: _Helper) -> None:
+def _print(a: _Helper, flush: bool = False) -> None:
     a("push rbp", "mov rbp, rsp", "push rbx", "push r12", "push r13", "push r14", "push r15",
       "sub rsp, 24",
       "mov r15, rdi", "mov r12, rsi", "mov r13, rdx", "mov r14, rcx")
+    if flush:  # what C's stdio holds goes out first (the stack is aligned here)
+        a("xor edi, edi")
+        a.call_c("fflush")
     # Size: one separator or newline per value (at least the newline), plus the values.
     a("mov rbx, r13", "test rbx, rbx", "jne .Lsize0", "mov ebx, 1", ".Lsize0:", "xor ecx, ecx",
       ".Lsize:", "cmp rcx, r13", "jae .Lsized", "mov rax, r13", "sub rax, rcx",
@@ -479,6 +546,16 @@ _OBJECT_CODE = {
 }
 
 
+# The variants for dynamically linked executables (see the module docstring)
+_DYNAMIC_CODE = {
+    "toy.rt.spawn" + DYNAMIC_SUFFIX: _spawn_dynamic,
+    "toy.rt.join" + DYNAMIC_SUFFIX: _join_dynamic,
+    "toy.rt.panic" + DYNAMIC_SUFFIX: lambda a: _panic(a, obj=True),
+    "toy.rt.print" + DYNAMIC_SUFFIX: lambda a: _print(a, flush=True),
+    EXIT + DYNAMIC_SUFFIX: _exit_dynamic,
+}
+
+
 def lower_lazy_symbol(name: str) -> LazySymbol | None:
     if name == LINE_SHIFTS:  # no shifts yet; the linker appends them
         return LazySymbol(Code(bytes(4), [], 4), "rodata", kind="object", listed=False)
@@ -490,9 +567,13 @@ def lower_lazy_symbol(name: str) -> LazySymbol | None:
         a = _Helper()  # _start for a program with thread-locals, constructors, or both
         _start(a, tls=name.startswith(START_TLS), ctors=name.endswith(CTORS_SUFFIX))
         return LazySymbol(a.assemble(16), "text", binding="global")
+    if name == "_start" + DYNAMIC_SUFFIX:
+        a = _Helper()
+        _start_dynamic(a)
+        return LazySymbol(a.assemble(16), "text", binding="global")
     if name in _DATA:
         return LazySymbol(Code(b"", [], 8, size=_DATA[name]), "bss", kind="object")
-    gen = _CODE.get(name) or _OBJECT_CODE.get(name)
+    gen = _CODE.get(name) or _OBJECT_CODE.get(name) or _DYNAMIC_CODE.get(name)
     if gen is None:
         return None
     a = _Helper()

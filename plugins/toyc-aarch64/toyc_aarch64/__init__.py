@@ -34,6 +34,7 @@ INFO = ArchInfo(
     tls_tcb_size=16,  # TPIDR_EL0 points at 16 reserved bytes; the TLS block follows them
     dwarf_fp=29,  # x29
     disassembler=("CS_ARCH_ARM64", "CS_MODE_ARM"),
+    bfd_name="elf64-littleaarch64",
     abs64_reloc=relocs.R_AARCH64_ABS64,
     abs32_reloc=relocs.R_AARCH64_ABS32,
     # Call frame information only for the runtime's entry points (`runtime`), which say that
