@@ -108,6 +108,19 @@ class StringTable:
         self.data = bytearray(b"\0")
         self.offsets: dict[str, int] = {"": 0}
 
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StringTable:
+        """The table as written: `data`, every name in it found again by `add`."""
+        t = cls()
+        t.data = bytearray(data)
+        t.offsets = {}
+        start = 0
+        while start < len(data):
+            end = data.index(b"\0", start)
+            t.offsets.setdefault(data[start:end].decode("utf-8"), start)
+            start = end + 1
+        return t
+
     def add(self, s: str) -> int:
         off = self.offsets.get(s)
         if off is None:

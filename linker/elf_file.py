@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from linker import elf
 from linker.atom import align_forward, pad_to_ideal
 
-MAX_PHDRS = 16
+MAX_PHDRS = 24  # a dynamically linked executable with C objects and thread-locals has 17
 HEADER_RESERVE = elf.EHDR_SIZE + MAX_PHDRS * elf.PHDR_SIZE
 # A segment's memory size reaches this far past its section (at least; as far again as the
 # section for bigger ones), so that a running copy of the program, whose mappings are fixed
 # when it starts, has zero-filled memory where the section grows and can be patched there.
 MEMORY_HEADROOM = 1 << 20
+PT_PHDR = 6
 # From this many patches in one update on, they are written through a mapping of the file, not
 # a system call each: that is what an edit above ~500 declarations with debug info costs
 MANY_PATCHES = 1024
@@ -253,6 +254,17 @@ class ElfFile:
         self.pwrite(data, sec.shdr.offset)
 
     def write_headers(self, file_type: int, machine: int, entry: int) -> None:
+        if any(p.type == elf.PT_LOAD and p.offset == 0 and p.filesz for p in self.phdrs):
+            # The file's first page is loaded (a dynamically linked executable's headers): a
+            # zero-fill segment at offset 0 would seem, to eu-elflint, to read it. It gets an
+            # offset past the file's end, where no segment's bytes are nor end.
+            end = align_forward(max(hi for _, hi in self._used_ranges()) + 1, self.page)
+            for i, p in enumerate(self.phdrs):
+                if p.type == elf.PT_LOAD and not p.filesz:
+                    p.offset = end
+                    for s in self.sections:
+                        if s.phdr == i:
+                            s.shdr.offset = end + s.shdr.addr - p.vaddr
         for s in self.sections:
             if s.marker:  # at the same place in the segment, wherever the segment went
                 p = self.phdrs[s.phdr]
@@ -270,6 +282,8 @@ class ElfFile:
             self.shoff = self.find_free_space(cap, 8)
             self.shdr_capacity = cap
             self.written.pop("shdrs", None)
+        if self.phdrs and self.phdrs[0].type == PT_PHDR:  # it covers the table as it is now
+            self.phdrs[0].filesz = self.phdrs[0].memsz = len(self.phdrs) * elf.PHDR_SIZE
         ehdr = elf.Ehdr(file_type, machine, entry, elf.EHDR_SIZE if self.phdrs else 0,
                         self.shoff, len(self.phdrs), len(self.sections), shstrndx).pack()
         phdrs = b"".join(p.pack() for p in self.phdrs)
@@ -284,8 +298,10 @@ class ElfFile:
             for i in range(0, len(data), entry):  # only the entries that changed
                 if data[i : i + entry] != old[i : i + entry]:
                     self.pwrite(data[i : i + entry], offset + i)
-        # The file ends where the last thing in it ends; keep it no longer than that.
+        # The file ends where the last thing in it ends (or a zero-fill segment's offset, which
+        # readers expect inside the file); keep it no longer than that.
         end = max(hi for _, hi in self._used_ranges())
+        end = max([end] + [p.offset for p in self.phdrs if p.type == elf.PT_LOAD])
         if os.fstat(self.fd).st_size < end:
             os.ftruncate(self.fd, end)
 

@@ -12,10 +12,17 @@ Not everything can be swapped. A global whose initializer changed keeps its runn
 new one goes to the file: it is what the next start sees), unless its type changed. Code a
 thread is in that uses a declaration whose kind, signature or type changed, a global of the
 same type that changed section, a full rebuild of the output, memory the program does not
-have, or a thread that stays in the first bytes of a function that must move, mean that the
+have, a new import from a shared library the program has not loaded (or a library's variable,
+which a program gets a copy of when it starts), or a thread that stays in the first bytes of a
+function that must move, mean that the
 program is left running the previous version; it is then "stale" and no later update is
 written into it, until it is restarted (`--restart` does that at once). `report` says, in one
 clause for the summary line, which of these happened. toyc writes only into the process it started.
+
+A dynamically linked program's GOT slots were filled by its dynamic loader: the file's zeros are
+not written over them. A slot an update adds (a library function called for the first time) is
+filled with the function's address in the running program (`library_addresses.py`: where the
+library is loaded there, and, for an IFUNC, what its resolver chooses).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import subprocess
 import time
 
 from linker import elf
+from linker.input_object import STT_GNU_IFUNC
+from linker.library_addresses import NotLoaded, symbol_address
 from linker.process import Process, ProcessGone, describe_status
 from linker.zig_object import Patch, ZigObject
 
@@ -147,11 +156,12 @@ class HotSwap:
             if patch.blockers:
                 self.stale = "; ".join(patch.blockers)
             else:
-                missing = self._unmapped(patch.writes)
+                imports, missing = self._import_slots(zo)
+                missing = missing or self._unmapped(patch.writes)
                 if missing:
                     self.stale = missing
                 else:
-                    p.write(patch.writes)
+                    p.write(imports + patch.writes)
                     patch.running = list(dict.fromkeys(
                         [*patch.running, *zo.running_old_code(patch.busy)]))
                     self.result = self._applied(patch)
@@ -165,6 +175,26 @@ class HotSwap:
             self.stale = f"writing into the program failed ({e.strerror or e})"
         finally:
             p.resume()
+
+    def _import_slots(self, zo: ZigObject) -> tuple[list[tuple[int, bytes]], str]:
+        """The writes that fill the GOT slots this update added with the imported functions'
+        addresses in the program, or why they cannot be."""
+        d = zo.dynamic
+        if d is None or not d.new_slots:
+            return [], ""
+        info = self.info
+        writes = []
+        for slot, name in d.new_slots:
+            imp = d.imports[d.by_name[name]]
+            path = d.libraries[imp.library].path
+            try:
+                sym = d.library(imp.library, info.elf_machine, info.name).lookup(imp.name).symbol
+                address = symbol_address(self.process.pid, path, imp.name, sym.value,
+                                         sym.type == STT_GNU_IFUNC, sym.version)
+            except NotLoaded as e:
+                return [], f"{imp.name} cannot be found in the running program ({e})"
+            writes.append((slot, address.to_bytes(8, info.byteorder)))
+        return writes, ""
 
     @staticmethod
     def _wait_gone(p, seconds: float = 1.0) -> None:

@@ -117,8 +117,8 @@ def check_header(data: bytes, name: str, machine: int, machine_name: str) -> Non
     `machine`."""
     etype = elf_type(data, name, "an ELF object or archive")
     if etype == ET_DYN:
-        raise LinkError(f"{name}: is a shared library; linking shared libraries is not "
-                        "supported yet")
+        raise LinkError(f"{name}: is a shared library, where a relocatable object was "
+                        "expected")
     if etype != elf.ET_REL:
         raise LinkError(f"{name}: not a relocatable object (ELF type {etype}); "
                         "give objects (.o) and archives (.a)")

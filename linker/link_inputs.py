@@ -16,6 +16,12 @@ Each allocated input section is an atom of the ZigObject (never moved or freed),
 relocations of C's code and data that depend on something that can move (a Toy declaration,
 a thread-local's offset, which follows the TLS layout) are remembered like Toy's own and
 written again when it moves, into the file and a running program. The rest are written once.
+
+A reference to a shared library's symbol is an import (`dynamic.py`): a call goes to the
+function's stub, a GOT access reads a slot the dynamic loader fills (never relaxed), and a
+direct reference to a variable refers to the executable's copy of it (a COPY relocation), as
+non-PIC code needs. In a dynamically linked executable the C library runs the constructors and
+destructors, which `.dynamic` lists.
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ from linker.input_object import (
     InputSection,
     ObjectFile,
 )
-from linker.resolve import COMMON, TOY, Resolution
-from linker.synthetic import GOT_ENTRY, Got, linker_defined
+from linker.resolve import COMMON, SHARED, TOY, Resolution
+from linker.synthetic import DSO_HANDLE, GOT_ENTRY, Got, linker_defined
 from linker.zig_object import TLS_ALIGN, TLS_VADDR
 
 # Above the Zig zero-fill segment's room (0x14000000 + 0x40000000), below the TLS image: the
@@ -145,6 +151,9 @@ def link_inputs(zo, res: Resolution) -> Layout:
     _define_symbols(zo, lay, res)
     _relocate(zo, lay, res)
     zo.ctors = [*_span(lay, ".init_array"), *_span(lay, ".fini_array")]
+    if zo.dynamic is not None:
+        (init, init_end), (fini, fini_end) = _span(lay, ".init_array"), _span(lay, ".fini_array")
+        zo.dynamic.arrays = [init, init_end - init, fini, fini_end - fini]
     if lay.debug:  # before anything of Toy's is written, which goes after it
         zo.dwarf.add_inputs(lay.debug)
     return lay
@@ -184,11 +193,12 @@ def _scan(lay: Layout, res: Resolution, arch) -> None:
                 if info.needs == UNSUPPORTED:
                     raise LinkError(f"{obj.where(i)}: relocation {info.name} at offset "
                                     f"{r.offset:#x} is not supported")
-                if info.needs == NEEDS_GOT_SLOT:
+                if info.needs == NEEDS_GOT_SLOT and not _imported(res, f, r.symbol):
                     lay.got.slot(_got_key(res, f, r.symbol))
-    if lay.got.slots or any(
-            obj.symbols[k].name == "_GLOBAL_OFFSET_TABLE_" for obj in res.objects
-            for k in obj.globals()):
+    names = {obj.symbols[k].name for obj in res.objects for k in obj.globals()}
+    if "__dso_handle" in names and "__dso_handle" not in res.defs:
+        lay.got.slot(DSO_HANDLE)
+    if lay.got.slots or "_GLOBAL_OFFSET_TABLE_" in names:
         lay.outputs.setdefault(".got", [])
 
 
@@ -198,6 +208,15 @@ def _info(lay: Layout, arch, rtype: int):
     if info is None:
         info = lay.infos[rtype] = arch.relocation_info(rtype)
     return info
+
+
+def _imported(res: Resolution, f: int, symbol: int) -> str:
+    """The name, if symbol `symbol` of object `f` is a shared library's; else ""."""
+    s = res.objects[f].symbols[symbol]
+    if s.bind == elf.STB_LOCAL or not s.name:
+        return ""
+    d = res.defs.get(s.name)
+    return s.name if d is not None and d.file == SHARED else ""
 
 
 def _got_key(res: Resolution, f: int, symbol: int) -> tuple:
@@ -415,7 +434,9 @@ def _relocate(zo, lay: Layout, res: Resolution) -> None:
                 info = _info(lay, arch, r.type)
                 if info.needs == NEEDS_NOTHING:
                     continue
-                t = _target(zo, lay, res, f, r.symbol)
+                imported = _imported(res, f, r.symbol) if loaded else ""
+                t = _import(zo, imported, info, r.type, obj, i) if imported else \
+                    _target(zo, lay, res, f, r.symbol)
                 if info.needs == NEEDS_TLS and not t.tls or t.tls and info.needs != NEEDS_TLS \
                         and loaded and info.needs != NEEDS_GOT_SLOT:
                     raise LinkError(f"{obj.where(i)}: relocation {info.name} against "
@@ -423,7 +444,11 @@ def _relocate(zo, lay: Layout, res: Resolution) -> None:
                                     f"{'' if t.tls else 'not '}a thread-local")
                 site = RelocSite(r.offset, r.type, r.addend, base + r.offset, t.address,
                                  lay.got.address, 0, t.size, loaded, t.tls_offset)
-                if info.needs == NEEDS_GOT_SLOT:
+                if imported:
+                    site.imported = True
+                    if info.needs == NEEDS_GOT_SLOT:
+                        site.got_slot = zo.dynamic.got_slot(zo, imported)
+                elif info.needs == NEEDS_GOT_SLOT:
                     site.got_slot = lay.got.slot_address(_got_key(res, f, r.symbol))
                 try:
                     applied = arch.relocate(buf, site)
@@ -498,6 +523,21 @@ def _target(zo, lay: Layout, res: Resolution, f: int, k: int) -> _Target:
     return _defined(zo, lay, res, d.file, d.symbol)
 
 
+def _import(zo, name: str, info, rtype: int, obj: ObjectFile, section: int) -> _Target:
+    """The target of a reference to a shared library's `name`: its stub (a function), or
+    the executable's copy of it (a variable); a GOT access needs neither."""
+    d = zo.dynamic
+    if info.needs == NEEDS_TLS:
+        raise LinkError(f"{obj.where(section)}: {name} is a thread-local of a shared library, "
+                        "which toyc does not link yet")
+    if info.needs == NEEDS_GOT_SLOT:
+        return _Target(0, None)
+    if d.is_function(zo, name):
+        return _Target(d.function(zo, name, call=rtype in zo.arch.dynamic.call_relocs,
+                                  pin=True), None)
+    return _Target(d.copy(zo, name), None)
+
+
 def _defined(zo, lay: Layout, res: Resolution, f: int, k: int) -> _Target:
     s = res.objects[f].symbols[k]
     if s.shndx == elf.SHN_ABS:
@@ -527,6 +567,8 @@ def _fill_got(zo, lay: Layout, res: Resolution) -> None:
     buf = bytearray(lay.got.size)
     relocs = []
     for key, slot in lay.got.slots.items():
+        if key == DSO_HANDLE:
+            continue  # (0)
         if key[0] == "toy":
             relocs.append(Reloc(slot * GOT_ENTRY, zo.arch.info.abs64_reloc,
                                 Target("nav", key[1]), 0))

@@ -1,7 +1,9 @@
 """Symbol resolution: which file defines each global name, in one pass over the link's inputs.
 
 The inputs are taken in command-line order, as GNU ld takes them: the Toy program first, then
-objects and archives. A strong definition beats a weak one and a COMMON symbol; two strong
+objects, archives and shared libraries. A strong definition beats a weak one and a COMMON
+symbol, and any of them a shared library's (which only the first library defining a name
+gives; a name a library defines loads no archive member); two strong
 definitions are an error naming both places; COMMON symbols of one name merge (the largest
 size and alignment). An archive member is loaded when it defines a name that is undefined
 (referenced, strongly, and defined by nothing so far) when the archive is reached, and its own
@@ -19,21 +21,23 @@ from linker import elf
 from linker.archive import Archive
 from linker.elf_file import LinkError
 from linker.input_object import SHN_COMMON, ObjectFile
+from linker.shared_object import SharedObject
 
 TOY = -1  # the file index of the Toy program
-STRONG, WEAK, COMMON = 2, 1, 0
+SHARED = -2  # the file index of a shared library's definition (its `symbol`: the library)
+STRONG, WEAK, COMMON, DYNAMIC = 2, 1, 0, -1
 # Names the linker defines when an input refers to them and none defines them (`synthetic.py`),
 # and the one a thread-local access sequence calls, which relaxation removes.
 LINKER_DEFINED = ("_GLOBAL_OFFSET_TABLE_", "__init_array_start", "__init_array_end",
                   "__fini_array_start", "__fini_array_end", "__preinit_array_start",
-                  "__preinit_array_end", "__tls_get_addr")
+                  "__preinit_array_end", "__tls_get_addr", "__dso_handle")
 
 
 @dataclass(slots=True)
 class Definition:
-    file: int  # TOY, or an index into Resolution.objects
-    symbol: int  # index into the object's symbols (TOY: 0)
-    rank: int  # STRONG, WEAK or COMMON
+    file: int  # TOY, SHARED, or an index into Resolution.objects
+    symbol: int  # index into the object's symbols (TOY: 0; SHARED: into Resolution.shared)
+    rank: int  # STRONG, WEAK, COMMON or DYNAMIC
     nav: str = ""  # TOY: the declaration exported under this name
     where: str = ""  # for messages: "a.o (.text)", "game.toy:3:1"
     tls: bool = False  # TOY: the declaration is a thread-local
@@ -42,6 +46,8 @@ class Definition:
 @dataclass
 class Resolution:
     objects: list[ObjectFile] = field(default_factory=list)  # linked, in order
+    # shared libraries, in order, each with whether it was named inside AS_NEEDED
+    shared: list[tuple[SharedObject, bool]] = field(default_factory=list)
     defs: dict[str, Definition] = field(default_factory=dict)
     # archive members loaded: (object index, archive path, member name, the name it defined,
     # who referred to that name)
@@ -53,6 +59,7 @@ class Resolution:
     refs: dict[str, str | tuple[int, int]] = field(default_factory=dict)
     weak_refs: set[str] = field(default_factory=set)
     duplicates: list[str] = field(default_factory=list)
+    archive_names: set[str] = field(default_factory=set)  # what the archives' members define
 
     def undefined(self) -> list[str]:
         """Names referred to strongly that nothing defines (the linker's own aside)."""
@@ -83,10 +90,12 @@ class Resolution:
 
 
 def resolve(toy_defs: dict[str, tuple[str, str, str, bool]], toy_refs: dict[str, str],
-            inputs: list[ObjectFile | Archive], load_member) -> Resolution:
+            inputs: list, load_member) -> Resolution:
     """Resolve `toy_defs` (export name -> (linkage, declaration, where, whether it is a
-    thread-local)), `toy_refs` (extern name -> where it is used) and the inputs.
-    `load_member(archive, index)` reads a member as an ObjectFile."""
+    thread-local)), `toy_refs` (extern name -> where it is used) and the inputs: ObjectFiles,
+    Archives, (SharedObject, as needed) pairs, and lists of these (a GROUP: its archives are
+    searched again, in turn, until none loads a member). `load_member(archive, index)` reads a
+    member as an ObjectFile."""
     r = Resolution()
     for name, (linkage, nav, where, tls) in toy_defs.items():
         if linkage != "internal":
@@ -95,16 +104,44 @@ def resolve(toy_defs: dict[str, tuple[str, str, str, bool]], toy_refs: dict[str,
     for name, where in toy_refs.items():
         r.refs.setdefault(name, where)
     for item in inputs:
-        if isinstance(item, ObjectFile):
-            _add_object(r, item)
-        else:
-            _search_archive(r, item, load_member)
+        _add(r, item, load_member)
     if r.duplicates:
         raise LinkError("\n".join(r.duplicates))
     return r
 
 
-def _search_archive(r: Resolution, archive: Archive, load_member) -> None:
+def _add(r: Resolution, item, load_member) -> bool:
+    """Add one input; whether it loaded an archive member."""
+    if isinstance(item, ObjectFile):
+        _add_object(r, item)
+    elif isinstance(item, Archive):
+        return _search_archive(r, item, load_member)
+    elif isinstance(item, tuple):
+        _add_shared(r, *item)
+    else:
+        count = len(r.objects)
+        for member in item:
+            _add(r, member, load_member)
+        archives = [m for m in item if isinstance(m, Archive)]
+        while archives and any([_search_archive(r, a, load_member) for a in archives]):
+            pass
+        return len(r.objects) > count
+    return False
+
+
+def _add_shared(r: Resolution, so: SharedObject, as_needed: bool) -> None:
+    """A shared library defines every name it exports that nothing defined before it; an
+    object later beats it (as any regular definition beats a library's)."""
+    index = len(r.shared)
+    r.shared.append((so, as_needed))
+    for name, sym in so.exports.items():
+        if name not in r.defs:
+            r.defs[name] = Definition(SHARED, index, DYNAMIC, where=so.path,
+                                      tls=sym.type == elf.STT_TLS)
+
+
+def _search_archive(r: Resolution, archive: Archive, load_member) -> bool:
+    """Load the members that define an undefined name; whether any was."""
     loaded: set[int] = set()
     index = archive.index
     if index is None:  # no index: every member's own symbols say what it defines
@@ -114,6 +151,7 @@ def _search_archive(r: Resolution, archive: Archive, load_member) -> None:
             for s in (obj.symbols[k] for k in obj.globals()):
                 if s.defined and s.shndx != SHN_COMMON and s.name:
                     index.setdefault(s.name, []).append(i)
+    r.archive_names.update(index)
     while True:
         wanted = [n for n in r.undefined() if n in index]
         more = False
@@ -130,7 +168,7 @@ def _search_archive(r: Resolution, archive: Archive, load_member) -> None:
             _add_object(r, obj)
             more = True
         if not more:
-            return
+            return bool(loaded)
 
 
 def _add_object(r: Resolution, obj: ObjectFile) -> None:

@@ -5,7 +5,9 @@ not be relaxed into a direct reference; in a static executable each slot holds i
 address, written once (or, for a Toy declaration, kept current like any reference to it).
 The linker defines `_GLOBAL_OFFSET_TABLE_` (the GOT's address) and the bounds of the
 constructor and destructor arrays (`__init_array_start`...), when an input refers to them
-and none defines them, as GNU ld does.
+and none defines them, as GNU ld does; and `__dso_handle`, which gcc's start files define
+(the C library's `atexit` passes its value, 0 in an executable, to `__cxa_atexit`): a GOT
+word that holds 0.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 GOT_ENTRY = 8
+DSO_HANDLE = ("zero",)  # the GOT key of `__dso_handle`'s word
 
 
 @dataclass
@@ -40,6 +43,8 @@ def linker_defined(name: str, got: Got, bounds: dict[str, tuple[int, int]]) -> i
     output section name -> (address, size) of the sections laid out."""
     if name == "_GLOBAL_OFFSET_TABLE_":
         return got.address
+    if name == "__dso_handle" and DSO_HANDLE in got.slots:
+        return got.slot_address(DSO_HANDLE)
     for array in ("init_array", "fini_array", "preinit_array"):
         start, size = bounds.get(f".{array}", (0, 0))
         if name == f"__{array}_start":

@@ -32,6 +32,7 @@ from linker.atom import Atom, ideal_capacity
 from linker.code import (
     CTORS_INFO,
     CTORS_SUFFIX,
+    DYNAMIC_SUFFIX,
     LINE_FIELD_SIZE,
     LINE_SHIFTS,
     OBJECT_SUFFIX,
@@ -43,6 +44,7 @@ from linker.code import (
     Target,
 )
 from linker.dwarf import REFERRED, RELOCATED, Dwarf
+from linker.dynamic import Dynamic
 from linker.elf_file import ElfFile, LinkError, Section
 
 # name, virtual base, segment flags, section type, section flags, virtual room, min capacity
@@ -59,7 +61,7 @@ ZIG_SECTIONS = {
 }
 SECTION_ALIGN = {"text": 16, "rodata": 8, "data": 8, "bss": 8}
 ENTRY = "_start"
-STATE_VERSION = 8  # 8: the linked objects' part of each debug section (Dwarf.bases)
+STATE_VERSION = 9  # 9: a dynamically linked executable's tables (`Dynamic`)
 # an export's linkage -> its symbol's binding
 BINDINGS = {"strong": elf.STB_GLOBAL, "weak": elf.STB_WEAK, "internal": elf.STB_LOCAL}
 
@@ -136,7 +138,8 @@ class Symbol:
 class ZigObject:
     def __init__(self, elf_file: ElfFile, arch, source_path: str,
                  size_hints: dict[str, int] | None = None, relocatable: bool = False,
-                 debug: bool = False, producer: str = ""):
+                 debug: bool = False, producer: str = "", dynamic: Dynamic | None = None,
+                 imports_hint: int = 0):
         self.elf = elf_file
         self.arch = arch
         # A relocatable object (ET_REL): sections at address 0 and no segments; references
@@ -186,14 +189,21 @@ class ZigObject:
         self.deferred: set[Target] = set()  # unused targets not freed while it runs
         self.dwarf: Dwarf | None = None  # the debug info, unless stripped
         self.producer = producer  # the compiler, as the debug info names it (Dwarf.producer)
+        # A dynamically linked executable's tables (`dynamic.py`); None: a static one
+        self.dynamic = dynamic
         if size_hints is not None:
-            self._create_sections(size_hints, debug)
+            self._create_sections(size_hints, debug, imports_hint)
 
-    def _create_sections(self, size_hints: dict[str, int], debug: bool) -> None:
+    def _create_sections(self, size_hints: dict[str, int], debug: bool,
+                         imports_hint: int = 0) -> None:
         if self.relocatable:
             self._create_object_sections(size_hints, debug)
             return
         elf_file = self.elf
+        if self.dynamic is not None:  # its program headers come first
+            if self.arch.dynamic is None:
+                raise LinkError(f"{self.arch.info.name} does not link shared libraries")
+            self.dynamic.create(self, imports_hint)
         for key, (name, vaddr, pflags, stype, sflags, room, min_cap) in ZIG_SECTIONS.items():
             hint = size_hints.get(key, 0)
             if stype == elf.SHT_NOBITS:
@@ -404,6 +414,8 @@ class ZigObject:
         want = START_TLS if self.tls_navs else ENTRY
         if any(self.ctors):
             want += CTORS_SUFFIX
+        if self.dynamic is not None:  # the C library sets up TLS and runs constructors
+            want = ENTRY + DYNAMIC_SUFFIX
         if self.entry_kind == want:
             return
         self.entry_kind = want
@@ -428,7 +440,7 @@ class ZigObject:
                          size: int, listed: bool = True, local_name: str = "") -> int:
         """A symbol of an input file at `value` in `atom`: a global, found by its name `key`
         in `linked`; a local (`key` empty) named `local_name`; or one of C's TLS blocks."""
-        self.symbols.append(Symbol(key or local_name, atom, stype, bind,
+        self.symbols.append(Symbol(local_name or key, atom, stype, bind,
                                    Target("input", key) if key else None, listed=listed,
                                    value=value, size=size))
         sym = len(self.symbols) - 1
@@ -438,6 +450,16 @@ class ZigObject:
             self.tls_navs.add(sym)  # its offset follows the TLS layout, as a Toy one's
         self._touch(sym)
         return sym
+
+    def drop_input_symbol(self, key: str) -> None:
+        """The global `key` of `linked` is gone (a function no longer imported)."""
+        sym = self.linked.pop(key)
+        self._remove_row(sym)
+        self.symbols[sym] = Symbol("")
+
+    def write_fixed(self, index: int, offset: int, data: bytes) -> None:
+        """Write bytes of a linker-made atom (a call stub), into a running copy too."""
+        self._write(index, offset, data)
 
     def set_input_relocs(self, index: int, relocs: list[Reloc]) -> None:
         """The relocations of an input section's atom that the flush applies and that are
@@ -482,6 +504,9 @@ class ZigObject:
             return self.externs.get(target.key) if sym is None else sym
         if target.kind == "input":
             return self.linked.get(target.key)
+        if target.kind == "import":  # a global: a linked file's, a Toy export, an import
+            sym = self.linked.get(target.key)
+            return self._exported_as(target.key) if sym is None else sym
         if target.kind == "weak":
             if not self.relocatable:  # only an object's helpers (OBJECT_SUFFIX) have them
                 raise LinkError(f"a weak reference to '{target.key}' outside an object")
@@ -950,8 +975,11 @@ class ZigObject:
         sym = self.lazy.get(name)
         if sym is None:
             # an object's variant of the helper, if the architecture has one (OBJECT_SUFFIX)
-            lazy = self.arch.lower_lazy_symbol(name + OBJECT_SUFFIX) if self.relocatable \
-                else None
+            lazy = None
+            if self.relocatable:
+                lazy = self.arch.lower_lazy_symbol(name + OBJECT_SUFFIX)
+            elif self.dynamic is not None:  # (DYNAMIC_SUFFIX)
+                lazy = self.arch.lower_lazy_symbol(name + DYNAMIC_SUFFIX)
             if lazy is None:
                 lazy = self.arch.lower_lazy_symbol(name)
             if lazy is None:
@@ -982,6 +1010,8 @@ class ZigObject:
             self._choose_entry(entry_sym)
         self._free_unused()
         self._lay_out_tls()
+        if self.dynamic is not None:
+            self._import_undefined()
         undefined: dict[str, list[str]] = {}
         for index, data in self.pending.items():
             a = self.atoms[index]
@@ -1010,6 +1040,9 @@ class ZigObject:
             self._settle_externs()
         if self.dwarf is not None:
             self._flush_debug()
+        if self.dynamic is not None:
+            self.dynamic.flush(self)
+            self.dynamic.layout_dynamic(self)
         self.write_symtab()
         if self.relocatable:
             self._write_rela()
@@ -1128,6 +1161,23 @@ class ZigObject:
             shdr = self.elf.sections[self.rela[section]].shdr
             shdr.link = self.symtab_index
             self.elf.write_nonalloc(self.rela[section], b"".join(rows))
+
+    def _import_undefined(self) -> None:
+        """Every reference of this flush to a name nothing in the link defines, that a shared
+        library does: imported (a call stub for a function, a copy for a variable)."""
+        d = self.dynamic
+        calls = self.arch.dynamic.call_relocs
+        for index in list(self.pending):
+            for r in self.atoms[index].relocs:
+                if r.target.kind not in ("nav", "import") or self.resolve(r.target) is not None:
+                    continue
+                name = r.target.key
+                if d.lookup(self, name) is None:
+                    continue  # reported as undefined
+                if d.is_function(self, name):
+                    d.function(self, name, call=r.type in calls)
+                else:
+                    d.copy(self, name)
 
     def _free_unused(self) -> None:
         """Free the uavs and lazy symbols nothing refers to any more (in turn, what only they
@@ -1329,6 +1379,7 @@ class ZigObject:
             "ctors": self.ctors,
             "dwarf": None if self.dwarf is None else self.dwarf.state(),
             "inputs": self.inputs,
+            "dynamic": None if self.dynamic is None else self.dynamic.state(),
         }
 
     @classmethod
@@ -1364,15 +1415,8 @@ class ZigObject:
             if sym.exports:
                 zo.exports.setdefault(sym.exports, {})[sym.name] = i
         zo.slots = list(state["slots"])
-        data = bytes.fromhex(state["strtab"])
-        zo.strtab.data = bytearray(data)
-        zo.strtab.offsets = {}
-        start = 0
-        while start < len(data):
-            end = data.index(b"\0", start)
-            zo.strtab.offsets.setdefault(data[start:end].decode("utf-8"), start)
-            start = end + 1
-        zo.strtab_written = len(data)
+        zo.strtab = elf.StringTable.from_bytes(bytes.fromhex(state["strtab"]))
+        zo.strtab_written = len(zo.strtab.data)
         zo.section_of = dict(state["section_of"])
         zo.shifts = [(first, delta) for first, delta in state["shifts"]]
         zo.relocatable = bool(state["relocatable"])
@@ -1387,6 +1431,9 @@ class ZigObject:
                     sym.target is None or sym.target.kind == "input"):
                 zo.tls_navs.add(i)
         zo.inputs = state["inputs"]
+        if state["dynamic"] is not None:
+            zo.dynamic = Dynamic.from_state(state["dynamic"])
+            zo.dynamic.ef = zo.elf
         zo.rela = {k: v for k, v in state["rela"]}
         zo.externs = {s.name: i for i, s in enumerate(zo.symbols)
                       if s.target is not None and s.target.kind in ("nav", "weak") and not s.atom

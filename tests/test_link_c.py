@@ -20,8 +20,8 @@ The C sources are in tests/c/ and are compiled when the tests run, once per modu
   its C and Toy symbols;
 - what cannot be linked fails with status 1 and one `toyc: error:` line (a Toy extern that
   nothing defines: a diagnostic at its use), no traceback, and leaves the output path as it
-  was: not ELF, truncated, another machine, an unsupported relocation, a missing or shared
-  `-l` library, an undefined symbol in C, two strong definitions, `-c`/`--lib` with inputs;
+  was: not ELF, truncated, another machine, an unsupported relocation, a missing `-l`
+  library, an undefined symbol in C, two strong definitions, `-c`/`--lib` with inputs;
 - the AArch64 plugin reads a C `bool` by its low byte too (an object linked by GNU ld with
   assembly that leaves garbage above it, run under qemu).
 """
@@ -696,27 +696,6 @@ def test_error_unsupported_relocation(tmp_path: Path, cc, previous: bytes):
 def test_error_missing_library(tmp_path: Path, previous: bytes):
     line = one_line(fails(tmp_path, previous, ["-L", ".", "-lnosuch_toyc_test"]))
     assert "-lnosuch_toyc_test" in line and "libnosuch_toyc_test.a" in line, line
-
-
-def test_error_library_is_shared_only(tmp_path: Path, cc, previous: bytes):
-    """-l finding a .so (built here) and none of its archive; the .so given by path."""
-    r = run([require("gcc"), "-shared", "-fPIC", "-o", str(tmp_path / "libshared.so"),
-             str(C_DIR / "switch.c")])
-    assert r.status == 0, r.stderr
-    line = one_line(fails(tmp_path, previous, ["-L", ".", "-lshared"]))
-    assert "-lshared" in line and "libshared.so" in line and "shared librar" in line, line
-    line = one_line(fails(tmp_path, previous, ["libshared.so"]))
-    assert "libshared.so" in line and "shared librar" in line, line
-
-
-def test_error_lc_is_shared(tmp_path: Path, previous: bytes):
-    """-lc finds the system's libc.so (a linker script naming shared libraries) first."""
-    found = [d for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib")
-             if os.path.exists(f"{d}/libc.so")]
-    if not found:
-        pytest.skip("no libc.so here (Debian: libc6-dev)")
-    line = one_line(fails(tmp_path, previous, ["-lc"]))
-    assert "-lc" in line and "libc.so" in line and "shared librar" in line, line
 
 
 def test_error_undefined_symbol_in_c(tmp_path: Path, cc, previous: bytes):

@@ -27,6 +27,8 @@ from toyc.split import Chunk, declared_name, split
 
 RUNTIME_TEXT_HINT = 4096
 RUNTIME_RODATA_HINT = 512
+# what the runtime imports from the C library in a dynamically linked executable
+RUNTIME_IMPORTS_HINT = 8
 RECURSION_LIMIT = 20000
 
 

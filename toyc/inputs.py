@@ -1,6 +1,10 @@
 """The linker inputs of a command line: files, `-L DIR` and `-l NAME`, in gcc's order and
-meaning; finding the libraries `-l` names, reading the files, resolving them with the Toy
-program (`linker.resolve`), and what to check them against later.
+meaning; finding the libraries `-l` names, reading the files (objects, archives, shared
+libraries and the GNU ld scripts that name them, as the system's `libc.so` is one), resolving
+them with the Toy program (`linker.resolve`), and what to check them against later.
+
+As gcc adds `-lc` to every link, a link with a shared library has the C library: if none of
+the inputs is `-lc` (or names `libc.so.6`), it is added at the end.
 
 `split_link_args` takes them out of `toyc build`/`run`/`watch`'s arguments (they may come
 anywhere after the Toy source, interleaved as gcc allows); `resolve_inputs` reads every input
@@ -14,10 +18,12 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from linker.archive import Archive, is_archive, read_archive
+from linker.archive import Archive, read_archive
 from linker.elf_file import LinkError
-from linker.input_object import ObjectFile, read_object
+from linker.input_object import ET_DYN, ObjectFile, elf_type, read_object
+from linker.ld_script import file_kind, parse_script
 from linker.resolve import TOY, Resolution, resolve
+from linker.shared_object import read_shared_object
 from toyc.check import Program
 from toyc.source import CompileError, Diagnostic, UserError
 
@@ -89,17 +95,11 @@ def split_link_args(argv: list[str]) -> tuple[list[str], LinkArgs]:
 
 def find_library(name: str, dirs: list[str]) -> str:
     """The file `-l NAME` names: libNAME.so, else libNAME.a, in the -L directories and then
-    the system's, as gcc looks (a shared library is reported: not supported yet)."""
+    the system's, as gcc looks."""
     for d in [*dirs, *SYSTEM_LIBRARY_DIRS]:
         for suffix in (".so", ".a"):
             path = os.path.join(d, f"lib{name}{suffix}")
             if os.path.isfile(path):
-                if suffix == ".so":
-                    archive = os.path.join(d, f"lib{name}.a")
-                    hint = f"; its archive {archive} can be given instead" \
-                        if os.path.isfile(archive) else ""
-                    raise UserError(f"-l{name}: {path} is a shared library; linking shared "
-                                    f"libraries is not supported yet{hint}")
                 return path
     raise UserError(f"-l{name}: no lib{name}.so or lib{name}.a in "
                     f"{', '.join([*dirs, *SYSTEM_LIBRARY_DIRS])}")
@@ -125,19 +125,98 @@ def _read(path: str) -> bytes:
         raise UserError(f"{path}: {e.strerror or e}") from None
 
 
-def load_inputs(paths: list[str], arch) -> list[ObjectFile | Archive]:
-    info = arch.info
-    out: list[ObjectFile | Archive] = []
-    for path in paths:
-        data = _read(path)
-        if is_archive(data) or data.startswith(b"!<thin>\n"):
-            out.append(read_archive(data, path))
-        elif data[:2] in (b"/*", b"GR", b"IN", b"OU") and path.endswith(".so"):
-            raise UserError(f"{path}: a linker script; linking shared libraries is not "
-                            "supported yet")
+# A script naming a script naming a script...: GNU ld stops somewhere too
+MAX_SCRIPT_DEPTH = 8
+
+
+@dataclass
+class Loaded:
+    """The inputs as read: what `linker.resolve` takes, and every file read (scripts and the
+    files they name included: a change to any of them changes the link)."""
+
+    items: list = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def dynamic(self) -> bool:
+        return any(isinstance(i, tuple) for i in _flat(self.items))
+
+
+def _flat(items: list):
+    for i in items:
+        if isinstance(i, list):
+            yield from _flat(i)
         else:
-            out.append(read_object(data, path, info.elf_machine, info.name))
+            yield i
+
+
+def load_inputs(paths: list[str], arch, dirs: list[str] = ()) -> Loaded:
+    out = Loaded()
+    for path in paths:
+        out.items += _load(path, arch, list(dirs), out, False, 0)
     return out
+
+
+def _load(path: str, arch, dirs: list[str], out: Loaded, as_needed: bool, depth: int) -> list:
+    info = arch.info
+    data = _read(path)
+    out.files.append(path)
+    try:
+        kind = file_kind(data, path)
+        if kind == "archive":
+            return [read_archive(data, path)]
+        if kind == "elf":
+            if elf_type(data, path, "an ELF file") == ET_DYN:
+                if arch.dynamic is None:
+                    raise LinkError(f"{path}: {info.name} does not link shared libraries")
+                return [(read_shared_object(data, path, info.elf_machine, info.name),
+                         as_needed)]
+            return [read_object(data, path, info.elf_machine, info.name)]
+        if depth == MAX_SCRIPT_DEPTH:
+            raise LinkError(f"{path}: linker scripts name each other too deeply")
+        script = _script(data, path, arch)
+    except LinkError as e:
+        raise UserError(str(e)) from None
+    items: list = []
+    groups: dict[int, list] = {}
+    for inp in script.inputs:
+        found = _script_input(inp, path, dirs)
+        loaded = _load(found, arch, dirs, out, as_needed or inp.as_needed, depth + 1)
+        if inp.group is None:
+            items += loaded
+        else:
+            if inp.group not in groups:
+                groups[inp.group] = []
+                items.append(groups[inp.group])
+            groups[inp.group] += loaded
+    return items
+
+
+def _script(data: bytes, path: str, arch):
+    """`path` as a GNU ld script; one that does not start like one is not taken for a broken
+    script in the message (`notes.o` holding text)."""
+    try:
+        return parse_script(data, path, arch.info.bfd_name or None)
+    except LinkError as e:
+        if data.lstrip().startswith((b"/*", b"GROUP", b"INPUT", b"OUTPUT_FORMAT")):
+            raise
+        raise LinkError(f"{path}: not an ELF object, archive, shared library or linker script "
+                        f"(read as a script: {e})") from None
+
+
+def _script_input(inp, script: str, dirs: list[str]) -> str:
+    """The file a script's input names, where GNU ld looks for it: `-lNAME` as on the
+    command line; a path with a directory as it is; a bare name in the script's directory,
+    the current one, then the library directories."""
+    if inp.library:
+        return find_library(inp.name, dirs)
+    if os.path.isabs(inp.name) or os.sep in inp.name:
+        return inp.name
+    for d in [os.path.dirname(script), ".", *dirs, *SYSTEM_LIBRARY_DIRS]:
+        candidate = os.path.join(d, inp.name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise UserError(f"{script}:{inp.line}: cannot find {inp.name}")
 
 
 def load_member(archive: Archive, index: int, arch) -> ObjectFile:
@@ -147,7 +226,18 @@ def load_member(archive: Archive, index: int, arch) -> ObjectFile:
                        info.name)
 
 
-def resolve_inputs(program: Program, paths: list[str], arch) -> Resolution:
+def with_libc(paths: list[str], link: LinkArgs, loaded: Loaded, arch) -> Loaded:
+    """`loaded`, and the C library after it when it links a shared library but not libc."""
+    if not loaded.dynamic:
+        return loaded
+    for item in _flat(loaded.items):
+        if isinstance(item, tuple) and item[0].soname.startswith("libc.so"):
+            return loaded
+    extra = load_inputs([find_library("c", link.dirs)], arch, link.dirs)
+    return Loaded(loaded.items + extra.items, loaded.files + extra.files)
+
+
+def resolve_inputs(program: Program, loaded: Loaded, arch) -> Resolution:
     """Read the inputs and resolve them with the program's exports and externs. A Toy extern
     that nothing defines is a diagnostic at each use; any other failure a UserError."""
     path = program.source.path
@@ -161,8 +251,7 @@ def resolve_inputs(program: Program, paths: list[str], arch) -> Resolution:
     for name, span in program.extern_uses:
         toy_refs.setdefault(name, f"{path}:{span.line}:{span.col}")
     try:
-        inputs = load_inputs(paths, arch)
-        res = resolve(toy_defs, toy_refs, inputs,
+        res = resolve(toy_defs, toy_refs, loaded.items,
                       lambda archive, index: load_member(archive, index, arch))
     except LinkError as e:
         raise UserError(str(e)) from None
@@ -174,25 +263,28 @@ def resolve_inputs(program: Program, paths: list[str], arch) -> Resolution:
             if name in toy_missing])
     if undefined:
         lines = [f"undefined symbol: {n} (referenced by {res.referrer(n)})" for n in undefined]
-        if set(undefined) & LIBC_NAMES:
-            lines.append("note: no C library is linked (shared libraries are not supported "
-                         "yet); gcc turns some loops into calls of memcpy, memset or strlen "
-                         "(-fno-tree-loop-distribute-patterns keeps them loops)")
+        if set(undefined) & LIBC_NAMES and not res.shared:
+            lines.append("note: no C library is linked (-lc links it); gcc turns some loops "
+                         "into calls of memcpy, memset or strlen")
         raise UserError("\n".join(lines))
     return res
 
 
-def describe(res: Resolution, link: LinkArgs, paths: list[str]) -> dict:
+def describe(res: Resolution, link: LinkArgs, paths: list[str], files: list[str]) -> dict:
     """What the ZigObject keeps of the inputs: the files (to notice a change), what was loaded
     from archives and why, and the global names C code defines or uses (a Toy export that
     changes among them changes the resolution)."""
     c_names = res.c_names()
     return {
         "args": link.spelled(),
-        "files": [[p, file_key(p)] for p in paths],
+        "paths": paths,  # as the command line's inputs name them
+        "files": [[p, file_key(p)] for p in dict.fromkeys(files)],  # every file read
         "objects": [obj.name for obj in res.objects],
         "loaded": [[archive, member, name, who]
                    for _, archive, member, name, who in res.loaded],
         "c_names": sorted(c_names),
         "toy_defs": sorted(n for n, d in res.defs.items() if d.file == TOY and n in c_names),
+        # the names archives define: a new extern one of them might define needs a full
+        # build (which may load the member), not an import from a library
+        "archive_names": sorted(res.archive_names),
     }

@@ -29,16 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from linker.archive import archive
+from linker.dynamic import Dynamic, Library
 from linker.elf_file import ElfFile, LinkError
 from linker.hot_swap import HotSwap
 from linker.link_inputs import link_inputs
-from linker.resolve import Resolution
+from linker.resolve import SHARED, Resolution
 from linker.zig_object import ZigObject, global_section, size_hints
 from toyc import __version__
 from toyc import ast as A
 from toyc.check import Program, check, export_names
 from toyc.code import Code
 from toyc.driver import (
+    RUNTIME_IMPORTS_HINT,
     RUNTIME_RODATA_HINT,
     RUNTIME_TEXT_HINT,
     Timings,
@@ -47,7 +49,15 @@ from toyc.driver import (
     parse_chunks,
     read_source,
 )
-from toyc.inputs import LinkArgs, describe, file_key, input_paths, resolve_inputs
+from toyc.inputs import (
+    LinkArgs,
+    describe,
+    file_key,
+    input_paths,
+    load_inputs,
+    resolve_inputs,
+    with_libc,
+)
 from toyc.interrupt import held
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
@@ -232,8 +242,10 @@ class Session:
         res, inputs = None, {}
         if link:
             paths = input_paths(link)
-            res = timings.run("resolve", resolve_inputs, program, paths, arch)
-            inputs = describe(res, link, paths)
+            loaded = timings.run("read", lambda: with_libc(
+                paths, link, load_inputs(paths, arch, link.dirs), arch))
+            res = timings.run("resolve", resolve_inputs, program, loaded, arch)
+            inputs = describe(res, link, paths, loaded.files)
         elif not relocatable:
             _no_externs(program)
         decls, text = program.decls, program.source.text
@@ -421,8 +433,7 @@ class Session:
             return
         for name, _ in program.extern_uses:
             if name not in self.zo.linked:
-                raise FullBuildNeeded(f"{name} is a new extern, not defined by the objects "
-                                      "linked in the last build")
+                self._check_import(name)
         c_names = set(inputs.get("c_names", ()))
         gone = removed | {d.name for d in decls}
 
@@ -447,6 +458,23 @@ class Session:
             names = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
             raise FullBuildNeeded(f"a Toy export that linked objects define or use changed: "
                                   f"{', '.join(names)}")
+
+    def _check_import(self, name: str) -> None:
+        """A new extern `name`, which no linked object defines: an update imports it from a
+        shared library if the last full build would have (no archive defines it), and if it
+        is a function (a variable is copied when the program starts: a full build)."""
+        d = self.zo.dynamic
+        try:
+            found = d is not None and name not in self.zo.inputs.get("archive_names", ()) \
+                and d.lookup(self.zo, name)
+        except LinkError as e:
+            raise FullBuildNeeded(str(e)) from None
+        if not found:
+            raise FullBuildNeeded(f"{name} is a new extern, not defined by the objects "
+                                  "linked in the last build")
+        if not d.is_function(self.zo, name):
+            raise FullBuildNeeded(f"{name} is a new extern naming a variable of "
+                                  f"{d.libraries[found[0]].path}")
 
     def _position(self, t: Tracked, plan: Plan) -> tuple[int, int, int, int]:
         """Where unchanged declaration `t` is in the new text: (start, end, line, col)."""
@@ -511,6 +539,8 @@ class Session:
         hook = self.hooks
         moved, below = shifted
         zo.lines_patched = set()
+        if zo.dynamic is not None:
+            zo.dynamic.begin_update()
         if self.swap is not None:
             self.swap.begin(zo, [d.name for d in decls if isinstance(d, A.FnDecl)], changes)
         try:
@@ -660,7 +690,7 @@ def _check_inputs(inputs: dict, link: LinkArgs) -> None:
         return
     paths = input_paths(link)
     files = inputs.get("files", [])
-    if [p for p, _ in files] != paths:
+    if inputs.get("paths") != paths:
         raise FullBuildNeeded("the libraries -l finds changed: " + ", ".join(paths))
     changed = _changed_file(files)
     if changed:
@@ -753,8 +783,15 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
                if r.target.kind == "uav"}
     sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
     sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
+    dynamic, imports = None, 0
+    if res is not None and res.shared:
+        dynamic = Dynamic([Library(so.path, so.soname, as_needed)
+                           for so, as_needed in res.shared])
+        dynamic.loaded = {i: so for i, (so, _) in enumerate(res.shared)}
+        imports = sum(1 for n in res.refs if n in res.defs and res.defs[n].file == SHARED)
     zo = ZigObject(ElfFile(fd, arch.info.page_size), arch, program.source.path,
-                   size_hints(sizes), relocatable, debug, f"toyc {__version__}")
+                   size_hints(sizes), relocatable, debug, f"toyc {__version__}", dynamic,
+                   imports + RUNTIME_IMPORTS_HINT)
     if res is not None:
         link_inputs(zo, res)
     hook = plugin_manager().hook
