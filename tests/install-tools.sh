@@ -4,6 +4,7 @@
 set -eu
 missing=""
 need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
+need_file() { [ -e "$1" ] || missing="$missing $2"; }
 need eu-elflint elfutils          # every output is checked by eu-elflint
 need readelf binutils             # ... and readelf, objdump, nm
 need objdump binutils
@@ -18,6 +19,9 @@ need rsvg-convert librsvg2-bin    # renders toyc inspect's maps
 need qemu-aarch64 qemu-user       # AArch64 programs run under qemu's user-mode emulator
 need aarch64-linux-gnu-objdump binutils-aarch64-linux-gnu  # ... and are read by its binutils
 need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu  # ... and linked with C by its gcc
+# shared libraries linked into Toy programs (-lz, -lncurses): their link-time files and headers
+need_file /usr/include/zlib.h zlib1g-dev
+need_file /usr/include/ncurses.h libncurses-dev
 [ -z "$missing" ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
