@@ -87,7 +87,10 @@ def watch(path: str, output: str, arch_name: str, run: list[str] | None = None,
         # The linker inputs' directories too: a rebuilt object means a full build.
         watched = {src, *inputs}
         dirs = sorted({src.parent} | {p.parent for p in inputs if p.parent.is_dir()})
+        # (Not recursive: the files watched are in these directories, and a library's directory
+        # holds a tree of thousands of others.)
         for changes in watchfiles.watch(*dirs, watch_filter=lambda _, p: Path(p) in watched,
+                                        recursive=False,
                                         step=STEP_MS, debounce=1600,
                                         rust_timeout=POLL_MS, yield_on_timeout=True,
                                         raise_interrupt=True):
