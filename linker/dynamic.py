@@ -357,6 +357,14 @@ class Dynamic:
     def _plt_address(self, zo, index: int) -> int:
         return self._address(".plt") + zo.arch.dynamic.plt_entry_size * index
 
+    plt_address = _plt_address
+
+    def got_address(self, index: int) -> int:
+        return self._address(".got") + 8 * index
+
+    def copy_address(self, offset: int) -> int:
+        return self._address(".dynbss") + offset
+
     # ---- writing the tables ---------------------------------------------------------------------
 
     def _drop_unused(self, zo) -> None:

@@ -276,7 +276,50 @@ def _inputs(zo) -> dict:
             "files": [path for path, _ in zo.inputs.get("files", [])],
             "objects": [{"name": name, "loaded": why.get(name),
                          "sections": sorted(taken.get(name, []), key=lambda t: t["address"])}
-                        for name in zo.inputs.get("objects", [])]}
+                        for name in zo.inputs.get("objects", [])],
+            **(_dynamic(zo) if zo.dynamic is not None else {})}
+
+
+def _dynamic(zo) -> dict:
+    """A dynamically linked executable's libraries, imports, and its tables' use of their
+    room."""
+    d = zo.dynamic
+    versions = {2 + k: name for k, (_, name) in enumerate(d.versions)}
+    tables = []
+    for name, index in d.sections.items():
+        sec = zo.elf.sections[index]
+        tables.append({"name": name, "address": sec.shdr.addr, "used": sec.shdr.size,
+                       "room": sec.max_size})
+    imports = []
+    for imp in d.imports:
+        how = []
+        if imp.plt >= 0:
+            how.append(f"stub {d.plt_address(zo, imp.plt):#x}")
+        if imp.got >= 0:
+            how.append(f"GOT slot {d.got_address(imp.got):#x}")
+        if imp.copy >= 0:
+            how.append(f"copied to {d.copy_address(imp.copy):#x}")
+        imports.append({"name": imp.name, "version": versions.get(imp.version, ""),
+                        "library": d.libraries[imp.library].soname, "how": how})
+    return {"libraries": [{"soname": lib.soname, "path": lib.path, "needed": lib.needed}
+                          for lib in d.libraries],
+            "imports": imports, "tables": tables}
+
+
+def _render_dynamic(inputs: dict) -> list[str]:
+    out = ["\nshared libraries"]
+    for lib in inputs["libraries"]:
+        needed = "needed" if lib["needed"] else "not needed (AS_NEEDED, unused)"
+        out.append(f"  {lib['soname']:<20} {lib['path']}  {needed}")
+    out.append("\nimports")
+    for imp in inputs["imports"]:
+        version = f"@{imp['version']}" if imp["version"] else ""
+        out.append(f"  {imp['name'] + version:<32} {imp['library']:<14} "
+                   f"{', '.join(imp['how'])}")
+    out.append("\ndynamic tables      address          used       room")
+    for t in inputs["tables"]:
+        out.append(f"  {t['name']:<17} {t['address']:#012x} {t['used']:>10} {t['room']:>10}")
+    return out
 
 
 def render(report: dict) -> str:
@@ -327,6 +370,8 @@ def render(report: dict) -> str:
             for t in o["sections"]:
                 out.append(f"    {t['section']:<20} -> {t['output']:<12} {t['address']:#x}  "
                            f"{t['size']} bytes")
+        if report["inputs"].get("libraries"):
+            out.extend(_render_dynamic(report["inputs"]))
     elif report.get("input_sections"):
         out.append("\nsections of linked objects")
         for t in report["input_sections"]:
