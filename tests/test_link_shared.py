@@ -505,3 +505,13 @@ def test_aarch64_links_no_shared_library(tmp_path: Path):
 def _needs_libc_dev():
     if not LIBC_SCRIPT.exists() and not shutil.which("gcc"):
         pytest.skip("the C library's development files are not installed (Debian: libc6-dev)")
+
+
+def test_wc_sample(tmp_path: Path):
+    """samples/libc/wc.toy counts as wc does."""
+    sample = Path(__file__).resolve().parent.parent / "samples" / "libc" / "wc.toy"
+    r = run([*TOYC, "build", str(sample), "-lc", "-o", str(tmp_path / "wc")])
+    assert r.status == 0, r.stderr
+    text = "two words\n\tand  three more \n\nend"
+    got = run_exe(tmp_path / "wc", stdin=text)
+    assert got.stdout.split() == ["4", "6", str(len(text))] and got.status == 0
