@@ -1,6 +1,6 @@
 """Hot-swap benchmark: from saving a file to the running program's first line of new output.
 
-    python3 bench/hot_swap.py [--sizes 100,1000] [--edits N] [--rebuilds N] [--seed S]
+    python3 bench/hot_swap.py [--sizes 100,1000] [--edits N] [--rebuilds N] [--seed S] [--libc]
 
 For each size N the program is bench/gen.py's N functions, plus `probe(i)`, which returns
 `i * K`, and a `main` that loops forever printing `i probe(i)` and sleeping 1 ms. In one run the
@@ -14,6 +14,9 @@ script measures, by wall clock:
   Every summary line must say the update was swapped into the same pid.
 * the usual loop without hot swap, for tcc and `gcc -O0` on the same program in C: write the
   source, compile it, start the program, read its first line. Median of --rebuilds runs.
+
+With --libc the Toy program is linked with the C library (`toyc watch prog.toy -lc --run`: a
+dynamically linked program, whose `probe` calls `labs`).
 
 The table shows the medians and the ratios against toyc; the target (README) is at most 100 ms
 for toyc. Not part of the test suite; tcc and gcc are optional (skipped with a note).
@@ -44,10 +47,12 @@ from toyc.watch import STEP_MS  # noqa: E402
 TARGET_MS = 100
 
 
-def toy_program(n: int, seed: int, k: int) -> str:
+def toy_program(n: int, seed: int, k: int, libc: bool = False) -> str:
     funcs = "".join(gen.toy_function(f) + "\n" for f in gen.functions(n, seed))
-    return (f"var calls: int = 0;\nvar table: [int; {gen.TABLE}];\n\n{funcs}"
-            f"fn probe(i: int) -> int {{\n    return i * {k};\n}}\n\n"
+    extern, value = ("extern fn labs(x: int) -> int;\n", f"labs(i * -{k})") if libc \
+        else ("", f"i * {k}")
+    return (f"{extern}var calls: int = 0;\nvar table: [int; {gen.TABLE}];\n\n{funcs}"
+            f"fn probe(i: int) -> int {{\n    return {value};\n}}\n\n"
             "fn main() -> int {\n    let i = 0;\n    while true {\n"
             "        print(i, probe(i));\n        sleep_ms(1);\n        i += 1;\n    }\n"
             "    return 0;\n}\n")
@@ -102,11 +107,12 @@ def write(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def bench_toyc(n: int, seed: int, edits: int, work: Path) -> list[float]:
+def bench_toyc(n: int, seed: int, edits: int, work: Path, libc: bool = False) -> list[float]:
     src = work / "prog.toy"
-    write(src, toy_program(n, seed, 1001))
+    write(src, toy_program(n, seed, 1001, libc))
     proc = subprocess.Popen([sys.executable, "-m", "toyc", "watch", str(src), "-o",
-                             str(work / "prog"), "--run"], cwd=work, stdout=subprocess.PIPE,
+                             str(work / "prog"), "--run", *(["-lc"] if libc else [])],
+                            cwd=work, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, bufsize=1)
     lines = Lines(proc)
     try:
@@ -117,7 +123,7 @@ def bench_toyc(n: int, seed: int, edits: int, work: Path) -> list[float]:
         times = []
         for e in range(edits):
             k = 1002 + e % 2  # alternate, so every save is a real change of the same size
-            text = toy_program(n, seed, k)
+            text = toy_program(n, seed, k, libc)
             t0 = time.perf_counter()
             write(src, text)
             summaries = []
@@ -169,13 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edits", type=int, default=30, help="saves per size for toyc (default 30)")
     p.add_argument("--rebuilds", type=int, default=10, help="rebuilds per compiler (default 10)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--libc", action="store_true", help="link the Toy program with -lc")
     args = p.parse_args(argv)
     compilers = {"tcc": ["tcc"], "gcc -O0": ["gcc", "-O0"]}
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="toyc-bench-") as tmp:
             work = Path(tmp)
-            toyc_ms = statistics.median(bench_toyc(n, args.seed, args.edits, work)) * 1000
+            toyc_ms = statistics.median(
+                bench_toyc(n, args.seed, args.edits, work, args.libc)) * 1000
             others = {}
             for name, cc in compilers.items():
                 if shutil.which(cc[0]) is None:
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     bench_c(cc, n, args.seed, args.rebuilds, work)) * 1000
         rows.append((n, toyc_ms, others))
     print(f"save -> first line of new output in the running program (median; watch step "
-          f"{STEP_MS} ms; probe loop sleeps 1 ms)")
+          f"{STEP_MS} ms; probe loop sleeps 1 ms{'; Toy linked with -lc' if args.libc else ''})")
     print(f"{'functions':>9}  {'toyc swap':>10}  {'tcc rebuild+run':>16}  "
           f"{'gcc -O0 rebuild+run':>20}  target")
     for n, toyc_ms, others in rows:
