@@ -532,6 +532,25 @@ class Dynamic:
                 p.offset, p.vaddr, p.filesz, p.memsz = shdr.offset, shdr.addr, shdr.size, \
                     shdr.size
 
+    def check_layout(self, zo) -> None:
+        """Raise ValueError if the tables' state cannot describe the output (a tampered or
+        foreign state file): every section, atom, library, version and slot it names exists."""
+        sections = zo.elf.sections
+        for name, index in self.sections.items():
+            if not 0 < index < len(sections) or sections[index].shdr.name != name:
+                raise ValueError(f"the dynamic table {name} is not in the output")
+        if not 0 < self.plt_atom < len(zo.atoms) or not 0 < self.dynbss_atom < len(zo.atoms):
+            raise ValueError("the dynamic tables' atoms are not in the output")
+        if any(not 0 <= lib < len(self.libraries) for lib, _ in self.versions):
+            raise ValueError("a version needed of no library")
+        for imp in self.imports:
+            if not 0 <= imp.library < len(self.libraries) or \
+                    not (imp.version in (0, VER_NDX_GLOBAL) or
+                         2 <= imp.version < 2 + len(self.versions)) or \
+                    imp.plt >= self.plt_count or imp.got >= self.got_count or \
+                    imp.copy + imp.size > self.copy_size:
+                raise ValueError(f"the import {imp.name} is not in the dynamic tables")
+
     # ---- state ----------------------------------------------------------------------------------
 
     def state(self) -> dict:

@@ -1075,6 +1075,8 @@ class ZigObject:
             raise ValueError("a symbol has no atom")
         if self.dwarf is not None:
             self.dwarf.check_layout()
+        if self.dynamic is not None:
+            self.dynamic.check_layout(self)
 
     def _flush_debug(self) -> None:
         def symbol(name: str) -> int:  # a declaration, or a runtime helper with CFI

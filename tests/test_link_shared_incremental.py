@@ -302,3 +302,32 @@ def _libc_base(pid) -> int:
 @pytest.fixture(autouse=True)
 def _needs_gcc():
     require("gcc")
+
+
+# ---- a state that cannot be trusted -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["table elsewhere", "stub past the table", "no library",
+                                    "not a table"])
+def test_tampered_dynamic_state_means_a_full_build(tmp_path: Path, damage: str):
+    import test_state as ts
+
+    src, out = tmp_path / "p.toy", tmp_path / "p"
+    src.write_text(program("extern fn labs(x: int) -> int;", "return labs(-x);"))
+    assert run([*inc.TOYC, "build", str(src), "-lc", "-o", str(out)]).status == 0
+    state = tmp_path / ".p.toyc-state"
+    data = ts.read_state(state)
+    d = data["linker"]["dynamic"]
+    if damage == "table elsewhere":
+        d["sections"][".dynsym"] = 1
+    elif damage == "stub past the table":
+        d["imports"][0][6] = 10_000
+    elif damage == "no library":
+        d["imports"][0][1] = 7
+    else:
+        d["imports"] = "everything"
+    ts.write_state(state, data)
+    r = run([*inc.TOYC, "build", str(src), "-lc", "-o", str(out)])
+    assert r.status == 0 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("toyc: full build: the state file is corrupt"), r.stderr
+    assert run([str(out)]).stdout == "helper 2\n"
