@@ -355,7 +355,7 @@ def scenario(half: str) -> list[CStep]:
     add(first, messages=("toyc: full build: no output file yet",))
     m.opt = "toy_opt"
     add("a Toy export that C refers to (weakly) appears: a full build", full=True,
-        messages=("toyc: full build: a Toy export that linked objects define or use "
+        messages=("toyc: full build: a Toy export that linked files define or use "
                   "changed: toy_opt",))
     m.opt = "toy_opt2"
     add("the export is renamed: a full build", full=True,
@@ -376,7 +376,7 @@ def scenario(half: str) -> list[CStep]:
     steps.append(CStep(s, fails=True))
     m.weak = 7
     add("a Toy export beats C's weak definition", full=True,
-        messages=("toyc: full build: a Toy export that linked objects define or use "
+        messages=("toyc: full build: a Toy export that linked files define or use "
                   "changed: c_weak",))
 
     def touch(work: Path) -> None:

@@ -436,6 +436,22 @@ class Session:
                 self._check_import(name)
         c_names = set(inputs.get("c_names", ()))
         gone = removed | {d.name for d in decls}
+        tracker = self.tracker
+        # An export named as a Toy extern is, or as an import, decides what the extern's uses
+        # call (an export beats a library's definition): looked at from the exports' side,
+        # which are few, not the program's.
+        updated = {d.name: d for d in decls}
+
+        def extern_name(name: str) -> bool:
+            t = tracker.by_name.get(name)
+            d = updated.get(name)
+            return (t is not None and t.iface[0].startswith("extern")) or \
+                (d is not None and d.is_extern)
+
+        exported = set(tracker.exported) | {e for d in decls for e, _ in _exports(d)}
+        c_names |= {n for n in exported if extern_name(n)}
+        if self.zo.dynamic is not None:
+            c_names |= self.zo.dynamic.by_name.keys()
 
         def exports(owner: str, pairs, iface: list) -> dict[str, tuple[str, str, bool]]:
             tls = "threadlocal" in iface[0]
@@ -443,7 +459,6 @@ class Session:
 
         # Only the declarations that export a name C knows, or that this update hands over:
         # the work follows the change and the inputs, not the whole program.
-        tracker = self.tracker
         owners = {tracker.exported[n] for n in c_names & tracker.exported.keys()} | \
             {n for n in gone if n in tracker.by_name}
         old, new = {}, {}
@@ -456,7 +471,7 @@ class Session:
             new.update(exports(d.name, _exports(d), interface(d)))
         if old != new:
             names = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
-            raise FullBuildNeeded(f"a Toy export that linked objects define or use changed: "
+            raise FullBuildNeeded(f"a Toy export that linked files define or use changed: "
                                   f"{', '.join(names)}")
 
     def _check_import(self, name: str) -> None:
