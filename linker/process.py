@@ -47,6 +47,7 @@ IOV_MAX = 1024
 REGS_MAX = 4096  # larger than any architecture's NT_PRSTATUS register set
 EXIT_WAIT_S = 0.05  # how long a thread that refuses ptrace may take to finish exiting
 STOP_TIMEOUT_S = 2.0  # a thread that PTRACE_INTERRUPT has not stopped by then is not stoppable
+TERM_GRACE_S = 0.5  # how long `Process.kill` lets a program end on SIGTERM before SIGKILL
 
 
 class ProcessGone(Exception):
@@ -150,18 +151,23 @@ class Process:
                 self.traced_dead.discard(tid)
 
     def kill(self, seconds: float = 1.0) -> None:
-        """SIGKILL, and wait until it has ended (at most `seconds`)."""
+        """End it: SIGTERM first, so that it can put back what it changed outside itself (a
+        curses program, the terminal's modes), then SIGKILL if it is still there after
+        TERM_GRACE_S; wait until it has ended (at most `seconds` more)."""
         if self.poll() is not None:
             return
         if self.stopped:
             self.resume()
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + seconds
-        while self.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.001)
+        for sig, wait in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, seconds)):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + wait
+            while self.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if self.poll() is not None:
+                return
 
     # ---- stopping and resuming ----------------------------------------------------------------
 
