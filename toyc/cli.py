@@ -43,7 +43,10 @@ def _arg_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     b = sub.add_parser("build", help="compile FILE.toy to an executable",
-                       description="Compile FILE.toy to a static executable (default: ./FILE).")
+                       usage="toyc build [-h] [-o OUT] [options] FILE.toy [FILE.o | FILE.a | "
+                       "FILE.so | -L DIR | -l NAME]...",
+                       description="Compile FILE.toy to an executable (default: ./FILE), or "
+                       "update the one a previous build made. " + LINK_INPUTS)
     b.add_argument("file", metavar="FILE.toy")
     b.add_argument("-o", dest="output", metavar="OUT", help="write the executable to OUT")
     b.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
@@ -62,11 +65,11 @@ def _arg_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("watch", help="rebuild FILE.toy incrementally on every save",
                        usage="toyc watch [-h] [-o OUT] [--arch ARCH] [--strip] [--run [--restart]] "
-                       "FILE.toy [-- ARGS...]",
+                       "FILE.toy [FILE.o | FILE.a | FILE.so | -L DIR | -l NAME]... [-- ARGS...]",
                        description="Build FILE.toy, then update the output each time the file "
                        "is saved, printing one line per update (or the errors). With --run, "
                        "also run it (with ARGS) and write every update into the running "
-                       "program. Ctrl-C stops.")
+                       "program. Ctrl-C stops. " + LINK_INPUTS)
     w.add_argument("file", metavar="FILE.toy")
     w.add_argument("-o", dest="output", metavar="OUT", help="write the executable to OUT")
     w.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
@@ -94,14 +97,23 @@ def _arg_parser() -> argparse.ArgumentParser:
                    "and the hooks each implements.")
 
     r = sub.add_parser("run", help="compile FILE.toy and run it",
+                       usage="toyc run [-h] [--arch ARCH] FILE.toy [FILE.o | FILE.a | FILE.so | "
+                       "-L DIR | -l NAME]... [-- ARGS...]",
                        description="Compile FILE.toy to a cached executable and run it with "
                        "ARGS; exit with the program's status. A program of another "
-                       "architecture runs under qemu-ARCH when that is installed.")
+                       "architecture runs under qemu-ARCH when that is installed. "
+                       + LINK_INPUTS)
     r.add_argument("file", metavar="FILE.toy")
     r.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARGS",
                    help="arguments for the program, after --")
     return p
+
+
+LINK_INPUTS = ("Linker inputs may follow FILE.toy, as gcc takes them: objects (.o), archives "
+               "(.a), shared libraries (.so, or GNU ld scripts naming them), -L DIR, -l NAME "
+               "(libNAME.so, else libNAME.a); with a shared library the executable is "
+               "dynamically linked and has the C library (-lc is added if not given).")
 
 
 def _cache_path(source: str) -> Path:
