@@ -1,6 +1,7 @@
 """Linking the C library: one-function updates with and without `-lc`, and start-up time.
 
-    python3 bench/link_libc.py [--sizes 1000,10000] [--runs N] [--starts N] [--seed S]
+    python3 bench/link_libc.py [--sizes 1000,10000] [--runs N] [--updates N] [--starts N]
+                               [--seed S]
 
 For each size N, bench/gen.py's Toy program of N functions is built twice: alone (a static
 executable), and calling the C library (`printf`, `strlen`) with `-lc` (a dynamically linked
@@ -9,7 +10,9 @@ one). In one run, by wall clock, the two taking turns so that the machine's drif
 * `toyc build -v` as a new process after a same-size edit of one function in the middle of the
   file (from the previous build's state file): median of --runs;
 * the same edit as `toyc watch` makes it, an update of the session kept in memory
-  (`Session.update`, in this process): median of --runs;
+  (`Session.update`, in this process, with the garbage collector as the watch has it: what
+  the full build made frozen, a collection between updates): median of --updates (they take
+  milliseconds, and their spread is wide);
 * a check that each updated program prints what a clean build of its source prints.
 
 Then start-up: a program that prints one line, run --starts times each, one after the other:
@@ -22,6 +25,7 @@ of the test suite; gcc is needed.
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
 import shutil
 import statistics
@@ -93,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1000,10000")
     p.add_argument("--runs", type=int, default=9)
+    p.add_argument("--updates", type=int, default=61)
     p.add_argument("--starts", type=int, default=300)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
@@ -120,9 +125,14 @@ def main(argv: list[str] | None = None) -> int:
                 Path(src).write_text(toy_source(n, args.seed, c, None))
                 link = LinkArgs([("lib", "c")]) if c else None
                 sessions[c], _ = Session.full_build(src, out, link=link)
-            for k in range(args.runs):
-                for c in (False, True):
-                    text = toy_source(n, args.seed, c, 1 + k % 2)
+            # the two versions of each source, made before anything is timed
+            texts = {c: [toy_source(n, args.seed, c, 1 + k) for k in range(2)]
+                     for c in (False, True)}
+            gc.freeze()
+            for k in range(args.updates):
+                for c in (False, True) if k % 2 else (True, False):
+                    text = texts[c][k % 2]
+                    gc.collect()
                     t0 = time.perf_counter()
                     summary = sessions[c].update(text)
                     mem[c].append(time.perf_counter() - t0)
