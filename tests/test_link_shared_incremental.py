@@ -331,3 +331,40 @@ def test_tampered_dynamic_state_means_a_full_build(tmp_path: Path, damage: str):
     assert r.status == 0 and "Traceback" not in r.stderr
     assert r.stderr.startswith("toyc: full build: the state file is corrupt"), r.stderr
     assert run([str(out)]).stdout == "helper 2\n"
+
+
+# ---- killed in the middle of an update ----------------------------------------------------------
+
+
+def test_build_killed_at_any_write_with_libc(tmp_path: Path):
+    """`toyc build -lc` killed at a random write of updates that import and drop library
+    functions: the next build is right (the same as a clean one) and says it rebuilt."""
+    import test_crash as crash
+
+    rnd = random.Random(5)
+    prog, part = gen.new_program(rnd), LibcPart()
+    (tmp_path / "src.toy").write_text(render_with(prog, part))
+    build = [*inc.TOYC, "build", "-v", "src.toy", "-lc", "-o", "prog"]
+    assert run(build, cwd=tmp_path).status == 0
+    killed = 0
+    for k in range(crash.KILLS):
+        prog, done = gen.apply_edits(prog, rnd.sample(gen.EDITS, 1), rnd)
+        done += [libc_edit_call(part, rnd), libc_edit_call(part, rnd)]
+        (tmp_path / "src.toy").write_text(render_with(prog, part))
+        n = rnd.randint(1, 40)
+        r = run([*crash.killed_at(n), *build], cwd=tmp_path)
+        what = f"kill {k} at write {n} of an update ({'; '.join(done)})"
+        torn = r.status in (-9, 137)
+        killed += torn
+        assert torn or r.status == 0, f"{what}: {r.stderr}"
+        after = run(build, cwd=tmp_path)
+        assert after.status == 0, f"{what}: {after.stderr}"
+        if torn:
+            assert "full build" in after.stdout + after.stderr, f"{what}: trusted: {after}"
+        clean = run([*inc.TOYC, "build", "--full", "src.toy", "-lc", "-o", "clean"],
+                    cwd=tmp_path)
+        assert clean.status == 0, clean.stderr
+        assert crash.behaviour(tmp_path / "prog") == crash.behaviour(tmp_path / "clean"), what
+        lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "prog")])
+        assert lint.status == 0 and "No errors" in lint.stdout, f"{what}: {lint.stdout}"
+    assert killed >= crash.KILLS // 3, f"only {killed} of {crash.KILLS} builds were killed"
