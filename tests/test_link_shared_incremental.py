@@ -15,6 +15,9 @@ equal a clean build.
    program never called (strlen is an IFUNC: its address is what the resolver chose in the
    running program) is swapped into it, not restarted; the running program's GOT slot holds
    the function's address in that process.
+4. A state whose dynamic tables name what the output does not have, and a `toyc build -lc`
+   killed at a random write of an update that imports and drops functions: full builds that
+   say so, and outputs that behave as clean builds.
 """
 
 from __future__ import annotations
