@@ -581,35 +581,45 @@ def render_linked(program, part: CPart) -> str:
 def check_linked_edits(data, objects: dict[str, Path], steps: int) -> None:
     build = data.draw(st.sampled_from(sorted(objects)), label="inc_random.o built as")
     link = LinkArgs([("file", str(objects[build]))])
+    edit_sequence(data, link, CPart(), C_EDITS, render_linked, steps,
+                  f"full build, inc_random.o built with {' '.join(C_BUILDS[build])}")
+
+
+def edit_sequence(data, link: LinkArgs, part, part_edits: list, render, steps: int,
+                  first: str) -> None:
+    """A random program with `part` (edited by `part_edits`, rendered into the program's text
+    by `render(program, part)`) linked with `link`: a full build, then `steps` steps of random
+    edits, each an update (in this process or through `toyc build -v`), some after a broken
+    save that must be rejected, every step compared with a clean build."""
     rnd = random.Random(data.draw(st.integers(0, 2**32 - 1), label="program seed"))
-    program, part = gen.new_program(rnd), CPart()
+    program = gen.new_program(rnd)
     arch = "x86_64"
     with tempfile.TemporaryDirectory(prefix="toyc-link-fuzz-") as tmp:
         src, out, ref = Path(tmp) / "src.toy", Path(tmp) / "prog", Path(tmp) / "clean"
-        src.write_text(render_linked(program, part), encoding="utf-8")
-        history = [f"full build, inc_random.o built with {' '.join(C_BUILDS[build])}"]
+        src.write_text(render(program, part), encoding="utf-8")
+        history = [first]
         session, _ = Session.full_build(str(src), str(out), arch, link=link)
         problems = gen.compare_with_clean(src, out, ref, arch, link)
         assert not problems, "\n".join(problems)
         for step in range(steps):
-            edits = data.draw(st.lists(st.sampled_from(gen.EDITS + C_EDITS), min_size=1,
+            edits = data.draw(st.lists(st.sampled_from(gen.EDITS + part_edits), min_size=1,
                                        max_size=3), label=f"edits {step}")
             erng = random.Random(data.draw(st.integers(0, 2**32 - 1), label=f"seed {step}"))
             via_cli = data.draw(st.integers(0, 4), label=f"cli {step}") == 0
             bad_first = data.draw(st.integers(0, 9), label=f"broken {step}") == 0
             how = "toyc build -v" if via_cli else "Session.update"
             if bad_first:
-                bad, what = gen.broken(render_linked(program, part), erng)
+                bad, what = gen.broken(render(program, part), erng)
                 history.append(f"save with a {what} [{how}]: rejected, nothing written")
                 note(history[-1])
                 gen.check_rejected(session, src, out, bad, via_cli, history, arch)
             program, done = gen.apply_edits(program, [e for e in edits if e in gen.EDITS],
                                             erng)
             part = copy.deepcopy(part)
-            done += [e(part, erng) for e in edits if e in C_EDITS]
+            done += [e(part, erng) for e in edits if e in part_edits]
             history.append(f"{'; '.join(done)} [{how}]")
             note(history[-1])
-            text = render_linked(program, part)
+            text = render(program, part)
             src.write_text(text, encoding="utf-8")
             context = "\n".join(["steps:", *history, "source:", text])
             session = gen.incremental_step(session, src, out, arch, via_cli, context, link)

@@ -22,9 +22,7 @@ equal a clean build.
 
 from __future__ import annotations
 
-import copy
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +30,12 @@ import pytest
 import test_hot_swap as hs
 import test_incremental as inc
 import test_incremental_random as gen
-from hypothesis import HealthCheck, given, note, settings
+import test_link_incremental as link
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import require, run
 from toyc.inputs import LinkArgs
-from toyc.session import Session
 
 env = inc.env
 start = hs.start
@@ -186,33 +184,8 @@ def render_with(program, part: LibcPart) -> str:
 
 
 def check_libc_edits(data, steps: int) -> None:
-    link = LinkArgs([("lib", "c")])
-    rnd = random.Random(data.draw(st.integers(0, 2**32 - 1), label="program seed"))
-    prog, part = gen.new_program(rnd), LibcPart()
-    arch = "x86_64"
-    with tempfile.TemporaryDirectory(prefix="toyc-libc-fuzz-") as tmp:
-        src, out, ref = Path(tmp) / "src.toy", Path(tmp) / "prog", Path(tmp) / "clean"
-        src.write_text(render_with(prog, part), encoding="utf-8")
-        history = ["full build with -lc"]
-        session, _ = Session.full_build(str(src), str(out), arch, link=link)
-        problems = gen.compare_with_clean(src, out, ref, arch, link)
-        assert not problems, "\n".join(problems)
-        for n in range(steps):
-            edits = data.draw(st.lists(st.sampled_from(gen.EDITS + LIBC_EDITS), min_size=1,
-                                       max_size=3), label=f"edits {n}")
-            erng = random.Random(data.draw(st.integers(0, 2**32 - 1), label=f"seed {n}"))
-            via_cli = data.draw(st.integers(0, 4), label=f"cli {n}") == 0
-            prog, done = gen.apply_edits(prog, [e for e in edits if e in gen.EDITS], erng)
-            part = copy.deepcopy(part)
-            done += [e(part, erng) for e in edits if e in LIBC_EDITS]
-            history.append(f"{'; '.join(done)} [{'toyc build -v' if via_cli else 'update'}]")
-            note(history[-1])
-            text = render_with(prog, part)
-            src.write_text(text, encoding="utf-8")
-            context = "\n".join(["steps:", *history, "source:", text])
-            session = gen.incremental_step(session, src, out, arch, via_cli, context, link)
-            problems = gen.compare_with_clean(src, out, ref, arch, link)
-            assert not problems, "\n".join(problems) + "\n" + context
+    link.edit_sequence(data, LinkArgs([("lib", "c")]), LibcPart(), LIBC_EDITS, render_with,
+                       steps, "full build with -lc")
 
 
 def test_random_edits_with_libc():
