@@ -293,7 +293,7 @@ class Dynamic:
         if not call and not imp.canonical:
             imp.canonical = True
             self.dirty.add(".dynsym")
-        return self._plt_address(zo, imp.plt)
+        return self.plt_address(zo, imp.plt)
 
     def got_slot(self, zo, name: str) -> int:
         """The address of the .got slot the loader fills with `name`'s address."""
@@ -303,8 +303,8 @@ class Dynamic:
             imp.got = self.got_count
             self.got_count += 1
             self.dirty |= {".got", ".rela.dyn", ".dynamic"}
-            self.new_slots.append((self._address(".got") + 8 * imp.got, name))
-        return self._address(".got") + 8 * imp.got
+            self.new_slots.append((self.got_address(imp.got), name))
+        return self.got_address(imp.got)
 
     def copy(self, zo, name: str) -> int:
         """The address of the executable's copy of library variable `name` (made if it has
@@ -329,7 +329,7 @@ class Dynamic:
             zo.add_input_symbol(name, self.dynbss_atom, elf.STT_OBJECT, elf.STB_GLOBAL, offset,
                                 imp.size)
             self.dirty |= {".dynsym", ".rela.dyn", ".dynamic"}
-        return self._address(".dynbss") + imp.copy
+        return self.copy_address(imp.copy)
 
     def _stub(self, zo, imp: Import) -> None:
         """The stub's bytes (file and running copy), and its symbol, `name@plt`, by which
@@ -338,7 +338,7 @@ class Dynamic:
         a = zo.atoms[self.plt_atom]
         sec = zo.elf.sections[self.sections[".plt"]]
         sec.shdr.size = a.size = size * self.plt_count
-        place = self._plt_address(zo, imp.plt)
+        place = self.plt_address(zo, imp.plt)
         slot = self._address(".got.plt") + 8 * (GOT_PLT_RESERVED + imp.plt)
         zo.write_fixed(self.plt_atom, size * imp.plt, zo.arch.plt_entry(place, slot))
         zo.add_input_symbol(imp.name, self.plt_atom, elf.STT_FUNC, elf.STB_LOCAL,
@@ -354,10 +354,8 @@ class Dynamic:
     def _address(self, table: str) -> int:
         return self.ef.sections[self.sections[table]].shdr.addr
 
-    def _plt_address(self, zo, index: int) -> int:
+    def plt_address(self, zo, index: int) -> int:
         return self._address(".plt") + zo.arch.dynamic.plt_entry_size * index
-
-    plt_address = _plt_address
 
     def got_address(self, index: int) -> int:
         return self._address(".got") + 8 * index
@@ -432,9 +430,9 @@ class Dynamic:
         for imp in self.imports:
             shndx, value = elf.SHN_UNDEF, 0
             if imp.copy >= 0:
-                shndx, value = self.sections[".dynbss"], self._address(".dynbss") + imp.copy
+                shndx, value = self.sections[".dynbss"], self.copy_address(imp.copy)
             elif imp.canonical:
-                value = self._plt_address(zo, imp.plt)
+                value = self.plt_address(zo, imp.plt)
             rows.append(elf.pack_sym(self.strings.add(imp.name), elf.st_info(imp.bind, imp.type),
                                      shndx, value, imp.size))
         return b"".join(rows)
@@ -479,9 +477,9 @@ class Dynamic:
         rows = []
         for k, imp in enumerate(self.imports):
             if imp.got >= 0:
-                rows.append((self._address(".got") + 8 * imp.got, k + 1, d.glob_dat_reloc))
+                rows.append((self.got_address(imp.got), k + 1, d.glob_dat_reloc))
             if imp.copy >= 0:
-                rows.append((self._address(".dynbss") + imp.copy, k + 1, d.copy_reloc))
+                rows.append((self.copy_address(imp.copy), k + 1, d.copy_reloc))
         return b"".join(elf.pack_rela(o, k, t, 0) for o, k, t in sorted(rows))
 
     def _rela_plt(self, zo) -> bytes:
