@@ -344,3 +344,28 @@ def test_build_killed_at_any_write_with_libc(tmp_path: Path):
         lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "prog")])
         assert lint.status == 0 and "No errors" in lint.stdout, f"{what}: {lint.stdout}"
     assert killed >= crash.KILLS // 3, f"only {killed} of {crash.KILLS} builds were killed"
+
+
+def test_hot_swap_of_an_import_the_program_cannot_have(tmp_path: Path, start, monkeypatch):
+    """The program runs another copy of the library than the one linked (LD_LIBRARY_PATH
+    names it): a function of it called for the first time cannot be found in the program,
+    whose line says so; the file is updated all the same."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "shout.c").write_text("long shout_a(long x) { return x * 10; }\n"
+                                      "long shout_b(long x) { return x * 100; }\n")
+    r = run([require("gcc"), "-shared", "-fPIC", "-o", str(tmp_path / "lib" / "libshout.so"),
+             str(tmp_path / "shout.c")])
+    assert r.status == 0, r.stderr
+    (tmp_path / "run" / "libshout.so").write_bytes((tmp_path / "lib" / "libshout.so")
+                                                   .read_bytes())
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path / "run"))
+    a = "extern fn shout_a(x: int) -> int;\nextern fn shout_b(x: int) -> int;"
+    w, prog, pid = start(swap_source(a, "shout_a(i)"), "-Llib", "-lshout")
+    prog.until(lambda i: i * 10)
+    hs.edit(tmp_path, w, swap_source(a, "shout_b(i)"),
+            rf"^updated value .*; not swapped: shout_b cannot be found in the running program "
+            rf"\(.*libshout\.so is not loaded in pid {pid}\); pid {pid} runs the previous "
+            r"version \(--restart restarts it\)$")
+    prog.until(lambda i: i * 10)  # the previous version, still running
+    assert run([str(tmp_path / "prog"), "3"]).stdout.splitlines()[-1] == "out 2 200 0"
