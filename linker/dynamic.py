@@ -20,7 +20,12 @@ fixed Zig addresses; beside the Zig segments it gets, as GNU ld would write them
 Every table has room to grow, fixed when the full build lays it out (twice what that build
 imports, and more): an update that calls a library function the program never called before
 appends a dynamic symbol, its name, version and version need, a stub, a GOT slot and its
-relocation, rebuilds the hash table and rewrites `.dynamic`'s sizes, all in place. A table that
+relocation, rebuilds the hash table and rewrites `.dynamic`'s sizes, all in place.
+
+The other way, a name a library refers to and the executable defines (a Toy export, a linked
+object's global: a callback the library calls by name) is a defined row of `.dynsym`, as GNU ld
+exports it, so that the loader binds the library's reference to it; its value follows the
+definition when it moves. A table that
 is full is a `LinkError`, which makes the update a full build. A function no code calls any
 more is no longer imported: its rows go (the rest are rebuilt around the gap) and its stub's
 place is given to the next import; but while a running copy is being patched, it stays (old
@@ -103,6 +108,7 @@ class Import:
     copy: int = -1  # where in .dynbss it was copied to; -1 if it was not
     canonical: bool = False  # its stub is its address (non-call code takes the address)
     pinned: bool = False  # a linked object refers to it: it stays until the next full build
+    exported: bool = False  # the executable's own definition, which a library refers to
 
 
 @dataclass
@@ -126,6 +132,8 @@ class Dynamic:
     # for the running copy: (GOT slot address, name) of each slot this update added
     # (`begin_update` forgets them)
     new_slots: list[tuple[int, int]] = field(default_factory=list)
+    # the .dynsym rows of the exported definitions as last written: (section, value, size)
+    export_rows: list = field(default_factory=list)
     loaded: dict[int, SharedObject] = field(default_factory=dict)  # library -> as read
     updating: bool = False  # an update (not a full build): a library's DT_NEEDED is fixed
     ef: object = None  # the ElfFile the tables are in
@@ -269,6 +277,28 @@ class Dynamic:
         self.dirty |= {".dynsym", ".dynstr", ".gnu.version", ".hash", ".dynamic"}
         return self.imports[-1]
 
+    def export(self, name: str) -> None:
+        """Name `name`, which the executable defines, in `.dynsym` for the libraries."""
+        if name in self.by_name:
+            return
+        self.strings.add(name)
+        self.imports.append(Import(name, -1, VER_NDX_GLOBAL, elf.STT_NOTYPE, elf.STB_GLOBAL, 0,
+                                   exported=True))
+        self.by_name[name] = len(self.imports) - 1
+        self.dirty |= {".dynsym", ".dynstr", ".gnu.version", ".hash", ".dynamic"}
+
+    def _export_row(self, zo, imp: Import) -> list[int]:
+        """[type, binding, section, value, size] of an exported definition as it is now."""
+        sym = zo.resolve(Target("import", imp.name))
+        if sym is None:
+            raise LinkError(f"{imp.name}, which a shared library refers to, is no longer "
+                            "defined")
+        s = zo.symbols[sym]
+        a = zo.atoms[s.atom]
+        stype = s.type if s.type in (elf.STT_FUNC, elf.STT_OBJECT) else elf.STT_NOTYPE
+        return [stype, s.bind if s.bind != elf.STB_LOCAL else elf.STB_GLOBAL, a.section,
+                zo.address(sym), a.size if s.size < 0 else s.size]
+
     def is_function(self, zo, name: str) -> bool:
         found = self.lookup(zo, name)
         return found is not None and found[1].symbol.type in (elf.STT_FUNC, STT_GNU_IFUNC)
@@ -396,6 +426,10 @@ class Dynamic:
         lacks)."""
         if zo.patch is None:
             self._drop_unused(zo)
+        rows = [self._export_row(zo, imp) for imp in self.imports if imp.exported]
+        if rows != self.export_rows:  # a definition moved (or is new)
+            self.export_rows = rows
+            self.dirty.add(".dynsym")
         build = {".dynsym": self._dynsym, ".dynstr": lambda zo: bytes(self.strings.data),
                  ".gnu.version": self._versym, ".gnu.version_r": self._verneed,
                  ".hash": self._hash, ".rela.dyn": self._rela_dyn,
@@ -427,7 +461,13 @@ class Dynamic:
 
     def _dynsym(self, zo) -> bytes:
         rows = [elf.pack_sym(0, 0, 0, 0, 0)]
+        exported = iter(self.export_rows)
         for imp in self.imports:
+            if imp.exported:
+                stype, bind, shndx, value, size = next(exported)
+                rows.append(elf.pack_sym(self.strings.add(imp.name), elf.st_info(bind, stype),
+                                         shndx, value, size))
+                continue
             shndx, value = elf.SHN_UNDEF, 0
             if imp.copy >= 0:
                 shndx, value = self.sections[".dynbss"], self.copy_address(imp.copy)
@@ -542,7 +582,7 @@ class Dynamic:
         if any(not 0 <= lib < len(self.libraries) for lib, _ in self.versions):
             raise ValueError("a version needed of no library")
         for imp in self.imports:
-            if not 0 <= imp.library < len(self.libraries) or \
+            if not (0 <= imp.library < len(self.libraries) or imp.exported) or \
                     not (imp.version in (0, VER_NDX_GLOBAL) or
                          2 <= imp.version < 2 + len(self.versions)) or \
                     imp.plt >= self.plt_count or imp.got >= self.got_count or \
@@ -557,7 +597,8 @@ class Dynamic:
                           for lib in self.libraries],
             "sections": self.sections,
             "imports": [[i.name, i.library, i.version, i.type, i.bind, i.size, i.plt, i.got,
-                         i.copy, i.canonical, i.pinned] for i in self.imports],
+                         i.copy, i.canonical, i.pinned, i.exported] for i in self.imports],
+            "export_rows": self.export_rows,
             "free_plt": self.free_plt,
             "versions": self.versions,
             "strings": bytes(self.strings.data).hex(),
@@ -577,6 +618,7 @@ class Dynamic:
         d.updating = True
         d.plt_count, d.got_count, d.copy_size = state["counts"]
         d.free_plt = list(state["free_plt"])
+        d.export_rows = [list(row) for row in state["export_rows"]]
         d.arrays = list(state["arrays"])
         d.plt_atom, d.dynbss_atom = state["atoms"]
         return d

@@ -60,6 +60,7 @@ class Resolution:
     weak_refs: set[str] = field(default_factory=set)
     duplicates: list[str] = field(default_factory=list)
     archive_names: set[str] = field(default_factory=set)  # what the archives' members define
+    shared_refs: set[str] = field(default_factory=set)  # what the shared libraries refer to
 
     def undefined(self) -> list[str]:
         """Names referred to strongly that nothing defines (the linker's own aside)."""
@@ -134,6 +135,7 @@ def _add_shared(r: Resolution, so: SharedObject, as_needed: bool) -> None:
     object later beats it (as any regular definition beats a library's)."""
     index = len(r.shared)
     r.shared.append((so, as_needed))
+    r.shared_refs.update(s.name for s in so.undefined())
     for name, sym in so.exports.items():
         if name not in r.defs:
             r.defs[name] = Definition(SHARED, index, DYNAMIC, where=so.path,

@@ -369,3 +369,57 @@ def test_hot_swap_of_an_import_the_program_cannot_have(tmp_path: Path, start, mo
             r"version \(--restart restarts it\)$")
     prog.until(lambda i: i * 10)  # the previous version, still running
     assert run([str(tmp_path / "prog"), "3"]).stdout.splitlines()[-1] == "out 2 200 0"
+
+
+# ---- a library that calls the program back --------------------------------------------------
+
+
+def test_library_calls_back_a_toy_export(tmp_path: Path, monkeypatch):
+    """A library refers to a function and a variable the program defines (Toy exports): they
+    are in `.dynsym`, so the loader binds the library's references to them; when the
+    function moves, its row follows it; an export of such a name that goes is a full build."""
+    (tmp_path / "cb.c").write_text("long app_cb(long x);\nextern long app_counter;\n"
+                                   "long call_back(long x) { app_counter += 1; "
+                                   "return app_cb(x) + 1; }\n")
+    r = run([require("gcc"), "-shared", "-fPIC", "-o", str(tmp_path / "libcb.so"),
+             str(tmp_path / "cb.c")])
+    assert r.status == 0, r.stderr
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path))
+
+    def source(body: str) -> str:
+        return ('extern fn call_back(x: int) -> int;\n'
+                'export("app_counter") var counter: int = 0;\n'
+                f'export("app_cb") fn cb(x: int) -> int {{\n{body}\n}}\n'
+                'export("main") fn main() -> int {\n'
+                '    print(call_back(4), call_back(5), counter);\n    return 0;\n}\n')
+
+    def build(text: str, *extra: str) -> str:
+        (tmp_path / "src.toy").write_text(text)
+        r = run([*inc.TOYC, "build", "-v", *extra, "src.toy", "-L.", "-lcb", "-o", "prog"],
+                cwd=tmp_path)
+        assert r.status == 0, r.stderr
+        return r.stdout + r.stderr
+
+    def dynsym_value(name: str) -> int:
+        out = run([require("readelf"), "--dyn-syms", "-W", str(tmp_path / "prog")]).stdout
+        return next(int(line.split()[1], 16) for line in out.splitlines()
+                    if line.split()[-1:] == [name])
+
+    build(source("    return x * 10;"))
+    assert run([str(tmp_path / "prog")]).stdout == "41 51 2\n"
+    grown = "    let a = x;\n" + "    a = a + 1;\n" * 80 + "    return a * 10;"
+    said = build(source(grown))
+    assert "updated cb (moved" in said and "full build" not in said, said
+    assert run([str(tmp_path / "prog")]).stdout == "841 851 2\n"
+    assert dynsym_value("app_cb") == nm_values(tmp_path / "prog")["cb"]
+    lint = run([require("eu-elflint"), "--gnu-ld", str(tmp_path / "prog")])
+    assert "No errors" in lint.stdout, lint.stdout
+    said = build(source(grown).replace('export("app_cb") ', ""))
+    assert "toyc: full build: a Toy export that linked files define or use changed: app_cb" \
+        in said, said
+
+
+def nm_values(exe: Path) -> dict[str, int]:
+    out = run([require("nm"), str(exe)]).stdout
+    return {f[2]: int(f[0], 16) for f in (line.split() for line in out.splitlines())
+            if len(f) == 3}

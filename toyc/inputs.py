@@ -287,4 +287,6 @@ def describe(res: Resolution, link: LinkArgs, paths: list[str], files: list[str]
         # the names archives define: a new extern one of them might define needs a full
         # build (which may load the member), not an import from a library
         "archive_names": sorted(res.archive_names),
+        # the names the shared libraries refer to: a Toy export among them is theirs to call
+        "lib_refs": sorted(res.shared_refs),
     }

@@ -299,8 +299,11 @@ def _dynamic(zo) -> dict:
             how.append(f"GOT slot {d.got_address(imp.got):#x}")
         if imp.copy >= 0:
             how.append(f"copied to {d.copy_address(imp.copy):#x}")
+        if imp.exported:
+            how.append("defined here, for the libraries")
         imports.append({"name": imp.name, "version": versions.get(imp.version, ""),
-                        "library": d.libraries[imp.library].soname, "how": how})
+                        "library": "" if imp.exported else d.libraries[imp.library].soname,
+                        "how": how})
     return {"libraries": [{"soname": lib.soname, "path": lib.path, "needed": lib.needed}
                           for lib in d.libraries],
             "imports": imports, "tables": tables}

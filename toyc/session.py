@@ -434,7 +434,7 @@ class Session:
         for name, _ in program.extern_uses:
             if name not in self.zo.linked:
                 self._check_import(name)
-        c_names = set(inputs.get("c_names", ()))
+        c_names = set(inputs.get("c_names", ())) | set(inputs.get("lib_refs", ()))
         gone = removed | {d.name for d in decls}
         tracker = self.tracker
         # An export named as a Toy extern is, or as an import, decides what the extern's uses
@@ -809,6 +809,11 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
                    imports + RUNTIME_IMPORTS_HINT)
     if res is not None:
         link_inputs(zo, res)
+        if dynamic is not None:  # what the libraries call back by name, the executable has
+            for name in sorted(res.shared_refs):
+                d = res.defs.get(name)
+                if d is not None and d.file != SHARED and not d.tls:
+                    dynamic.export(name)
     hook = plugin_manager().hook
     for d, code in zip(decls, codes, strict=True):
         _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
