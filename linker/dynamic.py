@@ -20,16 +20,16 @@ fixed Zig addresses; beside the Zig segments it gets, as GNU ld would write them
 Every table has room to grow, fixed when the full build lays it out (twice what that build
 imports, and more): an update that calls a library function the program never called before
 appends a dynamic symbol, its name, version and version need, a stub, a GOT slot and its
-relocation, rebuilds the hash table and rewrites `.dynamic`'s sizes, all in place.
-
-The other way, a name a library refers to and the executable defines (a Toy export, a linked
-object's global: a callback the library calls by name) is a defined row of `.dynsym`, as GNU ld
-exports it, so that the loader binds the library's reference to it; its value follows the
-definition when it moves. A table that
+relocation, rebuilds the hash table and rewrites `.dynamic`'s sizes, all in place. A table that
 is full is a `LinkError`, which makes the update a full build. A function no code calls any
 more is no longer imported: its rows go (the rest are rebuilt around the gap) and its stub's
 place is given to the next import; but while a running copy is being patched, it stays (old
 code there may still call it), and so do the imports the linked objects use, and variables.
+
+The other way, a name a library refers to and the executable defines (a Toy export, a linked
+object's global: a callback the library calls by name) is a defined row of `.dynsym`, as GNU ld
+exports it, so that the loader binds the library's reference to it; its value follows the
+definition when it moves.
 
 Which library defines a name is asked of the libraries themselves, in command-line order
 (`lookup`), read again from their files when an update needs it: the session has checked that
