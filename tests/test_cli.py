@@ -340,3 +340,18 @@ def test_toyc_is_the_same_as_python_m_toyc(tmp_path: Path):
         pytest.skip("no toyc script on PATH")
     r = run([script, "--version"])
     assert r.status == 0 and r.stdout == toyc("--version").stdout
+
+
+def test_version_and_help_import_none_of_the_compiler():
+    """`toyc --version` and `toyc --help` start quickly: no parser (lark), assembler
+    (keystone), ELF reader (pyelftools), disassembler (capstone), nor toyc's passes."""
+    heavy = ("lark", "keystone", "elftools", "capstone", "toyc.driver", "toyc.session",
+             "linker.zig_object", "linker.dwarf")
+    for args in (["--version"], ["--help"], ["build", "--help"]):
+        p = subprocess.run([*TOYC, *args], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+        assert p.returncode == 0, p.stderr
+        imported = {line.split("|")[-1].strip() for line in p.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert imported and not {m for m in imported if m.split(".")[0] in heavy or m in heavy}, \
+            sorted(m for m in imported if m.split(".")[0] in heavy or m in heavy)

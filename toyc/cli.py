@@ -23,10 +23,8 @@ import traceback
 from pathlib import Path
 
 from toyc import __version__
-from toyc.driver import Timings, default_output
-from toyc.inputs import LinkArgs, split_link_args
-from toyc.session import build
-from toyc.source import CompileError, UserError
+from toyc.link_args import LinkArgs, split_link_args
+from toyc.source import CompileError, UserError, default_output
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _arg_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="toyc", description="Compile Toy programs to static Linux executables "
+    p = _Parser(prog="toyc", description="Compile Toy programs to Linux executables "
                 "(x86_64, and other architectures from plugins), and keep them up to date "
                 "incrementally.")
     p.add_argument("--version", action="version", version=f"toyc {__version__}")
@@ -123,6 +121,8 @@ def _cache_path(source: str) -> Path:
 
 
 def _run(args, link: LinkArgs) -> int:
+    from toyc.session import build
+
     exe = _cache_path(args.file)
     try:
         exe.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +195,10 @@ def _main(argv: list[str] | None) -> int:
             if not output:
                 raise UserError("the output path (-o) is empty")
         if args.command == "build":
+            # (imported here: `toyc --version` and `--help` need none of the compiler)
+            from toyc.driver import Timings
+            from toyc.session import build
+
             timings = Timings()
             summary = build(args.file, output, args.arch, full=args.full, timings=timings,
                             relocatable=args.object, library=args.lib, debug=not args.strip,

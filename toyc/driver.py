@@ -13,7 +13,6 @@ import stat
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from toyc import ast as A
 from toyc.check import Program, check
@@ -117,7 +116,3 @@ def front_end(path: str, timings: Timings, need_main: bool = True) -> tuple[Prog
                         need_main), chunk_of)
 
 
-def default_output(path: str) -> str:
-    p = Path(path)
-    name = p.stem if p.suffix == ".toy" else "a.out"
-    return name or "a.out"

@@ -1,14 +1,11 @@
-"""The linker inputs of a command line: files, `-L DIR` and `-l NAME`, in gcc's order and
-meaning; finding the libraries `-l` names, reading the files (objects, archives, shared
-libraries and the GNU ld scripts that name them, as the system's `libc.so` is one), resolving
-them with the Toy program (`linker.resolve`), and what to check them against later.
+"""The linker inputs of a command line (`toyc.link_args`): finding the libraries `-l` names,
+reading the files (objects, archives, shared libraries and the GNU ld scripts that name them,
+as the system's `libc.so` is one), resolving them with the Toy program (`linker.resolve`), and
+what to check them against later. `resolve_inputs` reports a Toy extern that nothing defines
+as a diagnostic at each use.
 
 As gcc adds `-lc` to every link, a link with a shared library has the C library: if none of
 the inputs is `-lc` (or names `libc.so.6`), it is added at the end.
-
-`split_link_args` takes them out of `toyc build`/`run`/`watch`'s arguments (they may come
-anywhere after the Toy source, interleaved as gcc allows); `resolve_inputs` reads every input
-and resolves, reporting a Toy extern that nothing defines as a diagnostic at each use.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from linker.ld_script import file_kind, parse_script
 from linker.resolve import TOY, Resolution, resolve
 from linker.shared_object import read_shared_object
 from toyc.check import Program
+from toyc.link_args import LinkArgs, split_link_args  # noqa: F401  (the command line's)
 from toyc.source import CompileError, Diagnostic, UserError
 
 # Where gcc looks for `-l` after the -L directories (Debian's multiarch layout first).
@@ -33,66 +31,6 @@ SYSTEM_LIBRARY_DIRS = ("/usr/local/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu
 # Functions of the C library that C code often calls, or gcc makes it call
 LIBC_NAMES = {"memcpy", "memmove", "memset", "memcmp", "strlen", "strcmp", "strcpy", "printf",
               "puts", "malloc", "free", "calloc", "realloc", "abort", "exit", "__stack_chk_fail"}
-# toyc's options that take a value, whose value is not a linker input
-_VALUE_OPTIONS = ("-o", "--arch")
-
-
-@dataclass
-class LinkArgs:
-    items: list[tuple[str, str]] = field(default_factory=list)  # ("file", path), ("lib", name)
-    dirs: list[str] = field(default_factory=list)  # -L, in order
-    spelling: list[str] = field(default_factory=list)  # all of them, as given
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-    def spelled(self) -> list[str]:
-        """As a command line gives them (for messages and the state)."""
-        return self.spelling or [p if kind == "file" else f"-l{p}" for kind, p in self.items] \
-            + [f"-L{d}" for d in self.dirs]
-
-
-def split_link_args(argv: list[str]) -> tuple[list[str], LinkArgs]:
-    """Take the linker inputs out of a subcommand's arguments (after the subcommand's name):
-    every positional argument after the first (the Toy source) and -L/-l, up to `--`."""
-    rest, link = [], LinkArgs()
-    i, seen_source = 0, False
-    while i < len(argv):
-        a = argv[i]
-        if a == "--":
-            rest += argv[i:]
-            break
-        if a in ("-l", "-L"):
-            if i + 1 == len(argv):
-                raise UserError(f"{a} needs an argument")
-            value = argv[i + 1]
-            i += 2
-        elif a.startswith(("-l", "-L")) and len(a) > 2:
-            a, value = a[:2], a[2:]
-            i += 1
-        else:
-            if a in _VALUE_OPTIONS and i + 1 < len(argv):
-                rest += argv[i : i + 2]
-                i += 2
-                continue
-            if a.startswith("-") and a != "-":
-                rest.append(a)
-            elif not seen_source:
-                seen_source = True
-                rest.append(a)
-            else:
-                link.items.append(("file", a))
-                link.spelling.append(a)
-            i += 1
-            continue
-        if a == "-l":
-            link.items.append(("lib", value))
-        else:
-            link.dirs.append(value)
-        link.spelling.append(a + value)
-    return rest, link
-
-
 def find_library(name: str, dirs: list[str]) -> str:
     """The file `-l NAME` names: libNAME.so, else libNAME.a, in the -L directories and then
     the system's, as gcc looks."""

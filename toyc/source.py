@@ -8,6 +8,7 @@ the text LANGUAGE.md prescribes: the location line, the source line, and a caret
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +111,10 @@ def decode(path: str, data: bytes) -> Source | CompileError:
         source = Source(path, good + "\ufffd" + data[e.end :].decode("utf-8", "replace"))
         where = span_at_offset(source.text, len(good))
         return CompileError(source, [Diagnostic(where, "source is not valid UTF-8")])
+
+
+def default_output(path: str) -> str:
+    """The executable a source builds when no -o names one: `prog.toy` -> `prog`."""
+    p = Path(path)
+    name = p.stem if p.suffix == ".toy" else "a.out"
+    return name or "a.out"
