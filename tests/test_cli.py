@@ -355,3 +355,48 @@ def test_version_and_help_import_none_of_the_compiler():
                     if line.startswith("import time:")}
         assert imported and not {m for m in imported if m.split(".")[0] in heavy or m in heavy}, \
             sorted(m for m in imported if m.split(".")[0] in heavy or m in heavy)
+
+
+def _on_terminal(cmd: list[str], cwd: Path) -> tuple[int, bytes]:
+    """Run `cmd` with a 24x80 pseudo-terminal as its stdin, stdout and stderr: (status,
+    everything it wrote)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    p = subprocess.Popen(cmd, cwd=cwd, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(timeout=120), out
+
+
+def test_long_full_build_shows_progress_on_a_terminal_only(tmp_path: Path):
+    """A full build that takes seconds draws a progress bar on a terminal (parsing, generating
+    code, linking), erased when it ends; nothing with -q, in a pipe, or for a short build."""
+    body = "".join(f"fn f{i}(x: int) -> int {{\n    let y = x * {i} + 1;\n"
+                   f"    if y > 100 {{ return y - {i}; }}\n    return y;\n}}\n"
+                   for i in range(2500))
+    (tmp_path / "big.toy").write_text(body + "fn main() -> int { print(f7(3)); return 0; }\n")
+    status, out = _on_terminal([*TOYC, "build", "--full", "big.toy"], tmp_path)
+    assert status == 0, out
+    text = out.decode("utf-8", "replace")
+    assert "parsing" in text and "generating code" in text and "decl/s" in text, text[:500]
+    assert text.replace("\r", "\n").split("\n")[-1].strip() == "", "the bar was left"
+    assert run([str(tmp_path / "big")]).stdout == "22\n"
+    assert _on_terminal([*TOYC, "build", "-q", "--full", "big.toy"], tmp_path) == (0, b"")
+    piped = run([*TOYC, "build", "--full", "big.toy"], cwd=tmp_path)
+    assert (piped.status, piped.stdout, piped.stderr) == (0, "", "")
+    (tmp_path / "small.toy").write_text("fn main() -> int { return 0; }\n")
+    assert _on_terminal([*TOYC, "build", "--full", "small.toy"], tmp_path) == (0, b"")

@@ -55,6 +55,8 @@ def _arg_parser() -> argparse.ArgumentParser:
                    help="print what the build changed, in one line")
     b.add_argument("--strip", action="store_true",
                    help="leave out the debug info (DWARF), which is written by default")
+    b.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar (drawn on a terminal when a full build takes long)")
     kind = b.add_mutually_exclusive_group()
     kind.add_argument("-c", dest="object", action="store_true",
                       help="write a relocatable object (default FILE.o) for a system linker")
@@ -197,12 +199,16 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "build":
             # (imported here: `toyc --version` and `--help` need none of the compiler)
             from toyc.driver import Timings
+            from toyc.progress import Progress
             from toyc.session import build
 
-            timings = Timings()
-            summary = build(args.file, output, args.arch, full=args.full, timings=timings,
-                            relocatable=args.object, library=args.lib, debug=not args.strip,
-                            link=link)
+            timings = Timings(progress=Progress.for_terminal(args.quiet))
+            try:
+                summary = build(args.file, output, args.arch, full=args.full, timings=timings,
+                                relocatable=args.object, library=args.lib,
+                                debug=not args.strip, link=link)
+            finally:  # (before any message: the bar goes first)
+                timings.progress.close()
             if summary.full and summary.reason and (args.verbose or summary.reason_matters):
                 print(f"toyc: full build: {summary.reason}", file=sys.stderr)
             if args.verbose:

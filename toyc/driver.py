@@ -21,6 +21,7 @@ from toyc.debuginfo import describe
 from toyc.fold import fold_function
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch
+from toyc.progress import Progress
 from toyc.source import CompileError, Diagnostic, Source, UserError, decode
 from toyc.split import Chunk, declared_name, split
 
@@ -36,6 +37,7 @@ class Timings:
     """Seconds spent in each pass, by name, for `--time` and the benchmarks."""
 
     passes: dict[str, float] = field(default_factory=dict)
+    progress: Progress = field(default_factory=Progress)  # (silent unless asked)
 
     def run(self, name, fn, *args):
         start = time.perf_counter()
@@ -67,12 +69,17 @@ def read_source(path: str) -> Source:
     return result
 
 
-def parse_chunks(chunks: list[Chunk]) -> tuple[list[A.Decl], list[Diagnostic], set[str], dict]:
+def parse_chunks(chunks: list[Chunk], progress: Progress | None = None,
+                 ) -> tuple[list[A.Decl], list[Diagnostic], set[str], dict]:
     """Parse declarations; also return the syntax errors, the names of declarations that did
     not parse (so that the checker can still look at the rest without calling their uses
     unknown), and the chunk each declaration came from (by `id` of the declaration)."""
     decls, errors, unparsed, chunk_of = [], [], set(), {}
+    if progress is not None:
+        progress.step("parsing", len(chunks))
     for chunk in chunks:
+        if progress is not None:
+            progress.advance()
         decl, errs = parse_chunk(chunk)
         errors += errs
         if decl is not None:
@@ -97,6 +104,17 @@ def lower_decl(d: A.Decl, program: Program, arch: Arch) -> Code | None:
     return code
 
 
+def lower_all(decls: list[A.Decl], program: Program, arch: Arch,
+              progress: Progress) -> list[Code | None]:
+    """The code of every declaration, in order."""
+    progress.step("generating code", len(decls))
+    codes = []
+    for d in decls:
+        codes.append(lower_decl(d, program, arch))
+        progress.advance()
+    return codes
+
+
 def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code]]:
     funcs = {f.name: lower_decl(f, program, arch) for f in program.functions if not f.is_extern}
     globals_ = {g.name: lower_decl(g, program, arch) for g in program.globals
@@ -111,7 +129,8 @@ def front_end(path: str, timings: Timings, need_main: bool = True) -> tuple[Prog
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     source = timings.run("read", read_source, path)
     decls, syntax_errors, unparsed, chunk_of = timings.run(
-        "parse", parse_chunks, split(source.text))
+        "parse", parse_chunks, split(source.text), timings.progress)
+    timings.progress.close()
     return (timings.run("check", check, source, decls, syntax_errors, unparsed, None,
                         need_main), chunk_of)
 

@@ -45,6 +45,7 @@ from toyc.driver import (
     RUNTIME_TEXT_HINT,
     Timings,
     front_end,
+    lower_all,
     lower_decl,
     parse_chunks,
     read_source,
@@ -61,6 +62,7 @@ from toyc.inputs import (
 from toyc.interrupt import held
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
+from toyc.progress import Progress
 from toyc.source import CompileError, Diagnostic, Source, UserError
 from toyc.split import Chunk
 from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
@@ -249,7 +251,7 @@ class Session:
         elif not relocatable:
             _no_externs(program)
         decls, text = program.decls, program.source.text
-        codes = timings.run("lower", lambda: [lower_decl(d, program, arch) for d in decls])
+        codes = timings.run("lower", lower_all, decls, program, arch, timings.progress)
         _check_output(path, output)
         out = Path(output)
         directory = out.parent if str(out.parent) else Path(".")
@@ -264,8 +266,9 @@ class Session:
             raise UserError(f"cannot write '{output}': {e.strerror or e}") from None
         try:
             try:
+                timings.progress.step("linking", len(decls))
                 zo = timings.run("link", _link_all, program, arch, decls, codes, chunk_of, fd,
-                                 relocatable, debug, res)
+                                 relocatable, debug, res, timings.progress)
                 zo.inputs = inputs
             except LinkError as e:
                 raise UserError(str(e)) from None
@@ -786,7 +789,8 @@ def _check_output(path: str, output: str) -> None:
 
 def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Code],
               chunk_of: dict, fd: int, relocatable: bool = False,
-              debug: bool = True, res: Resolution | None = None) -> ZigObject:
+              debug: bool = True, res: Resolution | None = None,
+              progress: Progress | None = None) -> ZigObject:
     sizes: dict[str, list[tuple[int, int]]] = {"text": [], "rodata": [], "data": [], "bss": []}
     for d, code in zip(decls, codes, strict=True):
         if code is None or (isinstance(d, A.GlobalDecl) and d.threadlocal):
@@ -817,6 +821,8 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
     hook = plugin_manager().hook
     for d, code in zip(decls, codes, strict=True):
         _hand_over(hook, zo, d, code, chunk_of[id(d)].line)
+        if progress is not None:
+            progress.advance()
     hook.toyc_flush(linker=zo)
     return zo
 
