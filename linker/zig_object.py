@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from linker import atom as atoms_mod
 from linker import elf
@@ -44,8 +45,10 @@ from linker.code import (
     Target,
 )
 from linker.dwarf import REFERRED, RELOCATED, Dwarf
-from linker.dynamic import Dynamic
 from linker.elf_file import ElfFile, LinkError, Section
+
+if TYPE_CHECKING:
+    from linker.dynamic import Dynamic
 
 # name, virtual base, segment flags, section type, section flags, virtual room, min capacity
 ZIG_SECTIONS = {
@@ -1434,6 +1437,8 @@ class ZigObject:
                 zo.tls_navs.add(i)
         zo.inputs = state["inputs"]
         if state["dynamic"] is not None:
+            from linker.dynamic import Dynamic  # (only a dynamically linked one needs it)
+
             zo.dynamic = Dynamic.from_state(state["dynamic"])
             zo.dynamic.ef = zo.elf
         zo.rela = {k: v for k, v in state["rela"]}

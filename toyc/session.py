@@ -27,13 +27,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from linker.archive import archive
-from linker.dynamic import Dynamic, Library
 from linker.elf_file import ElfFile, LinkError
-from linker.hot_swap import HotSwap
-from linker.link_inputs import link_inputs
-from linker.resolve import SHARED, Resolution
 from linker.zig_object import ZigObject, global_section, size_hints
 from toyc import __version__
 from toyc import ast as A
@@ -50,20 +47,16 @@ from toyc.driver import (
     parse_chunks,
     read_source,
 )
-from toyc.inputs import (
-    LinkArgs,
-    describe,
-    file_key,
-    input_paths,
-    load_inputs,
-    resolve_inputs,
-    with_libc,
-)
 from toyc.interrupt import held
+from toyc.link_args import LinkArgs
 from toyc.parse import parse_chunk
 from toyc.plugins import Arch, get_arch, plugin_manager
 from toyc.progress import Progress
 from toyc.source import CompileError, Diagnostic, Source, UserError
+
+if TYPE_CHECKING:  # (what linking with C needs is imported when a link has inputs)
+    from linker.hot_swap import HotSwap
+    from linker.resolve import Resolution
 from toyc.split import Chunk
 from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 
@@ -243,6 +236,8 @@ class Session:
         arch = get_arch(arch_name)
         res, inputs = None, {}
         if link:
+            from toyc.inputs import describe, input_paths, load_inputs, resolve_inputs, with_libc
+
             paths = input_paths(link)
             loaded = timings.run("read", lambda: with_libc(
                 paths, link, load_inputs(paths, arch, link.dirs), arch))
@@ -706,6 +701,8 @@ def _check_inputs(inputs: dict, link: LinkArgs) -> None:
                               + "; now: " + (" ".join(link.spelled()) or "none") + ")")
     if not link:
         return
+    from toyc.inputs import input_paths
+
     paths = input_paths(link)
     files = inputs.get("files", [])
     if inputs.get("paths") != paths:
@@ -718,6 +715,8 @@ def _check_inputs(inputs: dict, link: LinkArgs) -> None:
 def _changed_file(files: list) -> str:
     for p, key in files:
         try:
+            from toyc.inputs import file_key
+
             now = file_key(p)
         except OSError:
             return f"{p} is gone"
@@ -803,6 +802,10 @@ def _link_all(program: Program, arch: Arch, decls: list[A.Decl], codes: list[Cod
     sizes["rodata"] += [(arch.lower_string(s).length, 8) for s in strings]
     sizes["rodata"].append((RUNTIME_RODATA_HINT, 8))
     dynamic, imports = None, 0
+    if res is not None:
+        from linker.dynamic import Dynamic, Library
+        from linker.link_inputs import link_inputs
+        from linker.resolve import SHARED
     if res is not None and res.shared:
         dynamic = Dynamic([Library(so.path, so.soname, as_needed)
                            for so, as_needed in res.shared])

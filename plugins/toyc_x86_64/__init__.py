@@ -12,7 +12,7 @@ from toyc.arch import Architecture
 from toyc.code import ArchInfo, DynamicInfo
 from toyc.hookspecs import hookimpl
 
-from . import codegen, link, relocs, runtime
+from . import codegen, relocs, runtime
 
 NAME = "x86_64"
 EM_X86_64 = 62
@@ -66,9 +66,13 @@ class X86_64(Architecture):
         relocs.apply(buf, reloc, place, target)
 
     def relocation_info(self, type):
+        from . import link  # (only a link with C objects asks: it reads pyelftools' tables)
+
         return link.info(type)
 
     def relocate(self, buf, site):
+        from . import link
+
         return link.relocate(buf, site)
 
     def trampoline(self, source, target):
