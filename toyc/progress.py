@@ -2,12 +2,14 @@
 
 A long build (thousands of declarations take seconds) says how far it is: parsing,
 generating code, linking, each a bar on stderr that tqdm draws only once the step has taken
-`DELAY_S` (so a build of a small program shows nothing), and erases when it ends. When stderr
-is not a terminal, or `--quiet` is given, there is no bar and tqdm is not even imported.
+`DELAY_S` (so a build of a small program shows nothing; the environment variable
+TOYC_PROGRESS_DELAY sets another number of seconds), and erases when it ends. When stderr is
+not a terminal, or `--quiet` is given, there is no bar and tqdm is not even imported.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 DELAY_S = 0.5
@@ -31,8 +33,12 @@ class Progress:
             return
         from tqdm import tqdm
 
+        try:
+            delay = float(os.environ.get("TOYC_PROGRESS_DELAY", DELAY_S))
+        except ValueError:
+            delay = DELAY_S
         self.bar = tqdm(total=total, desc=name, unit="decl", file=self.stream, leave=False,
-                        delay=DELAY_S, mininterval=0.1, dynamic_ncols=True)
+                        delay=delay, mininterval=0.1, dynamic_ncols=True)
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
