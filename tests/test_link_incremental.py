@@ -791,21 +791,25 @@ def test_hot_swap_callback_edits_and_move(tmp_path: Path, start, swap_object):
     out.only("version", 2, 2)
 
     # It grows and moves: C's call in the running program is re-patched to the new body (not
-    # left on the trampoline, which jumps there too), and so is C's pointer to it.
+    # left on the trampoline, which jumps there too), and so is C's pointer to it. (If the
+    # first edit found a thread in `version`, it moved then, to the end of its section, where
+    # it now grows in place: C's call and pointer must still reach it.)
     before = symbol_values(tmp_path / "prog")
+    how = "(moved, trampoline|in place)" if "moved" in line else "moved, trampoline"
     text = swap_source(version=3, grown=True)
-    line = hs.edit(tmp_path, w, text, rf"^updated version \(moved, trampoline\);.*; "
+    line = hs.edit(tmp_path, w, text, rf"^updated version \({how}\);.*; "
                                       rf"{swapped}({old_code})?$")
     out.only("version", 3, 3, old=1 if old_code in line else 0)
     after = symbol_values(tmp_path / "prog")
     old, new = before["toy_version"], after["toy_version"]
-    assert old != new
+    assert (old != new) == ("moved" in line)
     (site,) = [int(line.split(":")[0], 16) for line in disassembly(tmp_path / "prog", "c_tick")
                if "\tcall" in line]
     assert calls(tmp_path / "prog", "c_tick") == [new]  # the file
     assert running_jump(pid, site) == (0xE8, new), "C's call was not re-patched in the program"
     assert running_u64(pid, after["c_version_ptr"]) == new
-    assert running_jump(pid, old) == (0xE9, new), "no trampoline in the program"
+    if old != new:
+        assert running_jump(pid, old) == (0xE9, new), "no trampoline in the program"
     hs.same_as_clean_build(tmp_path, text, swap_object)
 
     # It shrinks where it now is.
