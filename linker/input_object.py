@@ -127,13 +127,19 @@ def check_header(data: bytes, name: str, machine: int, machine_name: str) -> Non
 
 def read_object(data: bytes, name: str, machine: int, machine_name: str) -> ObjectFile:
     check_header(data, name, machine, machine_name)
+    return read_elf(data, name, "ELF object", _read)
+
+
+def read_elf(data: bytes, name: str, what: str, reader):
+    """`reader(ELFFile, data, name)`, whatever pyelftools raises on a damaged file turned into
+    a LinkError naming the file as a malformed `what`."""
     try:
-        return _read(ELFFile(io.BytesIO(data)), data, name)
+        return reader(ELFFile(io.BytesIO(data)), data, name)
     except LinkError:
         raise
     except (ELFError, struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError,
-            AssertionError) as e:
-        raise LinkError(f"{name}: malformed ELF object ({type(e).__name__}: {e})") from None
+            AssertionError, OverflowError) as e:  # OverflowError: pyelftools seeking far
+        raise LinkError(f"{name}: malformed {what} ({type(e).__name__}: {e})") from None
 
 
 def _read(f: ELFFile, data: bytes, name: str) -> ObjectFile:

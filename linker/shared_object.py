@@ -21,17 +21,15 @@ naming the file: not an ELF file, truncated, another machine or class, not a sha
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 from dataclasses import dataclass, field
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from linker import elf
 from linker.elf_file import LinkError
-from linker.input_object import ET_DYN, STT_GNU_IFUNC, check_machine, elf_type
+from linker.input_object import ET_DYN, STT_GNU_IFUNC, check_machine, elf_type, read_elf
 
 ET_EXEC = 2
 STB_GNU_UNIQUE = 10
@@ -154,13 +152,7 @@ def check_header(data: bytes, name: str, machine: int, machine_name: str) -> Non
 def read_shared_object(data: bytes, path: str, machine: int,
                        machine_name: str) -> SharedObject:
     check_header(data, path, machine, machine_name)
-    try:
-        return _read(ELFFile(io.BytesIO(data)), data, path)
-    except LinkError:
-        raise
-    except (ELFError, struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError,
-            AssertionError, OverflowError) as e:  # OverflowError: pyelftools seeking far
-        raise LinkError(f"{path}: malformed shared library ({type(e).__name__}: {e})") from None
+    return read_elf(data, path, "shared library", _read)
 
 
 def _read(f: ELFFile, data: bytes, path: str) -> SharedObject:
