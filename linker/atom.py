@@ -35,6 +35,10 @@ def align_backward(value: int, align: int) -> int:
 
 @dataclass(slots=True)
 class Atom:
+    """One atom. Its lists (`relocs`, `line_fields`) are replaced when they change, never
+    changed in place: the state store and `ZigObject.state` tell a changed atom from an
+    unchanged one by them."""
+
     name: str
     section: int = 0  # index into ElfFile.sections; 0 while not placed
     value: int = 0  # offset from the start of the section

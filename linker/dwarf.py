@@ -749,8 +749,8 @@ class Dwarf:
         return {
             "sections": self.sections,
             "bases": self.bases,
-            "entries": {n: [_block(e.info), _block(e.line), e.decl_line, e.kind,
-                            _block(e.frame)] for n, e in self.entries.items()},
+            "entries": [[n, _block(e.info), _block(e.line), e.decl_line, e.kind,
+                         _block(e.frame)] for n, e in self.entries.items()],
             "regions": [[r.start, r.end, r.free]
                         for r in (self.info_region, self.line_region, self.frame_region)],
             "types": [[name, off] for name, off in self.types.items()],
@@ -764,7 +764,9 @@ class Dwarf:
         d.sections = dict(state["sections"])
         d.bases = dict(state["bases"])
         d.entries = {n: Entry(Block(*i), Block(*ln), decl_line, kind, Block(*frame))
-                     for n, (i, ln, decl_line, kind, frame) in state["entries"].items()}
+                     for n, i, ln, decl_line, kind, frame in state["entries"]}
+        if len(d.entries) != len(state["entries"]):
+            raise ValueError("a declaration has two debug entries")
         d.info_region, d.line_region, d.frame_region = (
             Region(s, e, [list(f) for f in free]) for s, e, free in state["regions"])
         d.types = {n: off for n, off in state["types"]}

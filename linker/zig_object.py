@@ -170,6 +170,10 @@ class ZigObject:
         # nav -> its exports under other names: export name -> symbol (sharing the nav's atom)
         self.exports: dict[str, dict[str, int]] = {}
         self.users: dict[Target, set[int]] = {}  # target -> atoms with relocations to it
+        # For the state: relocation target -> its index in the saved table, and per atom its
+        # relocations as last encoded, (the list encoded, the encoding)
+        self.target_ids: dict[Target, int] = {}
+        self.reloc_rows: list[tuple[list, list] | None] = []
         self.section_of: dict[str, int] = {}  # "text"... -> section index
         # .symtab rows: fixed ones (null, file, sections), then locals, then globals
         self.slots: list[int] = []  # row -> symbol, for rows after the fixed ones
@@ -1346,8 +1350,10 @@ class ZigObject:
 
     def state(self) -> dict:
         """Everything the next update needs, as plain data. Relocation targets are stored
-        once, in a table, and referred to by index."""
-        targets: dict[Target, int] = {}
+        once, in a table that only grows (so that an atom's row changes only with the atom),
+        and referred to by index; an atom's relocations are encoded again only when the atom
+        got new ones."""
+        targets = self.target_ids
 
         def target(t: Target | None) -> int:
             if t is None:
@@ -1357,13 +1363,18 @@ class ZigObject:
                 index = targets[t] = len(targets)
             return index
 
+        cache = self.reloc_rows
+        cache += [None] * (len(self.atoms) - len(cache))
         atoms = []
-        for a in self.atoms:
-            relocs = []
-            for r in a.relocs:
-                relocs += (r.offset, r.type, target(r.target), r.addend)
+        for i, a in enumerate(self.atoms):
+            known = cache[i]
+            if known is None or known[0] is not a.relocs:
+                relocs = []
+                for r in a.relocs:
+                    relocs += (r.offset, r.type, target(r.target), r.addend)
+                known = cache[i] = (a.relocs, relocs)
             atoms.append([a.name, a.section, a.value, a.size, a.align, a.prev, a.next, a.alive,
-                          relocs, a.code_hash, a.line, a.epoch, a.line_fields])
+                          known[1], a.code_hash, a.line, a.epoch, a.line_fields])
         symbols = [[s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline,
                     s.listed, s.exports, s.value, s.size] for s in self.symbols]
         return {
@@ -1371,7 +1382,7 @@ class ZigObject:
             "elf": self.elf.state(),
             "source_path": self.source_path,
             "targets": [[t.kind, t.key.hex() if isinstance(t.key, bytes) else t.key]
-                        for t in targets],
+                        for t in targets],  # (in insertion order: by index)
             "atoms": atoms,
             "symbols": symbols,
             "slots": self.slots,
@@ -1395,14 +1406,18 @@ class ZigObject:
                    for kind, key in state["targets"]]
         zo = cls(ElfFile.from_state(fd, arch.info.page_size, state["elf"]), arch,
                  state["source_path"])
+        zo.target_ids = {t: i for i, t in enumerate(targets)}
+        if len(zo.target_ids) != len(targets):
+            raise ValueError("a relocation target is listed twice")
         users: dict[int, set[int]] = {}
+        cache = zo.reloc_rows = []
         for index, (name, section, value, size, align, prev, nxt, alive, relocs, digest, line,
                     epoch, fields) in enumerate(state["atoms"]):
-            zo.atoms.append(Atom(
-                name, section, value, size, align, prev, nxt, alive,
-                [Reloc(relocs[k], relocs[k + 1], targets[relocs[k + 2]], relocs[k + 3])
-                 for k in range(0, len(relocs), 4)],
-                digest, line, epoch, [tuple(f) for f in fields]))
+            decoded = [Reloc(relocs[k], relocs[k + 1], targets[relocs[k + 2]], relocs[k + 3])
+                       for k in range(0, len(relocs), 4)]
+            cache.append((decoded, relocs))
+            zo.atoms.append(Atom(name, section, value, size, align, prev, nxt, alive, decoded,
+                                 digest, line, epoch, [tuple(f) for f in fields]))
             if alive:
                 for t in set(relocs[2::4]):
                     users.setdefault(t, set()).add(index)

@@ -56,7 +56,7 @@ UPDATE_STAGES = [
     ("toyc.session", "contract_changes"),
     ("linker.hot_swap", "HotSwap.begin"),
     ("linker.process", "Process.stop"),
-    ("toyc.session", "_remove_state"),
+    ("toyc.state_store", "mark_pending"),
     ("linker.zig_object", "ZigObject.shift_lines"),
     ("linker.zig_object", "ZigObject.update_func"),
     ("linker.zig_object", "ZigObject.flush"),

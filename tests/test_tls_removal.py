@@ -12,7 +12,6 @@ watch` (the session in memory), and for an update also written into a running pr
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from pathlib import Path
@@ -124,8 +123,9 @@ def check_like_clean(tmp_path: Path, out: Path, text: str, obj: bool) -> None:
 
 def check_state(out: Path) -> None:
     """The state file's TLS part is what a clean build without thread-locals has."""
-    body = (out.parent / f".{out.name}.toyc-state").read_bytes().partition(b"\n")[2]
-    linker = json.loads(body)["linker"]
+    from test_state import read_state
+
+    linker = read_state(out.parent / f".{out.name}.toyc-state")["linker"]
     for key, value in TLS_STATE.items():
         assert linker[key] == value
     assert "tdata" not in linker["section_of"] and "tbss" not in linker["section_of"]

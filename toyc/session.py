@@ -7,11 +7,12 @@ checked, and hands the results to the linker through the backend hooks; declarat
 moved to other lines get their line fields rewritten. Nothing touches the output until the
 front end has accepted the whole update, so a save with errors changes nothing.
 
-Between processes the session lives in a state file beside the output (`.NAME.toyc-state`):
-JSON, with a format version, toyc's version, the paths it belongs to and the size, time and
-inode of the output it describes. Anything that does not match leads to a full build, with the
-reason. The state file is removed before an update patches the output and written again after,
-so a crash in between leaves no state that could be trusted.
+Between processes the session lives in a state file beside the output (`.NAME.toyc-state`), an
+SQLite database (`state_store.py`) holding plain data: a format version, toyc's version, the
+paths it belongs to, the size, time and inode of the output it describes, the tracker and the
+linker. Anything that does not match leads to a full build, with the reason. The state is
+marked pending before an update patches the output and saved after, writing only what the
+update changed, so a crash in between leaves no state that could be trusted.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
-import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING
 from linker.archive import archive
 from linker.elf_file import ElfFile, LinkError
 from linker.zig_object import ZigObject, global_section, size_hints
-from toyc import __version__
+from toyc import __version__, state_store
 from toyc import ast as A
 from toyc.check import Program, check, export_names
 from toyc.code import Code
@@ -60,12 +59,20 @@ if TYPE_CHECKING:  # (what linking with C needs is imported when a link has inpu
 from toyc.split import Chunk
 from toyc.track import Plan, Tracked, Tracker, Where, interface, stub
 
-STATE_FORMAT = 4
-# A state file is its digest (hex) on the first line, then JSON: a change anywhere in it, a
-# flipped bit or a truncation, is noticed before anything in it is trusted. One far larger
-# than its output could be is not read at all.
-STATE_DIGEST_SIZE = 16
+STATE_FORMAT = 5
+# The state's long lists and how the store cuts them into pages (see state_store.py)
+PAGED = {
+    "tracker/decls": ("named", 32),
+    "linker/atoms": ("fixed", 256),
+    "linker/symbols": ("fixed", 256),
+    "linker/targets": ("fixed", 512),
+    "linker/slots": ("fixed", 2048),
+    "linker/strtab": ("text", 1 << 15),
+    "linker/dwarf/entries": ("named", 32),
+    "history": ("fixed", 1),
+}
 HISTORY = 20  # builds and updates the state remembers
+# A state file far larger than its output could be is not read at all.
 STATE_SIZE_FACTOR = 64
 NO_OUTPUT = "no output file yet"
 FULL_ASKED = "--full was given"
@@ -214,6 +221,7 @@ class Session:
         self.swap: HotSwap | None = None  # the running program updates are written into too
         # the last builds and updates, newest last, for `toyc inspect`
         self.history: list[dict] = []
+        self.snapshot: state_store.Snapshot | None = None  # the state file as last read or saved
 
     def record(self, summary: Summary) -> None:
         self.history = (self.history + [{
@@ -539,7 +547,7 @@ class Session:
         zo.elf.fd = fd
         zo.elf.bytes_written = 0
         zo.outcome = {}
-        _remove_state(self.output)
+        state_store.mark_pending(state_path(self.output))
         # Until the update is done, the session describes no output: saved now, it would say
         # the old source made the new file.
         self.output_stat = []
@@ -605,7 +613,7 @@ class Session:
         if not self.output_stat:
             _remove_state(self.output)
             return
-        state = {
+        state = {  # (the long lists are cut into pages as PAGED says)
             "format": STATE_FORMAT,
             "toyc": __version__,
             "arch": self.arch.info.name,
@@ -618,17 +626,14 @@ class Session:
             "linker": self.zo.state(),
             "history": self.history,
         }
-        target = state_path(self.output)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
-            with os.fdopen(fd, "wb") as f:
-                # dumps, not dump: dump streams through the pure-Python encoder, 4x slower.
-                body = json.dumps(state, separators=(",", ":")).encode()
-                f.write(_digest(body) + b"\n" + body)
-            os.replace(tmp, target)
-        except OSError as e:
-            print(f"toyc: warning: cannot save the build state: {e.strerror or e}",
-                  file=sys.stderr)
+            self.snapshot = state_store.save(state_path(self.output), state, PAGED,
+                                             self.snapshot)
+        except (OSError, state_store.sqlite3.Error) as e:
+            self.snapshot = None
+            _remove_state(self.output)
+            print(f"toyc: warning: cannot save the build state: "
+                  f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)
 
     @property
     def kind(self) -> str:
@@ -646,13 +651,11 @@ class Session:
             size = os.stat(target).st_size
             if size > STATE_SIZE_FACTOR * os.stat(output).st_size + (1 << 20):
                 raise FullBuildNeeded(f"the state file is too large ({size} bytes)")
-            with open(target, "rb") as f:
-                digest, _, body = f.read().partition(b"\n")
-            if digest != _digest(body):
-                raise FullBuildNeeded("the state file is damaged (its digest does not match)")
-            state = json.loads(body)
+            state, snapshot = state_store.load(target, PAGED)
         except FileNotFoundError:
             raise FullBuildNeeded("no state from a previous build") from None
+        except state_store.StateError as e:
+            raise FullBuildNeeded(str(e)) from None
         except (OSError, ValueError) as e:
             raise FullBuildNeeded(f"the state file is unreadable ({e})") from None
         try:
@@ -686,6 +689,7 @@ class Session:
             zo.check_layout(os.stat(output).st_size)
             session = cls(path, output, arch, tracker, zo, state["output_stat"], link)
             session.history = list(state["history"])
+            session.snapshot = snapshot
             return session
         except FullBuildNeeded:
             raise
@@ -726,17 +730,8 @@ def _changed_file(files: list) -> str:
 
 
 def read_state(output: str) -> dict | None:
-    """The state file beside `output` if it is intact (its digest matches), else None."""
-    try:
-        with open(state_path(output), "rb") as f:
-            digest, _, body = f.read().partition(b"\n")
-        return json.loads(body) if digest == _digest(body) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _digest(body: bytes) -> bytes:
-    return hashlib.blake2b(body, digest_size=STATE_DIGEST_SIZE).hexdigest().encode()
+    """The state file beside `output` if it is intact (its digests match), else None."""
+    return state_store.read(state_path(output), PAGED)
 
 
 def _build_library(path: str, output: str, arch_name: str, timings: Timings | None,
@@ -774,10 +769,7 @@ def _no_externs(program: Program) -> None:
 
 
 def _remove_state(output: str) -> None:
-    try:
-        os.unlink(state_path(output))
-    except FileNotFoundError:
-        pass
+    state_store.remove(state_path(output))
 
 
 def _check_output(path: str, output: str) -> None:

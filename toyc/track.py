@@ -288,16 +288,28 @@ class Tracker:
     # ---- state --------------------------------------------------------------------------------
 
     def state(self) -> dict:
-        return {"text": self.text,
-                "decls": [[d.name, d.kind, d.col, d.iface, d.deps, d.has_lines, d.exports]
-                          for d in self.decls],
-                "starts": self.starts, "ends": self.ends, "lines": self.lines}
+        """The tracker as plain data: per declaration a row with its text up to the next
+        declaration and its length, so that a row changes only with its declaration (places
+        follow from the rows, in `from_state`)."""
+        text, starts, ends = self.text, self.starts, self.ends
+        nexts = starts[1:] + [len(text)]
+        return {"head": text[: starts[0]] if starts else text,
+                "decls": [[d.name, d.kind, d.col, d.iface, d.deps, d.has_lines, d.exports,
+                           text[start:after], end - start]
+                          for d, start, end, after in zip(self.decls, starts, ends, nexts,
+                                                          strict=True)]}
 
     @classmethod
     def from_state(cls, state: dict) -> Tracker:
-        where = [Where(*w) for w in zip(state["starts"], state["ends"], state["lines"],
-                                        strict=True)]
-        decls = [Tracked(*row) for row in state["decls"]]
-        if len(decls) != len(where):
-            raise ValueError("declarations and places do not match")
-        return cls(state["text"], decls, where)
+        head = state["head"]
+        pieces = [row[7] for row in state["decls"]]
+        text = head + "".join(pieces)
+        where, start, line = [], len(head), head.count("\n") + 1
+        for row, piece in zip(state["decls"], pieces, strict=True):
+            if not 0 <= row[8] <= len(piece):
+                raise ValueError("a declaration is longer than its text")
+            where.append(Where(start, start + row[8], line))
+            start += len(piece)
+            line += piece.count("\n")
+        decls = [Tracked(*row[:7]) for row in state["decls"]]
+        return cls(text, decls, where)
