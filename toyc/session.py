@@ -69,7 +69,7 @@ PAGED = {
     "linker/slots": ("fixed", 2048),
     "linker/strtab": ("text", 1 << 15),
     "linker/dwarf/entries": ("named", 32),
-    "history": ("fixed", 1),
+    "history": ("each", 0),
 }
 HISTORY = 20  # builds and updates the state remembers
 # A state file far larger than its output could be is not read at all.

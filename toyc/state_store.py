@@ -15,7 +15,7 @@ rows, which is plain data against plain data.
 Lists addressed by index, which only grow (atoms, symbols), are cut every N rows. Lists whose
 rows are keyed by name and can be inserted or removed anywhere (declarations, debug entries)
 end a page after a row whose name hashes to 0 modulo N, so an inserted row changes one page,
-not all after it.
+not all after it. A short list whose first rows are dropped (the history) has a page per row.
 
 Trust: the head and every page carry a BLAKE2 digest of their bytes, checked when read against
 the digest the head records, so a flipped bit in anything the state says is a damaged state,
@@ -79,6 +79,8 @@ def _cut(value: list | str, how: tuple[str, int]) -> list[tuple[object, list | s
         return [(k, value[k * n : (k + 1) * n]) for k in range(-(-len(value) // n))]
     if kind == "fixed":
         return [(k, value[k * n : (k + 1) * n]) for k in range(-(-len(value) // n))]
+    if kind == "each":  # few rows, dropped at the front: a page per row (see `_write`)
+        return [(k, [row]) for k, row in enumerate(value)]
     pages, start = [], 0
     for i, row in enumerate(value):
         if zlib.crc32(row[0].encode()) % n == 0 or i + 1 - start >= 8 * n:
@@ -268,7 +270,10 @@ def _write(con: sqlite3.Connection, state: dict, paged: dict[str, tuple[str, int
         unused.update(p.id for p in before.values())
         refs, kept = [], out.pages.setdefault(path_, {})
         for key, rows in _cut(value, how):
-            page = before.get(key)
+            if how[0] == "each":  # the same row may be at another place now
+                page = next((p for p in before.values() if p.rows[0] == rows[0]), None)
+            else:
+                page = before.get(key)
             if page is None or page.rows != rows:
                 blob = json.dumps(rows, separators=(",", ":")).encode()
                 page_id = con.execute("INSERT INTO pages(data) VALUES (?)", (blob,)).lastrowid
