@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -11,6 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# The tests run toyc without its build server (tests/test_server.py runs it on purpose, each
+# with a server of its own): one server shared by every test would carry sessions from test to
+# test, and a kill aimed at a build would hit a client instead.
+os.environ["TOYC_SERVER"] = "0"
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

@@ -96,6 +96,13 @@ def _arg_parser() -> argparse.ArgumentParser:
                    "entry-point group; TOYC_PLUGINS=a,b loads only those), with their version "
                    "and the hooks each implements.")
 
+    v = sub.add_parser("server", help="show or stop the build server",
+                       description="toyc build and toyc run hand their build to a server "
+                       "that keeps the compiler and the last builds in memory; it starts on "
+                       "the first build, and ends after TOYC_SERVER_IDLE seconds (600) without "
+                       "one. TOYC_SERVER=0 builds without it.")
+    v.add_argument("action", choices=["status", "stop"])
+
     r = sub.add_parser("run", help="compile FILE.toy and run it",
                        usage="toyc run [-h] [--arch ARCH] FILE.toy [FILE.o | FILE.a | FILE.so | "
                        "-L DIR | -l NAME]... [-- ARGS...]",
@@ -122,7 +129,8 @@ def _cache_path(source: str) -> Path:
     return base / key / default_output(source)
 
 
-def _run(args, link: LinkArgs) -> int:
+def _run(args, link: LinkArgs, kept: dict | None = None) -> list[str]:
+    """`toyc run`'s build: the command that runs the program."""
     from toyc.session import build
 
     exe = _cache_path(args.file)
@@ -130,7 +138,7 @@ def _run(args, link: LinkArgs) -> int:
         exe.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the cache directory {exe.parent}: {e.strerror}") from None
-    build(args.file, str(exe), args.arch, link=link)
+    build(args.file, str(exe), args.arch, link=link, kept=kept)
     program_args = args.args[1:] if args.args[:1] == ["--"] else args.args
     command = [str(exe), *program_args]
     if args.arch != platform.machine():
@@ -141,14 +149,21 @@ def _run(args, link: LinkArgs) -> int:
                             f"machine: qemu-{args.arch} is not installed (Debian: qemu-user); "
                             f"the executable is {exe}")
         command.insert(0, emulator)
+    return command
+
+
+def _exec(command: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(command[0], command)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, kept: dict | None = None,
+         served: dict | None = None) -> int:
+    """`toyc ARGV`. In the build server, `kept` holds the sessions it keeps and `served`
+    receives, for `toyc run`, the command to run (the client runs it)."""
     try:
-        return _main(argv)
+        return _main(argv, kept, served)
     except BrokenPipeError:
         # The reader of stdout (or stderr) went away, as in `toyc inspect OUT | head -1`: stop
         # quietly, as cat or gcc do. They die of SIGPIPE, which the shell reports as 128 + 13:
@@ -169,11 +184,24 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
-def _main(argv: list[str] | None) -> int:
+def run_served(argv: list[str], kept: dict) -> tuple[int, list[str] | None]:
+    """A build (or a run's build) the build server was asked for: the status, and for a run
+    the command the client is to run."""
+    served: dict = {}
+    try:
+        status = main(argv, kept, served)
+    except SystemExit as e:  # (argparse's: the client parsed the same arguments already)
+        status = e.code if isinstance(e.code, int) else 1
+    return status, served.get("exec")
+
+
+def _main(argv: list[str] | None, kept: dict | None = None, served: dict | None = None) -> int:
     # A build allocates many small objects and frees few: the cycle collector would spend a
-    # fifth of the time finding nothing. The process is short-lived.
+    # fifth of the time finding nothing. The process is short-lived (the build server
+    # collects between builds).
     gc.disable()
     argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(argv)
     program_args = []
     link = LinkArgs()
     if argv[:1] and argv[0] in ("build", "watch", "run"):
@@ -188,6 +216,14 @@ def _main(argv: list[str] | None) -> int:
         argv, program_args = argv[:i], argv[i + 1 :]
     args = _arg_parser().parse_args(argv)
     try:
+        if served is None and args.command in ("build", "run"):
+            from toyc import server
+
+            answer = server.served(given)
+            if answer is not None:
+                if args.command == "run" and answer["status"] == 0 and answer.get("exec"):
+                    return _exec(answer["exec"])
+                return answer["status"]
         if args.command in ("build", "watch"):
             output = default_output(args.file) if args.output is None else args.output
             if args.command == "build" and args.object and args.output is None:
@@ -206,7 +242,7 @@ def _main(argv: list[str] | None) -> int:
             try:
                 summary = build(args.file, output, args.arch, full=args.full, timings=timings,
                                 relocatable=args.object, library=args.lib,
-                                debug=not args.strip, link=link)
+                                debug=not args.strip, link=link, kept=kept)
             finally:  # (before any message: the bar goes first)
                 timings.progress.close()
             if summary.full and summary.reason and (args.verbose or summary.reason_matters):
@@ -239,6 +275,22 @@ def _main(argv: list[str] | None) -> int:
                 report, text = inspect(args.file), render
             print(json.dumps(report, indent=1) if args.json else text(report).rstrip("\n"))
             return 0
+        if args.command == "server":
+            from toyc import server
+
+            answer = server.control(args.action)
+            if answer is None:
+                print("no build server is running" + (
+                    " (TOYC_SERVER=0)" if os.environ.get("TOYC_SERVER") == "0" else ""))
+            elif args.action == "stop":
+                print(f"stopped the build server (pid {answer['pid']})")
+            else:
+                print(f"build server pid {answer['pid']} at {answer['socket']}: "
+                      f"{answer['builds']} builds served, peak memory {answer['peak_mb']} MB, "
+                      f"ends after {answer['idle_s']:.0f} s without a build")
+                for k in answer["kept"]:
+                    print(f"  keeps {k['output']} (from {k['source']}, in {k['directory']})")
+            return 0
         if args.command == "plugins":
             from toyc.plugins import describe_plugins
 
@@ -251,7 +303,11 @@ def _main(argv: list[str] | None) -> int:
                 raise UserError("program arguments and --restart need --run")
             return watch(args.file, output, args.arch, program_args if args.run else None,
                          args.restart, debug=not args.strip, link=link)
-        return _run(args, link)
+        command = _run(args, link, kept)
+        if served is not None:
+            served["exec"] = command
+            return 0
+        return _exec(command)
     except CompileError as e:
         sys.stderr.write(e.render())
         n = len(e.diagnostics)

@@ -72,6 +72,7 @@ PAGED = {
     "history": ("each", 0),
 }
 HISTORY = 20  # builds and updates the state remembers
+KEPT_SESSIONS = 2  # sessions the build server keeps in memory (each can take hundreds of MB)
 # A state file far larger than its output could be is not read at all.
 STATE_SIZE_FACTOR = 64
 NO_OUTPUT = "no output file yet"
@@ -635,6 +636,17 @@ class Session:
             print(f"toyc: warning: cannot save the build state: "
                   f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)
 
+    def current(self) -> bool:
+        """Whether the session still describes the output and the state file beside it, as
+        last saved (nothing else wrote either since)."""
+        try:
+            if not self.output_stat or _stat_key(self.output) != self.output_stat:
+                return False
+        except OSError:
+            return False
+        return self.snapshot is not None and \
+            state_store.generation(state_path(self.output)) == self.snapshot.generation
+
     @property
     def kind(self) -> str:
         return "object" if self.zo.relocatable else "executable"
@@ -843,16 +855,33 @@ def open_session(path: str, output: str, arch_name: str = "x86_64", *, full: boo
 
 def build(path: str, output: str, arch_name: str = "x86_64", *, full: bool = False,
           timings: Timings | None = None, relocatable: bool = False,
-          library: bool = False, debug: bool = True, link: LinkArgs | None = None) -> Summary:
+          library: bool = False, debug: bool = True, link: LinkArgs | None = None,
+          kept: dict | None = None) -> Summary:
     """`toyc build`: `open_session`, then save the state for the next build. An archive
-    (`--lib`) is built in full every time, and keeps no state."""
+    (`--lib`) is built in full every time, and keeps no state. In the build server, `kept`
+    holds the last sessions: one made by the same command in the same directory, that still
+    describes the output and the state file, is updated without reading the state."""
     if link and (relocatable or library):
         raise UserError(f"linker inputs ({' '.join(link.spelled())}) cannot be given with "
                         f"{'-c' if relocatable else '--lib'}: an object is linked later, by "
                         "the system linker")
     if library:
         return _build_library(path, output, arch_name, timings, debug)
-    session, summary = open_session(path, output, arch_name, full=full, timings=timings,
-                                    relocatable=relocatable, debug=debug, link=link)
+    key = (os.getcwd(), path, output, arch_name, relocatable, debug,
+           tuple((link or LinkArgs()).spelled()))
+    session = kept.pop(key, None) if kept is not None else None
+    if session is not None and not full and session.current():
+        try:
+            summary = session.update()
+        except CompileError:
+            kept[key] = session  # (an update with errors leaves the session as it was)
+            raise
+    else:
+        session, summary = open_session(path, output, arch_name, full=full, timings=timings,
+                                        relocatable=relocatable, debug=debug, link=link)
     session.save_state()
+    if kept is not None and session.current():
+        kept[key] = session
+        while len(kept) > KEPT_SESSIONS:
+            del kept[next(iter(kept))]  # the least recently used
     return summary

@@ -290,6 +290,20 @@ def _write(con: sqlite3.Connection, state: dict, paged: dict[str, tuple[str, int
     return out
 
 
+def generation(path: Path) -> str | None:
+    """The generation of the state at `path` (changed by every save), None if there is no
+    trusted state."""
+    try:
+        con = _open_existing(path)
+        try:
+            row = con.execute("SELECT generation, pending FROM head").fetchone()
+        finally:
+            con.close()
+    except (OSError, StateError, sqlite3.Error):
+        return None
+    return row[0] if row is not None and not row[1] else None
+
+
 def mark_pending(path: Path) -> None:
     """Before an update writes the output: the state is not to be trusted until it is saved
     again. A state that cannot be marked is removed."""
