@@ -92,6 +92,7 @@ class SizeResult:
     watch: dict[str, list[Update]] = field(default_factory=dict)
     build: list[Update] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    edits: dict = field(default_factory=dict)  # the edits in force after the watch's
 
     def best(self, tool: str) -> float | None:
         runs = self.full.get(tool)
@@ -121,6 +122,12 @@ class BenchError(Exception):
 
 
 def toyc_command() -> list[str]:
+    """The `toyc` script pip installed beside this Python (found first there: a version
+    manager's shim on PATH, such as pyenv's, runs a shell script before it, tens of
+    milliseconds that are not toyc's)."""
+    beside = Path(sys.executable).parent / "toyc"
+    if beside.exists():
+        return [str(beside)]
     script = shutil.which("toyc")
     return [script] if script else [sys.executable, "-m", "toyc"]
 
@@ -392,7 +399,8 @@ def bench_size(n: int, args, work: Path) -> SizeResult:
     full_builds(res, args.seed, repeat, work, args.timeout)
     toyc_full = res.best("toyc") or 60.0
     full_timeout = max(args.timeout, 20 * toyc_full)
-    edits = watch_edits(res, args.seed, args.edits, work, args.update_timeout, full_timeout)
+    edits = res.edits = watch_edits(res, args.seed, args.edits, work, args.update_timeout,
+                                    full_timeout)
     state_builds(res, args.seed, args.build_repeat, edits, work, args.update_timeout,
                  full_timeout)
     return res

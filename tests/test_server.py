@@ -1,7 +1,7 @@
-"""The build server (`toyc/server.py`): `toyc build` and `toyc run` served by a process that
-keeps the compiler and the last session in memory must make exactly what a build without it
-makes, and any problem with the server must be a build in-process, never an error or a stale
-result.
+"""The build server (`toyc/server.py`, `toyc/client.py`): `toyc build` and `toyc run` served
+by a process that keeps the compiler and the last session in memory must make exactly what a
+build without it makes, and any problem with the server must be a build in-process, never an
+error or a stale result.
 
 Each test has a server of its own (TOYC_SERVER_DIR in its temporary directory), stopped at the
 end. The edits are the random edit tests' generator's; after every served build the output is
@@ -32,10 +32,10 @@ def served(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("TOYC_SERVER", raising=False)
     monkeypatch.setenv("TOYC_SERVER_DIR", str(directory))
     monkeypatch.setenv("TOYC_SERVER_IDLE", "120")
-    from toyc import server
+    from toyc import client
 
-    yield server
-    answer = server.control("stop")
+    yield client
+    answer = client.control("stop")
     if answer is not None:
         gone(answer["pid"])
 
@@ -161,7 +161,7 @@ def test_a_server_killed_in_a_build_leaves_the_client_building(tmp_path: Path, s
     server = subprocess.Popen([require("strace"), "-f", "-qq", "-o", "/dev/null", "-P",
                                str(tmp_path / "prog"), "-e", "trace=pwrite64", "-e",
                                "inject=pwrite64:signal=SIGKILL:when=1",
-                               sys.executable, "-m", "toyc.server", str(path)],
+                               sys.executable, "-m", "toyc.server", path],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -222,7 +222,7 @@ def test_no_server_in_a_directory_others_can_enter(tmp_path: Path, monkeypatch):
 def test_one_server_and_its_end_when_idle(tmp_path: Path, served, monkeypatch):
     monkeypatch.setenv("TOYC_SERVER_IDLE", "1")
     path = served.socket_path()
-    servers = [subprocess.Popen([sys.executable, "-m", "toyc.server", str(path)])
+    servers = [subprocess.Popen([sys.executable, "-m", "toyc.server", path])
                for _ in range(2)]
     # one of them holds the lock and serves; the other ends at once
     end = time.monotonic() + 15
@@ -238,5 +238,45 @@ def test_one_server_and_its_end_when_idle(tmp_path: Path, served, monkeypatch):
     assert status(served)["builds"] == 2
     # idle: it ends by itself (collecting first), and takes its socket away
     assert serving.wait(timeout=20) == 0
-    assert not path.exists()
+    assert not os.path.exists(path)
     assert served.control("status") is None
+
+
+def test_progress_on_the_clients_terminal(tmp_path: Path, served):
+    """The server draws the progress bar on the client's own terminal (it has the client's
+    standard error itself), and erases it."""
+    from test_cli import _on_terminal
+
+    (tmp_path / "big.toy").write_text(big_program(1500))
+    assert toyc("build", "big.toy", cwd=tmp_path).returncode == 0
+    status(served)
+    at_once = {**os.environ, "TOYC_PROGRESS_DELAY": "0"}
+    code, out = _on_terminal([*TOYC, "build", "--full", "big.toy"], tmp_path, at_once)
+    assert code == 0, out
+    text = out.decode("utf-8", "replace")
+    assert all(step in text for step in ("parsing", "generating code", "linking")), text[:500]
+    assert text.replace("\r", "\n").split("\n")[-1].strip() == "", "the bar was left"
+    assert status(served)["builds"] == 1
+    piped = toyc("build", "--full", "big.toy", cwd=tmp_path, env=at_once)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "", "")
+
+
+def test_ctrl_c_stops_a_served_build(tmp_path: Path, served):
+    """Ctrl-C on the client stops the server's build as it would stop one in-process: status
+    130, and the next build makes what a clean build makes."""
+    (tmp_path / "src.toy").write_text(big_program(6000))
+    assert toyc("build", "src.toy", "-o", "prog", cwd=tmp_path).returncode == 0
+    pid = status(served)["pid"]
+    client = subprocess.Popen([*TOYC, "build", "--full", "src.toy", "-o", "prog"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    time.sleep(0.8)  # (the build takes seconds)
+    client.send_signal(signal.SIGINT)
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 130 and "Traceback" not in err, err
+    after = status(served)
+    assert after["pid"] == pid and after["builds"] == 1  # the server goes on
+    (tmp_path / "src.toy").write_text(big_program(6000, 2))
+    r = toyc("build", "src.toy", "-o", "prog", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    check_against_clean(tmp_path, "after a Ctrl-C")

@@ -2,6 +2,6 @@
 
 import sys
 
-from toyc.cli import main
+from toyc.client import main
 
 sys.exit(main())

@@ -152,18 +152,13 @@ def _run(args, link: LinkArgs, kept: dict | None = None) -> list[str]:
     return command
 
 
-def _exec(command: list[str]) -> int:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(command[0], command)
-
-
 def main(argv: list[str] | None = None, kept: dict | None = None,
-         served: dict | None = None) -> int:
-    """`toyc ARGV`. In the build server, `kept` holds the sessions it keeps and `served`
+         served: dict | None = None, may_serve: bool = True) -> int:
+    """`toyc ARGV`, in this process (`client.py` tries the build server first, and says so
+    with `may_serve`). In the build server, `kept` holds the sessions it keeps and `served`
     receives, for `toyc run`, the command to run (the client runs it)."""
     try:
-        return _main(argv, kept, served)
+        return _main(argv, kept, served, may_serve)
     except BrokenPipeError:
         # The reader of stdout (or stderr) went away, as in `toyc inspect OUT | head -1`: stop
         # quietly, as cat or gcc do. They die of SIGPIPE, which the shell reports as 128 + 13:
@@ -195,7 +190,8 @@ def run_served(argv: list[str], kept: dict) -> tuple[int, list[str] | None]:
     return status, served.get("exec")
 
 
-def _main(argv: list[str] | None, kept: dict | None = None, served: dict | None = None) -> int:
+def _main(argv: list[str] | None, kept: dict | None = None, served: dict | None = None,
+          may_serve: bool = True) -> int:
     # A build allocates many small objects and frees few: the cycle collector would spend a
     # fifth of the time finding nothing. The process is short-lived (the build server
     # collects between builds).
@@ -216,13 +212,13 @@ def _main(argv: list[str] | None, kept: dict | None = None, served: dict | None 
         argv, program_args = argv[:i], argv[i + 1 :]
     args = _arg_parser().parse_args(argv)
     try:
-        if served is None and args.command in ("build", "run"):
-            from toyc import server
+        if may_serve and served is None and args.command in ("build", "run"):
+            from toyc import client
 
-            answer = server.served(given)
+            answer = client.served(given)
             if answer is not None:
                 if args.command == "run" and answer["status"] == 0 and answer.get("exec"):
-                    return _exec(answer["exec"])
+                    return client.run_program(answer["exec"])
                 return answer["status"]
         if args.command in ("build", "watch"):
             output = default_output(args.file) if args.output is None else args.output
@@ -276,9 +272,9 @@ def _main(argv: list[str] | None, kept: dict | None = None, served: dict | None 
             print(json.dumps(report, indent=1) if args.json else text(report).rstrip("\n"))
             return 0
         if args.command == "server":
-            from toyc import server
+            from toyc import client
 
-            answer = server.control(args.action)
+            answer = client.control(args.action)
             if answer is None:
                 print("no build server is running" + (
                     " (TOYC_SERVER=0)" if os.environ.get("TOYC_SERVER") == "0" else ""))
@@ -307,7 +303,9 @@ def _main(argv: list[str] | None, kept: dict | None = None, served: dict | None 
         if served is not None:
             served["exec"] = command
             return 0
-        return _exec(command)
+        from toyc.client import run_program
+
+        return run_program(command)
     except CompileError as e:
         sys.stderr.write(e.render())
         n = len(e.diagnostics)
