@@ -505,3 +505,45 @@ def test_division_by_a_constant_is_the_quotient():
         for x in xs + [d, -d, d - 1, 1 - d, 3 * d, -3 * d]:
             x = wrap(x)
             assert quotient(x, d) == div(x, d), (x, d)
+
+
+_SPIED: dict = {}
+
+
+def _spy(bounds):
+    """Lowers as the workers do, noting which process did."""
+    with open(_SPIED["file"], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return _SPIED["real"](bounds)
+
+
+def test_lowering_in_worker_processes_makes_the_same_bytes(tmp_path, monkeypatch):
+    """A full build lowers a big program in worker processes (forked after checking); the
+    output is byte for byte the one-process build's, for random programs cut into batches
+    of 3 declarations (so that every program is lowered by workers), with and without debug
+    info, executables and objects."""
+    import test_incremental_random as gen
+
+    from toyc import driver
+    from toyc.session import Session
+
+    rnd = random.Random(3)
+    monkeypatch.setattr(driver, "LOWER_BATCH", 3)
+    lowered_by = tmp_path / "pids"
+    monkeypatch.setitem(_SPIED, "file", lowered_by)
+    monkeypatch.setitem(_SPIED, "real", driver._lower_range)
+    monkeypatch.setattr(driver, "_lower_range", _spy)
+    for k in range(6):
+        program = gen.new_program(rnd)
+        for _ in range(k):
+            program, _ = gen.apply_edits(program, rnd.sample(gen.EDITS, 2), rnd)
+        src = tmp_path / f"p{k}.toy"
+        src.write_text(gen.render(program))
+        outputs = []
+        for jobs in ("1", "2", "3"):
+            monkeypatch.setenv("TOYC_JOBS", jobs)
+            out = tmp_path / f"p{k}-{jobs}"
+            Session.full_build(str(src), str(out), debug=k % 2 == 0, relocatable=k == 5)
+            outputs.append(out.read_bytes())
+        assert outputs[0] == outputs[1] == outputs[2], f"program {k}"
+    assert os.getpid() not in {int(p) for p in lowered_by.read_text().split()}

@@ -30,6 +30,7 @@ RUNTIME_RODATA_HINT = 512
 # what the runtime imports from the C library in a dynamically linked executable
 RUNTIME_IMPORTS_HINT = 8
 RECURSION_LIMIT = 20000
+LOWER_BATCH = 256  # declarations a lowering worker is given at a time
 
 
 @dataclass
@@ -104,14 +105,61 @@ def lower_decl(d: A.Decl, program: Program, arch: Arch) -> Code | None:
     return code
 
 
+def jobs() -> int:
+    """How many processes a full build lowers in: TOYC_JOBS, else the CPUs this process may
+    run on."""
+    try:
+        n = int(os.environ.get("TOYC_JOBS") or 0)
+    except ValueError:
+        n = 0
+    return n if n > 0 else len(os.sched_getaffinity(0))
+
+
+# What the lowering workers lower: set before they are forked, so that they inherit the checked
+# program instead of receiving it.
+_LOWERING: tuple[list[A.Decl], Program, Arch] | None = None
+
+
+def _quiet_worker() -> None:
+    # Ctrl-C on a terminal reaches every process of the group: the build's own process stops
+    # the workers, which must not each print a traceback.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _lower_range(bounds: tuple[int, int]) -> list[Code | None]:
+    decls, program, arch = _LOWERING
+    return [lower_decl(d, program, arch) for d in decls[bounds[0] : bounds[1]]]
+
+
 def lower_all(decls: list[A.Decl], program: Program, arch: Arch,
               progress: Progress) -> list[Code | None]:
-    """The code of every declaration, in order."""
+    """The code of every declaration, in order. A big program is lowered on every CPU: in
+    worker processes forked after checking (each declaration's code depends only on it and
+    the checked program, so the result is the same as in one process), which send back the
+    code as plain data (bytes, relocations, line fields, debug descriptions)."""
+    global _LOWERING
     progress.step("generating code", len(decls))
+    n = min(jobs(), len(decls) // LOWER_BATCH)
+    if n < 2:
+        codes = []
+        for d in decls:
+            codes.append(lower_decl(d, program, arch))
+            progress.advance()
+        return codes
+    import multiprocessing
+
+    bounds = [(k, min(k + LOWER_BATCH, len(decls))) for k in range(0, len(decls), LOWER_BATCH)]
     codes = []
-    for d in decls:
-        codes.append(lower_decl(d, program, arch))
-        progress.advance()
+    _LOWERING = (decls, program, arch)
+    try:
+        with multiprocessing.get_context("fork").Pool(n, _quiet_worker) as pool:
+            for batch in pool.imap(_lower_range, bounds):
+                codes += batch
+                progress.advance(len(batch))
+    finally:
+        _LOWERING = None
     return codes
 
 
