@@ -39,6 +39,7 @@ say only what DWARF needs of a type.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import struct
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from linker import elf
 from linker.atom import pad_to_ideal
 from linker.elf_file import ElfFile, Section
 from linker.leb128 import sleb, uleb
+from linker.state_rows import Rows
 
 # ---- what the compiler says of a declaration (`Code.debug`) ------------------------------------
 
@@ -304,6 +306,7 @@ class Dwarf:
         # section -> the bytes of linked C objects' debug info before Toy's part (`add_inputs`)
         self.bases: dict[str, int] = {}
         self.entries: dict[str, Entry] = {}
+        self.entry_rows = Rows()  # their state rows as last built
         self.info_region = Region(0, 0, [])
         self.line_region = Region(0, 0, [])
         self.frame_region = Region(0, 0, [])
@@ -749,14 +752,24 @@ class Dwarf:
         return {
             "sections": self.sections,
             "bases": self.bases,
-            "entries": [[n, _block(e.info), _block(e.line), e.decl_line, e.kind,
-                         _block(e.frame)] for n, e in self.entries.items()],
+            "entries": self._entry_rows(),
             "regions": [[r.start, r.end, r.free]
                         for r in (self.info_region, self.line_region, self.frame_region)],
             "types": [[name, off] for name, off in self.types.items()],
             "code_range": list(self.code_range),
             "header": [self.name_offset, self.line_dir_at, self.line_file_at],
         }
+
+    def _entry_rows(self) -> list:
+        """The entries' state rows, built again only for entries that changed."""
+        items = list(self.entries.items())
+
+        def row(i: int) -> list:
+            n, e = items[i]
+            return [n, _block(e.info), _block(e.line), e.decl_line, e.kind, _block(e.frame)]
+
+        now = list(zip(self.entries, map(_ENTRY_FIELDS, self.entries.values()), strict=True))
+        return self.entry_rows.update(now, row)
 
     @classmethod
     def from_state(cls, elf_file: ElfFile, arch_info, source_path: str, state: dict) -> Dwarf:
@@ -767,12 +780,20 @@ class Dwarf:
                      for n, i, ln, decl_line, kind, frame in state["entries"]}
         if len(d.entries) != len(state["entries"]):
             raise ValueError("a declaration has two debug entries")
+        d.entry_rows = Rows(list(state["entries"]), list(zip(
+            d.entries, map(_ENTRY_FIELDS, d.entries.values()), strict=True)))
         d.info_region, d.line_region, d.frame_region = (
             Region(s, e, [list(f) for f in free]) for s, e, free in state["regions"])
         d.types = {n: off for n, off in state["types"]}
         d.code_range = tuple(state["code_range"])
         d.name_offset, d.line_dir_at, d.line_file_at = state["header"]
         return d
+
+
+# What an entry's state row is built from: its own fields and its blocks'
+_ENTRY_FIELDS = operator.attrgetter(*(f"{block}.{f}" for block in ("info", "line", "frame")
+                                      for f in ("offset", "capacity", "size", "digest",
+                                                "line_at", "addrs")), "decl_line", "kind")
 
 
 def _block(b: Block) -> list:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,7 @@ from linker.code import (
 )
 from linker.dwarf import REFERRED, RELOCATED, Dwarf
 from linker.elf_file import ElfFile, LinkError, Section
+from linker.state_rows import Rows
 
 if TYPE_CHECKING:
     from linker.dynamic import Dynamic
@@ -138,6 +140,14 @@ class Symbol:
     size: int = -1  # -1: the atom's
 
 
+# The fields an atom's and a symbol's state rows are built from (see `state`)
+_ATOM_FIELDS = operator.attrgetter("name", "section", "value", "size", "align", "prev", "next",
+                                   "alive", "relocs", "code_hash", "line", "epoch",
+                                   "line_fields")
+_SYMBOL_FIELDS = operator.attrgetter("name", "atom", "type", "bind", "target", "slot",
+                                     "trampoline", "listed", "exports", "value", "size")
+
+
 class ZigObject:
     def __init__(self, elf_file: ElfFile, arch, source_path: str,
                  size_hints: dict[str, int] | None = None, relocatable: bool = False,
@@ -170,10 +180,12 @@ class ZigObject:
         # nav -> its exports under other names: export name -> symbol (sharing the nav's atom)
         self.exports: dict[str, dict[str, int]] = {}
         self.users: dict[Target, set[int]] = {}  # target -> atoms with relocations to it
-        # For the state: relocation target -> its index in the saved table, and per atom its
-        # relocations as last encoded, (the list encoded, the encoding)
+        # For the state: relocation target -> its index in the saved table; the rows of the
+        # atoms and symbols as last built
         self.target_ids: dict[Target, int] = {}
-        self.reloc_rows: list[tuple[list, list] | None] = []
+        self.target_rows: list[list] = []  # by index
+        self.atom_rows = Rows()
+        self.symbol_rows = Rows()
         self.section_of: dict[str, int] = {}  # "text"... -> section index
         # .symtab rows: fixed ones (null, file, sections), then locals, then globals
         self.slots: list[int] = []  # row -> symbol, for rows after the fixed ones
@@ -1351,9 +1363,9 @@ class ZigObject:
     def state(self) -> dict:
         """Everything the next update needs, as plain data. Relocation targets are stored
         once, in a table that only grows (so that an atom's row changes only with the atom),
-        and referred to by index; an atom's relocations are encoded again only when the atom
-        got new ones."""
-        targets = self.target_ids
+        and referred to by index; rows are built again only for atoms and symbols that
+        changed (`state_rows.py`)."""
+        targets, target_rows = self.target_ids, self.target_rows
 
         def target(t: Target | None) -> int:
             if t is None:
@@ -1361,28 +1373,29 @@ class ZigObject:
             index = targets.get(t)
             if index is None:
                 index = targets[t] = len(targets)
+                target_rows.append([t.kind, t.key.hex() if isinstance(t.key, bytes) else t.key])
             return index
 
-        cache = self.reloc_rows
-        cache += [None] * (len(self.atoms) - len(cache))
-        atoms = []
-        for i, a in enumerate(self.atoms):
-            known = cache[i]
-            if known is None or known[0] is not a.relocs:
-                relocs = []
-                for r in a.relocs:
-                    relocs += (r.offset, r.type, target(r.target), r.addend)
-                known = cache[i] = (a.relocs, relocs)
-            atoms.append([a.name, a.section, a.value, a.size, a.align, a.prev, a.next, a.alive,
-                          known[1], a.code_hash, a.line, a.epoch, a.line_fields])
-        symbols = [[s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline,
-                    s.listed, s.exports, s.value, s.size] for s in self.symbols]
+        def atom_row(i: int) -> list:
+            a = self.atoms[i]
+            relocs = []
+            for r in a.relocs:
+                relocs += (r.offset, r.type, target(r.target), r.addend)
+            return [a.name, a.section, a.value, a.size, a.align, a.prev, a.next, a.alive,
+                    relocs, a.code_hash, a.line, a.epoch, a.line_fields]
+
+        def symbol_row(i: int) -> list:
+            s = self.symbols[i]
+            return [s.name, s.atom, s.type, s.bind, target(s.target), s.slot, s.trampoline,
+                    s.listed, s.exports, s.value, s.size]
+
+        atoms = self.atom_rows.update(list(map(_ATOM_FIELDS, self.atoms)), atom_row)
+        symbols = self.symbol_rows.update(list(map(_SYMBOL_FIELDS, self.symbols)), symbol_row)
         return {
             "version": STATE_VERSION,
             "elf": self.elf.state(),
             "source_path": self.source_path,
-            "targets": [[t.kind, t.key.hex() if isinstance(t.key, bytes) else t.key]
-                        for t in targets],  # (in insertion order: by index)
+            "targets": target_rows,
             "atoms": atoms,
             "symbols": symbols,
             "slots": self.slots,
@@ -1407,17 +1420,17 @@ class ZigObject:
         zo = cls(ElfFile.from_state(fd, arch.info.page_size, state["elf"]), arch,
                  state["source_path"])
         zo.target_ids = {t: i for i, t in enumerate(targets)}
+        zo.target_rows = list(state["targets"])
         if len(zo.target_ids) != len(targets):
             raise ValueError("a relocation target is listed twice")
         users: dict[int, set[int]] = {}
-        cache = zo.reloc_rows = []
         for index, (name, section, value, size, align, prev, nxt, alive, relocs, digest, line,
                     epoch, fields) in enumerate(state["atoms"]):
-            decoded = [Reloc(relocs[k], relocs[k + 1], targets[relocs[k + 2]], relocs[k + 3])
-                       for k in range(0, len(relocs), 4)]
-            cache.append((decoded, relocs))
-            zo.atoms.append(Atom(name, section, value, size, align, prev, nxt, alive, decoded,
-                                 digest, line, epoch, [tuple(f) for f in fields]))
+            zo.atoms.append(Atom(
+                name, section, value, size, align, prev, nxt, alive,
+                [Reloc(relocs[k], relocs[k + 1], targets[relocs[k + 2]], relocs[k + 3])
+                 for k in range(0, len(relocs), 4)],
+                digest, line, epoch, [tuple(f) for f in fields]))
             if alive:
                 for t in set(relocs[2::4]):
                     users.setdefault(t, set()).add(index)
@@ -1461,6 +1474,9 @@ class ZigObject:
                       if s.target is not None and s.target.kind in ("nav", "weak") and not s.atom
                       and s.slot >= 0}
         zo._init_tables()
+        # (the rows read are the rows of the objects as they are now)
+        zo.atom_rows = Rows(list(state["atoms"]), list(map(_ATOM_FIELDS, zo.atoms)))
+        zo.symbol_rows = Rows(list(state["symbols"]), list(map(_SYMBOL_FIELDS, zo.symbols)))
         return zo
 
 
