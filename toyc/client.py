@@ -22,15 +22,12 @@ background for the next build.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
-import struct
 import sys
-import zlib
 
-_HEADER = struct.Struct("<I")
+TYPE_CHECKING = False  # (not typing's: `toyc --version` imports nothing it does not need)
+if TYPE_CHECKING:
+    import socket
 
 
 def identity() -> list[str]:
@@ -42,6 +39,8 @@ def identity() -> list[str]:
 
 def socket_path() -> str | None:
     """Where this toyc's server listens, or None when there must be no server."""
+    import zlib
+
     if os.environ.get("TOYC_SERVER", "1") == "0":
         return None
     directory = os.environ.get("TOYC_SERVER_DIR") or (
@@ -59,16 +58,24 @@ def socket_path() -> str | None:
 
 
 def send(conn: socket.socket, message: dict, fds: list[int] | None = None) -> None:
+    """One message: its length (4 bytes, little-endian), then JSON."""
+    import json
+    import socket
+
     data = json.dumps(message).encode()
+    framed = len(data).to_bytes(4, "little") + data
     if fds:
-        socket.send_fds(conn, [_HEADER.pack(len(data)) + data], fds)
+        socket.send_fds(conn, [framed], fds)
     else:
-        conn.sendall(_HEADER.pack(len(data)) + data)
+        conn.sendall(framed)
 
 
 def receive(conn: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[int]]:
     """One message (None at the end of the connection), and the descriptors that came with
     it."""
+    import json
+    import socket
+
     fds: list[int] = []
     if with_fds:
         data, fds, _, _ = socket.recv_fds(conn, 1 << 16, with_fds)
@@ -77,21 +84,23 @@ def receive(conn: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[i
     if not data:
         return None, fds
     buf = bytearray(data)
-    while len(buf) < _HEADER.size or len(buf) < _HEADER.size + _HEADER.unpack_from(buf)[0]:
+    while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "little"):
         more = conn.recv(1 << 16)
         if not more:
             for fd in fds:
                 os.close(fd)
             return None, []
         buf += more
-    (n,) = _HEADER.unpack_from(buf)
-    return json.loads(buf[_HEADER.size : _HEADER.size + n]), fds
+    return json.loads(buf[4 : 4 + int.from_bytes(buf[:4], "little")]), fds
 
 
 def served(argv: list[str]) -> dict | None:
     """Run `toyc ARGV` (a build, or a run's build) in the server. Its answer ({"status": N},
     and for a run {"exec": [...]}), or None if there is no server to take it (then one is
     started for the next time)."""
+    import signal
+    import socket
+
     path = socket_path()
     if path is None:
         return None
@@ -130,6 +139,8 @@ def served(argv: list[str]) -> dict | None:
 
 def control(what: str) -> dict | None:
     """Ask the server `what` ("status" or "stop"): its answer, None if none is running."""
+    import socket
+
     path = socket_path()
     if path is None:
         return None
@@ -170,6 +181,11 @@ def run_program(command: list[str]) -> int:
 
 def main() -> int:
     argv = sys.argv[1:]
+    if argv == ["--version"]:  # (the one answer that needs nothing else)
+        from toyc import __version__
+
+        print(f"toyc {__version__}")
+        return 0
     if argv[:1] in (["build"], ["run"]):
         try:
             answer = served(argv)
