@@ -31,6 +31,7 @@ RUNTIME_RODATA_HINT = 512
 RUNTIME_IMPORTS_HINT = 8
 RECURSION_LIMIT = 20000
 LOWER_BATCH = 256  # declarations a lowering worker is given at a time
+PARALLEL_CHUNKS = 200  # a worker process compiles at least this many declarations
 
 
 @dataclass
@@ -170,16 +171,44 @@ def lower(program: Program, arch: Arch) -> tuple[dict[str, Code], dict[str, Code
     return funcs, globals_
 
 
-def front_end(path: str, timings: Timings, need_main: bool = True) -> tuple[Program, dict]:
-    """Read, split, parse and check a whole file: the checked program, and the chunk each
-    declaration came from (by `id` of the declaration). An object needs no `main`."""
-    # The checker and code generators recurse once or a few times per level of nesting.
+def compile_all(path: str, arch: Arch, timings: Timings, need_main: bool = True,
+                ) -> tuple[Program, dict, list[Code | None]]:
+    """Read, split, parse, check and lower a whole file: the checked program, the chunk each
+    declaration came from (by `id` of the declaration) and every declaration's code. A big
+    program is compiled by worker processes, one per CPU (`parallel.py`), in which case the
+    program's functions are headers (their code is made); one with errors is compiled again
+    here, for exactly these messages."""
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     source = timings.run("read", read_source, path)
+    chunks = split(source.text)
+    n = min(jobs(), len(chunks) // PARALLEL_CHUNKS)
+    if n >= 2:
+        from toyc import parallel
+
+        try:
+            return timings.run("compile", parallel.compile_program, source, chunks, arch,
+                               need_main, n, timings.progress)
+        except parallel.Fallback:
+            pass
+    program, chunk_of = _front_end(source, chunks, timings, need_main)
+    codes = timings.run("lower", lower_all, program.decls, program, arch, timings.progress)
+    return program, chunk_of, codes
+
+
+def _front_end(source: Source, chunks: list[Chunk], timings: Timings, need_main: bool,
+               ) -> tuple[Program, dict]:
     decls, syntax_errors, unparsed, chunk_of = timings.run(
-        "parse", parse_chunks, split(source.text), timings.progress)
+        "parse", parse_chunks, chunks, timings.progress)
     timings.progress.close()
     return (timings.run("check", check, source, decls, syntax_errors, unparsed, None,
                         need_main), chunk_of)
 
 
+def front_end(path: str, timings: Timings, need_main: bool = True) -> tuple[Program, dict]:
+    """Read, split, parse and check a whole file in this process: the checked program, and the
+    chunk each declaration came from (by `id` of the declaration). An object needs no
+    `main`."""
+    # The checker and code generators recurse once or a few times per level of nesting.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    source = timings.run("read", read_source, path)
+    return _front_end(source, split(source.text), timings, need_main)

@@ -40,8 +40,7 @@ from toyc.driver import (
     RUNTIME_RODATA_HINT,
     RUNTIME_TEXT_HINT,
     Timings,
-    front_end,
-    lower_all,
+    compile_all,
     lower_decl,
     parse_chunks,
     read_source,
@@ -241,8 +240,8 @@ class Session:
         timings = timings or Timings()
         start = time.perf_counter()
         link = link or LinkArgs()
-        program, chunk_of = front_end(path, timings, need_main=not relocatable)
         arch = get_arch(arch_name)
+        program, chunk_of, codes = compile_all(path, arch, timings, need_main=not relocatable)
         res, inputs = None, {}
         if link:
             from toyc.inputs import describe, input_paths, load_inputs, resolve_inputs, with_libc
@@ -255,7 +254,6 @@ class Session:
         elif not relocatable:
             _no_externs(program)
         decls, text = program.decls, program.source.text
-        codes = timings.run("lower", lower_all, decls, program, arch, timings.progress)
         _check_output(path, output)
         out = Path(output)
         directory = out.parent if str(out.parent) else Path(".")
