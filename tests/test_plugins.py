@@ -5,7 +5,9 @@ through one hook, a misbehaving one named."""
 from __future__ import annotations
 
 import inspect
+import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -171,7 +173,9 @@ def toyc_register_architectures(register):
 def install(site: Path, name: str, version: str, module: str, code: str) -> None:
     """A distribution in `site` (put on PYTHONPATH) with a `toyc` entry point."""
     (site / f"{module}.py").write_text(code)
-    info = site / f"{name}-{version}.dist-info"
+    # (the directory's name has the name with underscores, as a wheel's: importlib.metadata
+    # reads the name up to the first hyphen)
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[toyc]\n{name} = {module}\n")
@@ -272,3 +276,27 @@ def test_registering_wrongly_is_named(tmp_path: Path):
         status, out, err = toyc_with(site, "build", "p.toy", cwd=tmp_path, plugins=name)
         assert (status, out, err) == (1, "", f"toyc: error: {message}\n"), name
     assert not (tmp_path / "p").exists()
+
+
+def test_installing_and_removing_a_plugin_is_noticed_through_the_cache(tmp_path: Path,
+                                                                      monkeypatch):
+    """The entry points are cached (in XDG_CACHE_HOME) while the directories on sys.path are
+    as they were: a build after a plugin is installed loads it, one after it is removed does
+    not, and an unchanged installation reads the cache instead of every distribution."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (tmp_path / "p.toy").write_text("fn main() {}\n")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    install(site, "toyc-other", "1.0", "toyc_other", "")  # (metadata in `site` from the start)
+    assert toyc_with(site, "build", "p.toy", cwd=tmp_path)[0] == 0
+    assert not (tmp_path / "p.log").exists()
+    install(site, "toyc-logger", "1.2", "toyc_logger", OBSERVER)
+    assert toyc_with(site, "build", "--full", "p.toy", cwd=tmp_path)[0] == 0
+    assert (tmp_path / "p.log").read_text().startswith("full ")
+    cached = [json.loads(p.read_text()) for p in cache.glob("toyc/plugins-*.json")]
+    assert any(["toyc-logger", "toyc_logger"] in c["entry_points"] for c in cached)
+    shutil.rmtree(site / "toyc_logger-1.2.dist-info")
+    (tmp_path / "p.log").unlink()
+    assert toyc_with(site, "build", "--full", "p.toy", cwd=tmp_path)[0] == 0
+    assert not (tmp_path / "p.log").exists()

@@ -2,7 +2,10 @@
 rest of toyc sees it.
 
 Built-in plugins are registered by module name, third-party ones through the `toyc` entry-point
-group; both answer the same hooks (`hookspecs.py`). An architecture plugin registers objects
+group; both answer the same hooks (`hookspecs.py`). Finding the entry points means reading every
+installed distribution's metadata, so the list is cached in the user's cache directory, and
+used while every directory Python finds packages in is as it was (installing or removing a
+distribution changes its directory). An architecture plugin registers objects
 that answer the questions about the CPU (`toyc.arch.Architecture`); `Arch` wraps one and checks
 its answers. TOYC_PLUGINS, if set, names the entry points to load (comma-separated; empty:
 none). A plugin that fails to load, raises in a hook or a method of its architecture, or returns
@@ -12,9 +15,13 @@ something of the wrong kind is a user-facing error naming the plugin.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
-import importlib.metadata
+import json
 import os
+import sys
+import tempfile
+from pathlib import Path
 
 import pluggy
 
@@ -44,22 +51,83 @@ def plugin_manager() -> pluggy.PluginManager:
         pm.register(importlib.import_module(module), name=name)
     allowed = os.environ.get(PLUGINS_ENV)
     wanted = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for ep in importlib.metadata.entry_points(group=GROUP):
-        if wanted is not None and ep.name not in wanted:
+    for name, value in entry_points():
+        if wanted is not None and name not in wanted or pm.has_plugin(name):
             continue
         try:
-            pm.load_setuptools_entrypoints(GROUP, name=ep.name)
+            pm.register(_load(value), name=name)
         except Exception as e:  # its code, not toyc's
-            raise UserError(f"plugin '{ep.name}' failed to load: {type(e).__name__}: {e}") \
+            raise UserError(f"plugin '{name}' failed to load: {type(e).__name__}: {e}") \
                 from None
     return pm
+
+
+def _load(value: str) -> object:
+    """What an entry point's value (`module:attr.attr [extras]`) names, as importlib.metadata
+    loads it."""
+    module, _, attrs = value.split("[")[0].strip().partition(":")
+    obj = importlib.import_module(module.strip())
+    for attr in filter(None, attrs.strip().split(".")):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def _metadata_time(path: str) -> int | None:
+    """The modification time of directory `path` if it holds distributions' metadata (0: it
+    cannot be read), else None: the working directory, on sys.path under `python -m`,
+    changes all the time without changing what is installed."""
+    try:
+        with os.scandir(path or ".") as entries:
+            if not any(e.name.endswith((".dist-info", ".egg-info", ".egg-link"))
+                       for e in entries):
+                return None
+        return os.stat(path or ".").st_mtime_ns
+    except OSError:
+        return 0
+
+
+def entry_points() -> list[tuple[str, str]]:
+    """(name, value) of each installed entry point of the `toyc` group, from the cache while
+    it holds: the directories on sys.path, with their modification times, are what they were
+    when it was written."""
+    key = [[p, _metadata_time(p)] for p in sys.path]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "toyc"
+    name = hashlib.blake2b(json.dumps([sys.executable, key]).encode(),
+                           digest_size=8).hexdigest()
+    cache = base / f"plugins-{name}.json"
+    try:
+        cached = json.loads(cache.read_text())
+        if cached["key"] == key and all(isinstance(n, str) and isinstance(v, str)
+                                        for n, v in cached["entry_points"]):
+            return [(n, v) for n, v in cached["entry_points"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    import importlib.metadata
+
+    found, seen = [], set()
+    for ep in importlib.metadata.entry_points(group=GROUP):
+        if ep.name not in seen:  # (the first of a name, as Python finds distributions)
+            seen.add(ep.name)
+            found.append((ep.name, ep.value))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=cache.name, suffix=".tmp", dir=base)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"key": key, "entry_points": found}, f)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # (no cache: the next run looks again)
+    return found
 
 
 def describe_plugins() -> list[str]:
     """One line per loaded plugin: name, version, the hooks it implements and the architectures
     it registers."""
+    import importlib.metadata
+
     pm = plugin_manager()
-    versions = {pm.get_name(p): dist.version for p, dist in pm.list_plugin_distinfo()}
+    versions = {ep.name: ep.dist.version for ep in importlib.metadata.entry_points(group=GROUP)
+                if ep.dist is not None}
     registered: dict[str, list[str]] = {}
     for plugin, arch in _registered():
         registered.setdefault(plugin, []).append(arch.info.name)
