@@ -280,3 +280,19 @@ def test_ctrl_c_stops_a_served_build(tmp_path: Path, served):
     r = toyc("build", "src.toy", "-o", "prog", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     check_against_clean(tmp_path, "after a Ctrl-C")
+
+
+def test_messages_in_the_clients_encoding(tmp_path: Path, served):
+    """An error quoting a non-ASCII source line is written as the client would write it: in
+    UTF-8, or with PYTHONIOENCODING=ascii:backslashreplace as escapes."""
+    src = tmp_path / "p.toy"
+    src.write_text('fn main() {\n    print("grüße", 1 + true);\n}\n')
+    assert toyc("build", "p.toy", cwd=tmp_path).returncode == 1  # (in-process; starts one)
+    status(served)
+    for env in ({}, {"PYTHONIOENCODING": "ascii:backslashreplace"}):
+        want = toyc("build", "p.toy", cwd=tmp_path, env={**without_server(), **env})
+        got = toyc("build", "p.toy", cwd=tmp_path, env={**os.environ, **env})
+        assert (got.returncode, got.stderr) == (want.returncode, want.stderr) and \
+            got.returncode == 1, env
+    assert status(served)["builds"] == 2
+    assert "\\xfc" in got.stderr

@@ -116,7 +116,12 @@ def served(argv: list[str]) -> dict | None:
             umask = os.umask(0)
             os.umask(umask)
             send(conn, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
-                        "umask": umask, "identity": identity()}, [0, 1, 2])
+                        "umask": umask, "identity": identity(),
+                        # (what this process would have written its messages in)
+                        "streams": [[getattr(f, "encoding", None) or "utf-8",
+                                     getattr(f, "errors", None) or "strict"]
+                                    for f in (sys.stdin, sys.stdout, sys.stderr)]},
+                 [0, 1, 2])
             hello, _ = receive(conn)
         except (OSError, ValueError):
             return None

@@ -164,8 +164,11 @@ def _build(request: dict, fds: list[int], kept: dict) -> dict:
     from toyc.cli import run_served
 
     saved = (os.getcwd(), dict(os.environ), sys.stdin, sys.stdout, sys.stderr)
-    streams = [os.fdopen(os.dup(fds[0]), "r"), os.fdopen(os.dup(fds[1]), "w"),
-               os.fdopen(os.dup(fds[2]), "w")]
+    # The client's streams, with the encoding and error handling the client has for them (its
+    # locale's, or PYTHONIOENCODING's), line-buffered as a terminal's would be.
+    kinds = request.get("streams") or [["utf-8", "strict"]] * 3
+    streams = [os.fdopen(os.dup(fd), mode, buffering=1, encoding=encoding, errors=errors)
+               for fd, mode, (encoding, errors) in zip(fds, "rww", kinds, strict=True)]
     try:
         os.chdir(request["cwd"])
         os.environ.clear()
