@@ -296,3 +296,50 @@ def test_messages_in_the_clients_encoding(tmp_path: Path, served):
             got.returncode == 1, env
     assert status(served)["builds"] == 2
     assert "\\xfc" in got.stderr
+
+
+def test_a_server_killed_at_any_write(tmp_path: Path, served):
+    """The server killed at a random write of an update (of the output or of the state): the
+    client builds in-process, says it rebuilt whenever the output had been written to, and
+    makes what a clean build makes; so does the next build."""
+    import test_crash as crash
+
+    rnd = random.Random(21)
+    program = gen.new_program(rnd)
+    (tmp_path / "src.toy").write_text(gen.render(program))
+    assert toyc("build", "src.toy", "-o", "prog", cwd=tmp_path,
+                env=without_server()).returncode == 0
+    path = served.socket_path()
+    killed = 0
+    for k in range(6):
+        log = tmp_path / f"strace{k}.log"
+        n = rnd.randint(1, 30)
+        server = subprocess.Popen([*crash.killed_at(n, log), sys.executable, "-m",
+                                   "toyc.server", path], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            pid = status(served)["pid"]
+            for step in range(3):  # (until the kill lands, or three served updates)
+                program, done = gen.apply_edits(program, rnd.sample(gen.EDITS, 2), rnd)
+                (tmp_path / "src.toy").write_text(gen.render(program))
+                what = f"kill {k} at write {n}, step {step} ({'; '.join(done)})"
+                r = toyc("build", "-v", "src.toy", "-o", "prog", cwd=tmp_path)
+                assert r.returncode == 0, f"{what}: {r.stderr}"
+                check_against_clean(tmp_path, what)
+                if server.poll() is not None:
+                    killed += 1
+                    if crash.wrote_to(log, "prog"):
+                        assert "full build" in r.stdout, f"{what}: trusted: {r.stdout}"
+                    break
+        finally:
+            if server.poll() is None:
+                served.control("stop")
+            server.wait(timeout=30)
+        gone(pid)
+        # and the next build, in-process, from what the server (or the client) left
+        program, _ = gen.apply_edits(program, rnd.sample(gen.EDITS, 1), rnd)
+        (tmp_path / "src.toy").write_text(gen.render(program))
+        r = toyc("build", "-v", "src.toy", "-o", "prog", cwd=tmp_path, env=without_server())
+        assert r.returncode == 0, r.stderr
+        check_against_clean(tmp_path, f"after kill {k}")
+    assert killed >= 3, f"only {killed} of 6 servers were killed in an update"
