@@ -44,7 +44,8 @@ def _arg_parser() -> argparse.ArgumentParser:
                        usage="toyc build [-h] [-o OUT] [options] FILE.toy [FILE.o | FILE.a | "
                        "FILE.so | -L DIR | -l NAME]...",
                        description="Compile FILE.toy to an executable (default: ./FILE), or "
-                       "update the one a previous build made. " + LINK_INPUTS)
+                       "update the one a previous build made. A full build of a big program "
+                       "uses every CPU (TOYC_JOBS=N: N processes). " + LINK_INPUTS)
     b.add_argument("file", metavar="FILE.toy")
     b.add_argument("-o", dest="output", metavar="OUT", help="write the executable to OUT")
     b.add_argument("--arch", default="x86_64", help="target architecture (default: x86_64)")
