@@ -382,6 +382,16 @@ def _on_terminal(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[in
     return p.wait(timeout=120), out
 
 
+def drew_progress(cwd: Path, env: dict) -> None:
+    """`toyc build --full big.toy` on a terminal drew the bars of a full build's steps, and
+    erased them."""
+    status, out = _on_terminal([*TOYC, "build", "--full", "big.toy"], cwd, env)
+    assert status == 0, out
+    text = out.decode("utf-8", "replace")
+    assert all(step in text for step in ("parsing", "generating code", "linking")), text[:500]
+    assert text.replace("\r", "\n").split("\n")[-1].strip() == "", "the bar was left"
+
+
 def test_long_full_build_shows_progress_on_a_terminal_only(tmp_path: Path):
     """A full build draws a progress bar on a terminal (parsing, generating code, linking),
     erased when it ends; nothing with -q, in a pipe, or for a build shorter than the delay.
@@ -392,11 +402,7 @@ def test_long_full_build_shows_progress_on_a_terminal_only(tmp_path: Path):
                    for i in range(2500))
     (tmp_path / "big.toy").write_text(body + "fn main() -> int { print(f7(3)); return 0; }\n")
     at_once = {**os.environ, "TOYC_PROGRESS_DELAY": "0"}
-    status, out = _on_terminal([*TOYC, "build", "--full", "big.toy"], tmp_path, at_once)
-    assert status == 0, out
-    text = out.decode("utf-8", "replace")
-    assert all(step in text for step in ("parsing", "generating code", "linking")), text[:500]
-    assert text.replace("\r", "\n").split("\n")[-1].strip() == "", "the bar was left"
+    drew_progress(tmp_path, at_once)
     assert run([str(tmp_path / "big")]).stdout == "22\n"
     assert _on_terminal([*TOYC, "build", "-q", "--full", "big.toy"], tmp_path,
                         at_once) == (0, b"")
