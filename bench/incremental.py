@@ -207,11 +207,12 @@ def pick_targets(n: int, count: int) -> list[int]:
 class Watch:
     """`toyc watch` as a subprocess; a thread reads its stdout and timestamps every line."""
 
-    def __init__(self, toy: Path, out: Path, stderr_path: Path):
+    def __init__(self, toy: Path, out: Path, stderr_path: Path, extra: tuple[str, ...] = ()):
         self.stderr_path = stderr_path
         self.stderr = open(stderr_path, "w")  # a file, so a chatty watch never blocks on a pipe
         try:
-            self.proc = subprocess.Popen([*toyc_command(), "watch", str(toy), "-o", str(out)],
+            self.proc = subprocess.Popen([*toyc_command(), "watch", *extra, str(toy), "-o",
+                                          str(out)],
                                          cwd=toy.parent, stdout=subprocess.PIPE,
                                          stderr=self.stderr, text=True, bufsize=1)
         except OSError:
@@ -305,8 +306,10 @@ def full_builds(res: SizeResult, seed: int, repeat: int, work: Path, timeout: fl
 
 
 def watch_edits(res: SizeResult, seed: int, edits_per_kind: int, work: Path,
-                timeout: float, full_timeout: float) -> dict[int, gen.Edit]:
-    """Run the three kinds of edit through one `toyc watch`; returns the edits in force."""
+                timeout: float, full_timeout: float,
+                extra: tuple[str, ...] = ()) -> dict[int, gen.Edit]:
+    """Run the three kinds of edit through one `toyc watch` (with the options `extra`);
+    returns the edits in force."""
     n = res.n
     d = work / "watch"
     d.mkdir()
@@ -316,7 +319,7 @@ def watch_edits(res: SizeResult, seed: int, edits_per_kind: int, work: Path,
     targets = pick_targets(n, 1 + 2 * edits_per_kind)
     same, grow = targets[0], targets[1:]
     log(f"N={n}: toyc watch (first build)")
-    w = Watch(toy, out, work / "watch.stderr")
+    w = Watch(toy, out, work / "watch.stderr", extra)
     try:
         _, res.watch_first_line, _ = w.summary(full_timeout)
         for kind in KINDS:
