@@ -180,8 +180,9 @@ def test_a_server_killed_in_a_build_leaves_the_client_building(tmp_path: Path, s
 
 
 def test_a_server_whose_code_changed_declines(tmp_path: Path, served, monkeypatch):
-    """A file appearing where Python finds packages (a plugin installed): the server declines
-    the build and ends, the client builds in-process, and the next build has a new server."""
+    """A distribution appearing where Python finds packages (a plugin installed): the server
+    declines the build and ends, the client builds in-process, and the next build has a new
+    server."""
     extra = tmp_path / "site"
     extra.mkdir()
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
@@ -189,7 +190,9 @@ def test_a_server_whose_code_changed_declines(tmp_path: Path, served, monkeypatc
     (tmp_path / "src.toy").write_text(big_program(5))
     assert toyc("build", "src.toy", "-o", "prog", cwd=tmp_path).returncode == 0
     old = status(served)
-    (extra / "newly_installed.py").write_text("")
+    (extra / "newly_installed-1.0.dist-info").mkdir()
+    (extra / "newly_installed-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: newly-installed\nVersion: 1.0\n")
     (tmp_path / "src.toy").write_text(big_program(5, 2))
     r = toyc("build", "-v", "src.toy", "-o", "prog", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("updated"), r.stderr
@@ -339,3 +342,27 @@ def test_a_server_killed_at_any_write(tmp_path: Path, served):
         assert r.returncode == 0, r.stderr
         check_against_clean(tmp_path, f"after kill {k}")
     assert killed >= 3, f"only {killed} of 6 servers were killed in an update"
+
+
+def test_a_server_whose_plugin_changed_declines(tmp_path: Path, served, monkeypatch):
+    """A plugin's module edited after the server loaded it: the server declines, the client
+    builds in-process with the new code, and the server ends."""
+    from test_plugins import OBSERVER, install
+
+    site = tmp_path / "site"
+    site.mkdir()
+    install(site, "toyc-logger", "1.2", "toyc_logger", OBSERVER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
+    (tmp_path / "src.toy").write_text(big_program(5))
+    assert toyc("build", "src.toy", "-o", "prog", cwd=tmp_path).returncode == 0
+    old = status(served)
+    (tmp_path / "src.toy").write_text(big_program(5, 2))
+    assert toyc("build", "src.toy", "-o", "prog", cwd=tmp_path).returncode == 0
+    assert status(served)["builds"] == 1 and (tmp_path / "prog.log").read_text().count(
+        "\n") == 2
+    (site / "toyc_logger.py").write_text(OBSERVER.replace("'update'", "'changed'"))
+    (tmp_path / "src.toy").write_text(big_program(5, 3))
+    assert toyc("build", "src.toy", "-o", "prog", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "prog.log").read_text().splitlines()[-1].startswith("changed ")
+    gone(old["pid"])

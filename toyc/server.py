@@ -43,16 +43,24 @@ def _stat(path: str) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def code_changed(key: dict[str, tuple[int, int, int]]) -> bool:
+def _installed() -> list:
+    """The directories Python finds packages in, with the time of those that hold
+    distributions (a plugin installed or removed changes it; see `plugins.entry_points`)."""
+    from toyc.plugins import _metadata_time
+
+    return [(p, _metadata_time(p)) for p in sys.path]
+
+
+def code_changed(key: dict) -> bool:
     """Whether what the server's answers depend on besides the request changed: the files of
-    the modules it loaded and the directories Python finds packages in (a plugin installed or
-    removed), as `key` remembers them. Modules loaded since (a build imports some only when it
-    needs them) are remembered from now on."""
+    the modules it loaded and what is installed, as `key` remembers them. Modules loaded since
+    (a build imports some only when it needs them) are remembered from now on."""
     for m in list(sys.modules.values()):
         f = getattr(m, "__file__", None)
         if isinstance(f, str) and f not in key:
             key[f] = _stat(f)
-    return any(_stat(p) != st for p, st in key.items())
+    return key.get("") != _installed() or \
+        any(_stat(p) != st for p, st in key.items() if p)
 
 
 def serve(path: str) -> None:
@@ -78,7 +86,7 @@ def serve(path: str) -> None:
     listener.listen(8)
     try:
         _warm_up()
-        key = {p: _stat(p) for p in sys.path if p}
+        key: dict = {"": _installed()}
         code_changed(key)
         kept: dict = {}
         stats = {"pid": os.getpid(), "socket": path, "builds": 0, "idle_s": idle}
