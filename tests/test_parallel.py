@@ -101,3 +101,31 @@ def test_externs_and_the_c_library_on_every_core(tmp_path: Path, monkeypatch, sm
             build_with(jobs, monkeypatch, src, tmp_path / "p")
         said.append(e.value.render() if isinstance(e.value, CompileError) else str(e.value))
     assert said[0] == said[1] and "undefined symbol: labs" in said[0]
+
+
+def test_workers_end_with_a_killed_build(tmp_path: Path):
+    """A full build killed (SIGKILL) while its workers compile: the workers find the end of
+    their pipes and end too, instead of waiting for it forever."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from test_server import big_program, finish, on_terminal_until
+
+    from conftest import TOYC
+
+    (tmp_path / "src.toy").write_text(big_program(6000))
+    marker = str(tmp_path / "killed-build-output")
+    build = on_terminal_until([*TOYC, "build", "--full", "src.toy", "-o", marker], tmp_path,
+                              b"parsing")
+    build[0].send_signal(signal.SIGKILL)
+    finish(*build)
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+        if not left.split():
+            break
+        time.sleep(0.2)
+    assert not left.split(), f"workers left running: {left}"
+    assert not os.path.exists(marker)

@@ -84,6 +84,50 @@ def check_against_clean(work: Path, what: str) -> None:
     assert symbols(work / "prog") == symbols(work / "clean"), what
 
 
+def on_terminal_until(cmd: list[str], cwd: Path, marker: bytes):
+    """Start `cmd` on a 24x80 pseudo-terminal with the progress bars drawn at once, and return
+    (the process, the terminal, what it wrote) once it has written `marker`: a point in the
+    middle of a build, whatever the machine's speed."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(cmd, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
+                            env={**os.environ, "TOYC_PROGRESS_DELAY": "0"})
+    os.close(slave)
+    seen = b""
+    while marker not in seen:
+        chunk = os.read(master, 4096)
+        assert chunk, seen
+        seen += chunk
+    return proc, master, seen
+
+
+def finish(proc: subprocess.Popen, master: int, seen: bytes) -> tuple[int, str]:
+    """The rest of what `on_terminal_until`'s process writes (until every process holding the
+    terminal has closed it, within a minute), and its status."""
+    import select
+
+    end = time.monotonic() + 60
+    try:
+        while True:
+            assert select.select([master], [], [], max(0.0, end - time.monotonic()))[0], \
+                "the terminal was still open after a minute: " + seen[-500:].decode(
+                    "utf-8", "replace")
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: everything holding the terminal closed it
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    return proc.wait(timeout=120), seen.decode("utf-8", "replace")
+
+
 def test_served_builds_match_clean_builds(tmp_path: Path, served):
     rnd = random.Random(7)
     program = gen.new_program(rnd)
@@ -144,16 +188,14 @@ def big_program(n: int, k: int = 1) -> str:
 def test_a_server_killed_in_a_build_leaves_the_client_building(tmp_path: Path, served):
     """Killed in a full build and killed at its first write of an update's output: the client
     builds in-process, and the output is what a clean build makes."""
-    (tmp_path / "src.toy").write_text(big_program(1500))
+    (tmp_path / "src.toy").write_text(big_program(6000))
     assert toyc("build", "src.toy", "-o", "prog", cwd=tmp_path).returncode == 0
     pid = status(served)["pid"]
-    client = subprocess.Popen([*TOYC, "build", "-v", "--full", "src.toy", "-o", "prog"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    time.sleep(0.5)
+    client = on_terminal_until([*TOYC, "build", "-v", "--full", "src.toy", "-o", "prog"],
+                               tmp_path, b"generating code")
     os.kill(pid, signal.SIGKILL)
-    out, err = client.communicate(timeout=120)
-    assert client.returncode == 0 and "full build" in out, err
+    code, out = finish(*client)
+    assert code == 0 and "(full build)" in out and "Traceback" not in out, out[-2000:]
     check_against_clean(tmp_path, "server killed in a full build")
 
     # A server of our own, under strace, killed at its first write of the output.
@@ -266,37 +308,14 @@ def test_ctrl_c_stops_a_served_build(tmp_path: Path, served):
     130, and the next build makes what a clean build makes. (The signal comes once the
     client's terminal shows the build generating code: in the middle of it, whatever the
     machine's speed.)"""
-    import fcntl
-    import pty
-    import termios
-
     (tmp_path / "src.toy").write_text(big_program(6000))
     assert toyc("build", "src.toy", "-o", "prog", cwd=tmp_path).returncode == 0
     pid = status(served)["pid"]
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    client = subprocess.Popen([*TOYC, "build", "--full", "src.toy", "-o", "prog"],
-                              cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave,
-                              env={**os.environ, "TOYC_PROGRESS_DELAY": "0"})
-    os.close(slave)
-    seen = b""
-    try:
-        while b"generating code" not in seen:
-            chunk = os.read(master, 4096)
-            assert chunk, seen
-            seen += chunk
-        client.send_signal(signal.SIGINT)
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the client and the server closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(master)
-    assert client.wait(timeout=60) == 130 and b"Traceback" not in seen, seen[-2000:]
+    client = on_terminal_until([*TOYC, "build", "--full", "src.toy", "-o", "prog"], tmp_path,
+                               b"generating code")
+    client[0].send_signal(signal.SIGINT)
+    code, out = finish(*client)
+    assert code == 130 and "Traceback" not in out, out[-2000:]
     after = status(served)
     assert after["pid"] == pid and after["builds"] == 1  # the server goes on
     (tmp_path / "src.toy").write_text(big_program(6000, 2))

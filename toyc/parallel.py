@@ -64,7 +64,8 @@ def compile_program(source: Source, chunks: list[Chunk], arch: Arch, need_main: 
     for lo, hi in ranges:
         parent_end, child_end = context.Pipe()
         w = context.Process(target=_worker, args=(source, chunks, lo, hi, arch, need_main,
-                                                  child_end), daemon=True)
+                                                  child_end, [*pipes, parent_end]),
+                            daemon=True)
         w.start()
         child_end.close()
         pipes.append(parent_end)
@@ -123,9 +124,14 @@ def _gather(pipes: list[Connection], kind: str, progress: Progress) -> list:
 
 
 def _worker(source: Source, chunks: list[Chunk], lo: int, hi: int, arch: Arch,
-            need_main: bool, conn: Connection) -> None:
+            need_main: bool, conn: Connection, siblings: list[Connection]) -> None:
     # Ctrl-C on a terminal reaches every process of the group: the parent stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The parent's ends of its pipe and of the workers' forked before: held here, they would
+    # keep the workers waiting for (or writing to) a parent that died, instead of finding the
+    # end of their pipe.
+    for p in siblings:
+        p.close()
     try:
         _work(source, chunks, lo, hi, arch, need_main, conn)
     except BaseException as e:  # (any failure: the parent builds in one process)
