@@ -71,8 +71,8 @@ def send(conn: socket.socket, message: dict, fds: list[int] | None = None) -> No
 
 
 def receive(conn: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[int]]:
-    """One message (None at the end of the connection), and the descriptors that came with
-    it."""
+    """The server's side: the request, the one message a client sends (None at the end of the
+    connection), and the descriptors that came with it."""
     import json
     import socket
 
@@ -92,6 +92,19 @@ def receive(conn: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[i
             return None, []
         buf += more
     return json.loads(buf[4 : 4 + int.from_bytes(buf[:4], "little")]), fds
+
+
+def read_message(reader) -> dict | None:
+    """The next message from a connection's buffered reader (`conn.makefile("rb")`), None at
+    its end. (Buffered: the server's answers can come in one piece with its greeting.)"""
+    import json
+
+    head = reader.read(4)
+    if len(head) < 4:
+        return None
+    n = int.from_bytes(head, "little")
+    data = reader.read(n)
+    return json.loads(data) if len(data) == n else None
 
 
 def served(argv: list[str]) -> dict | None:
@@ -122,14 +135,15 @@ def served(argv: list[str]) -> dict | None:
                                      getattr(f, "errors", None) or "strict"]
                                     for f in (sys.stdin, sys.stdout, sys.stderr)]},
                  [0, 1, 2])
-            hello, _ = receive(conn)
+            reader = conn.makefile("rb")
+            hello = read_message(reader)
         except (OSError, ValueError):
             return None
         if not hello or "pid" not in hello:
             return None  # declined: build in-process
         while True:
             try:
-                answer, _ = receive(conn)
+                answer = read_message(reader)
             except KeyboardInterrupt:  # stop the build as Ctrl-C would stop it in-process
                 try:
                     os.kill(hello["pid"], signal.SIGINT)
@@ -154,8 +168,7 @@ def control(what: str) -> dict | None:
             conn.settimeout(30)
             conn.connect(path)
             send(conn, {"control": what, "identity": identity()})
-            answer, _ = receive(conn)
-            return answer
+            return read_message(conn.makefile("rb"))
     except (OSError, ValueError):
         return None
 
