@@ -128,6 +128,12 @@ def finish(proc: subprocess.Popen, master: int, seen: bytes) -> tuple[int, str]:
     return proc.wait(timeout=120), seen.decode("utf-8", "replace")
 
 
+# Servers a test starts itself run in /, as `client.start` starts them: under `python -m` the
+# working directory is on sys.path, and a checkout's root holds an editable install's
+# metadata, whose directory other tests write to (a server there would decline, seeing it
+# change).
+
+
 def test_served_builds_match_clean_builds(tmp_path: Path, served):
     rnd = random.Random(7)
     program = gen.new_program(rnd)
@@ -204,7 +210,7 @@ def test_a_server_killed_in_a_build_leaves_the_client_building(tmp_path: Path, s
     server = subprocess.Popen([require("strace"), "-f", "-qq", "-o", "/dev/null", "-P",
                                str(tmp_path / "prog"), "-e", "trace=pwrite64", "-e",
                                "inject=pwrite64:signal=SIGKILL:when=1",
-                               sys.executable, "-m", "toyc.server", path],
+                               sys.executable, "-m", "toyc.server", path], cwd="/",
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -268,7 +274,7 @@ def test_no_server_in_a_directory_others_can_enter(tmp_path: Path, monkeypatch):
 def test_one_server_and_its_end_when_idle(tmp_path: Path, served, monkeypatch):
     monkeypatch.setenv("TOYC_SERVER_IDLE", "1")
     path = served.socket_path()
-    servers = [subprocess.Popen([sys.executable, "-m", "toyc.server", path])
+    servers = [subprocess.Popen([sys.executable, "-m", "toyc.server", path], cwd="/")
                for _ in range(2)]
     # one of them holds the lock and serves; the other ends at once
     end = time.monotonic() + 15
@@ -314,7 +320,7 @@ def test_ctrl_c_stops_a_served_build(tmp_path: Path, served):
     server = subprocess.Popen([require("strace"), "-f", "-qq", "-o", "/dev/null", "-P",
                                str(tmp_path / "src.toy"), "-e", "trace=read", "-e",
                                "inject=read:delay_exit=5000000", sys.executable, "-m",
-                               "toyc.server", served.socket_path()],
+                               "toyc.server", served.socket_path()], cwd="/",
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -372,7 +378,7 @@ def test_a_server_killed_at_any_write(tmp_path: Path, served):
         log = tmp_path / f"strace{k}.log"
         n = rnd.randint(1, 30)
         server = subprocess.Popen([*crash.killed_at(n, log), sys.executable, "-m",
-                                   "toyc.server", path], stdin=subprocess.DEVNULL,
+                                   "toyc.server", path], cwd="/", stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             pid = status(served)["pid"]
