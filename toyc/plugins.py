@@ -5,7 +5,7 @@ Built-in plugins are registered by module name, third-party ones through the `to
 group; both answer the same hooks (`hookspecs.py`). Finding the entry points means reading every
 installed distribution's metadata, so the list is cached in the user's cache directory, and
 used while every directory Python finds packages in is as it was (installing or removing a
-distribution changes its directory). An architecture plugin registers objects
+distribution changes its metadata directory). An architecture plugin registers objects
 that answer the questions about the CPU (`toyc.arch.Architecture`); `Arch` wraps one and checks
 its answers. TOYC_PLUGINS, if set, names the entry points to load (comma-separated; empty:
 none). A plugin that fails to load, raises in a hook or a method of its architecture, or returns
@@ -72,18 +72,17 @@ def _load(value: str) -> object:
     return obj
 
 
-def _metadata_time(path: str) -> int | None:
-    """The modification time of directory `path` if it holds distributions' metadata (0: it
-    cannot be read), else None: the working directory, on sys.path under `python -m`,
-    changes all the time without changing what is installed."""
+def _metadata_time(path: str) -> list | int | None:
+    """What is installed in directory `path`: its distributions' metadata directories with
+    their times (a distribution installed, removed or reinstalled changes them; a cache or
+    other file written there does not), None if it holds none, 0 if it cannot be read."""
     try:
         with os.scandir(path or ".") as entries:
-            if not any(e.name.endswith((".dist-info", ".egg-info", ".egg-link"))
-                       for e in entries):
-                return None
-        return os.stat(path or ".").st_mtime_ns
+            found = sorted([e.name, e.stat().st_mtime_ns] for e in entries
+                           if e.name.endswith((".dist-info", ".egg-info", ".egg-link")))
     except OSError:
         return 0
+    return found or None
 
 
 def entry_points() -> list[tuple[str, str]]:
