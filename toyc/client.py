@@ -70,30 +70,6 @@ def send(conn: socket.socket, message: dict, fds: list[int] | None = None) -> No
         conn.sendall(framed)
 
 
-def receive(conn: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[int]]:
-    """The server's side: the request, the one message a client sends (None at the end of the
-    connection), and the descriptors that came with it."""
-    import json
-    import socket
-
-    fds: list[int] = []
-    if with_fds:
-        data, fds, _, _ = socket.recv_fds(conn, 1 << 16, with_fds)
-    else:
-        data = conn.recv(1 << 16)
-    if not data:
-        return None, fds
-    buf = bytearray(data)
-    while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "little"):
-        more = conn.recv(1 << 16)
-        if not more:
-            for fd in fds:
-                os.close(fd)
-            return None, []
-        buf += more
-    return json.loads(buf[4 : 4 + int.from_bytes(buf[:4], "little")]), fds
-
-
 def read_message(reader) -> dict | None:
     """The next message from a connection's buffered reader (`conn.makefile("rb")`), None at
     its end. (Buffered: the server's answers can come in one piece with its greeting.)"""

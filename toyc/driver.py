@@ -121,7 +121,7 @@ def jobs() -> int:
 _LOWERING: tuple[list[A.Decl], Program, Arch] | None = None
 
 
-def _quiet_worker() -> None:
+def quiet_worker() -> None:
     # Ctrl-C on a terminal reaches every process of the group: the build's own process stops
     # the workers, which must not each print a traceback.
     import signal
@@ -155,7 +155,7 @@ def lower_all(decls: list[A.Decl], program: Program, arch: Arch,
     codes = []
     _LOWERING = (decls, program, arch)
     try:
-        with multiprocessing.get_context("fork").Pool(n, _quiet_worker) as pool:
+        with multiprocessing.get_context("fork").Pool(n, quiet_worker) as pool:
             for batch in pool.imap(_lower_range, bounds):
                 codes += batch
                 progress.advance(len(batch))

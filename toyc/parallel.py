@@ -24,14 +24,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import signal
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 
 from toyc import ast as A
 from toyc.check import Program, check
 from toyc.code import Code
-from toyc.driver import lower_decl, parse_chunks
+from toyc.driver import lower_decl, parse_chunks, quiet_worker
 from toyc.plugins import Arch
 from toyc.progress import Progress
 from toyc.source import CompileError, Source
@@ -125,8 +124,7 @@ def _gather(pipes: list[Connection], kind: str, progress: Progress) -> list:
 
 def _worker(source: Source, chunks: list[Chunk], lo: int, hi: int, arch: Arch,
             need_main: bool, conn: Connection, siblings: list[Connection]) -> None:
-    # Ctrl-C on a terminal reaches every process of the group: the parent stops the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_worker()
     # The parent's ends of its pipe and of the workers' forked before: held here, they would
     # keep the workers waiting for (or writing to) a parent that died, instead of finding the
     # end of their pipe.

@@ -72,7 +72,7 @@ def _load(value: str) -> object:
     return obj
 
 
-def _metadata_time(path: str) -> list | int | None:
+def installed_in(path: str) -> list | int | None:
     """What is installed in directory `path`: its distributions' metadata directories with
     their times (a distribution installed, removed or reinstalled changes them; a cache or
     other file written there does not), None if it holds none, 0 if it cannot be read."""
@@ -89,7 +89,7 @@ def entry_points() -> list[tuple[str, str]]:
     """(name, value) of each installed entry point of the `toyc` group, from the cache while
     it holds: the directories on sys.path, with their modification times, are what they were
     when it was written."""
-    key = [[p, _metadata_time(p)] for p in sys.path]
+    key = [[p, installed_in(p)] for p in sys.path]
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "toyc"
     name = hashlib.blake2b(json.dumps([sys.executable, key]).encode(),
                            digest_size=8).hexdigest()

@@ -27,13 +27,32 @@ import socket
 import struct
 import sys
 
-from toyc.client import identity, receive, send
+from toyc.client import identity, send
 
 IDLE_S = 600.0
 COLLECT_AFTER_S = 2.0
 
 
 # ---- the server -------------------------------------------------------------------------------
+
+def receive_request(conn: socket.socket) -> tuple[dict | None, list[int]]:
+    """The request, the one message a client sends (None at the end of the connection), and
+    the descriptors that came with it (its standard input, output and error)."""
+    import json
+
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    if not data:
+        return None, fds
+    buf = bytearray(data)
+    while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "little"):
+        more = conn.recv(1 << 16)
+        if not more:
+            for fd in fds:
+                os.close(fd)
+            return None, []
+        buf += more
+    return json.loads(buf[4 : 4 + int.from_bytes(buf[:4], "little")]), fds
+
 
 def _stat(path: str) -> tuple[int, int, int]:
     try:
@@ -46,9 +65,9 @@ def _stat(path: str) -> tuple[int, int, int]:
 def _installed() -> list:
     """The directories Python finds packages in, with the time of those that hold
     distributions (a plugin installed or removed changes it; see `plugins.entry_points`)."""
-    from toyc.plugins import _metadata_time
+    from toyc.plugins import installed_in
 
-    return [(p, _metadata_time(p)) for p in sys.path]
+    return [(p, installed_in(p)) for p in sys.path]
 
 
 def code_changed(key: dict) -> bool:
@@ -137,7 +156,7 @@ def _handle(conn: socket.socket, key: dict, kept: dict, stats: dict) -> bool:
     _, uid, _ = struct.unpack("3i", creds)
     if uid != os.getuid():
         return True
-    request, fds = receive(conn, with_fds=3)
+    request, fds = receive_request(conn)
     try:
         if request is not None and request.get("control") in ("status", "stop") and \
                 request.get("identity") == identity():
